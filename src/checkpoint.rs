@@ -1,0 +1,381 @@
+//! safetensors checkpoints with PyTorch's names and shapes (`conv1.weight` [16,1,3,3] … `fc2.bias` [10], all F32
+//! little-endian), readable by `safetensors.torch.load_file`.
+//!
+//! The optional SGD momentum is stored under `momentum.<name>` with the same shapes; free-form metadata (epoch, seed,
+//! learning rate, …) goes in the safetensors `__metadata__` map. Saving is atomic (temp file, fsync, rename) and refuses
+//! non-finite values, so a diverged run never overwrites a good checkpoint. Loading checks every name, shape and dtype
+//! and rejects anything else, with a message naming the file and the problem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::tensor::{Dtype, SafeTensorError, TensorView};
+use safetensors::SafeTensors;
+
+use crate::model::{ParamTensor, PARAM_COUNT, PARAM_TENSORS};
+
+/// Prefix of the momentum tensors' names (`momentum.conv1.weight`, …).
+pub const MOMENTUM_PREFIX: &str = "momentum.";
+/// Largest file `load` reads: a valid checkpoint is about 830 KB, 1.7 MB with momentum.
+pub const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
+
+/// A model's parameters in the flat layout of [`crate::model`], with optional momentum and metadata.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoint {
+    /// `PARAM_COUNT` values in [`PARAM_TENSORS`] order.
+    pub params: Vec<f32>,
+    /// SGD momentum buffer, same layout as `params`.
+    pub momentum: Option<Vec<f32>>,
+    /// Stored in the safetensors `__metadata__` map (e.g. epoch, step, seed, lr, momentum, format).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Everything that can go wrong saving or loading a checkpoint. Each message names the file and the problem.
+#[derive(thiserror::Error, Debug)]
+pub enum CheckpointError {
+    #[error("checkpoint {} does not exist", .path.display())]
+    Missing { path: PathBuf },
+    #[error("checkpoint {} is a directory, expected a .safetensors file", .path.display())]
+    IsDirectory { path: PathBuf },
+    #[error("checkpoint {} is {size} bytes, over the {limit}-byte limit (a valid one is about 830 KB); not a checkpoint of this model", .path.display())]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    #[error("checkpoint {} is truncated: {reason}", .path.display())]
+    Truncated { path: PathBuf, reason: String },
+    #[error("checkpoint {} is not a valid safetensors file: {reason}", .path.display())]
+    Format { path: PathBuf, reason: String },
+    #[error("checkpoint {} lacks tensor(s) {}", .path.display(), .names.join(", "))]
+    MissingTensors { path: PathBuf, names: Vec<String> },
+    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's 8 tensors and `momentum.*` are allowed)", .path.display(), .names.join(", "))]
+    UnexpectedTensors { path: PathBuf, names: Vec<String> },
+    #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", .path.display())]
+    WrongShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("checkpoint {}: tensor `{name}` has dtype {found}, expected F32 (convert with `.float()` before saving)", .path.display())]
+    WrongDtype { path: PathBuf, name: String, found: String },
+    #[error("{what} has {got} values, expected {expected}{}", on_save(.path))]
+    WrongLength { path: Option<PathBuf>, what: &'static str, expected: usize, got: usize },
+    #[error("non-finite value {value} in {what} `{name}` at element {index}{}", on_save(.path))]
+    NonFinite { path: Option<PathBuf>, what: &'static str, name: &'static str, index: usize, value: f32 },
+    #[error("I/O error {op} {}: {source}", .path.display())]
+    Io { path: PathBuf, op: &'static str, source: io::Error },
+}
+
+fn on_save(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!("; not saving {} (training diverged?), the previous file is untouched", p.display()),
+        None => String::new(),
+    }
+}
+
+/// Ok if every value is finite; otherwise names the first NaN/inf by tensor and element.
+pub fn check_finite(params: &[f32]) -> Result<(), CheckpointError> {
+    check_finite_as(params, "parameters", None)
+}
+
+fn check_finite_as(values: &[f32], what: &'static str, path: Option<&Path>) -> Result<(), CheckpointError> {
+    let Some(pos) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let (name, index) = PARAM_TENSORS
+        .iter()
+        .find(|t| t.range().contains(&pos))
+        .map_or(("<beyond the model's parameters>", pos), |t| (t.name, pos - t.offset));
+    Err(CheckpointError::NonFinite { path: path.map(Path::to_path_buf), what, name, index, value: values[pos] })
+}
+
+fn check_len(values: &[f32], what: &'static str, path: &Path) -> Result<(), CheckpointError> {
+    if values.len() != PARAM_COUNT {
+        return Err(CheckpointError::WrongLength {
+            path: Some(path.to_path_buf()),
+            what,
+            expected: PARAM_COUNT,
+            got: values.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Write `ckpt` to `path` atomically: a temp file in the same directory, fsync, rename over `path`, fsync the directory.
+/// Refuses non-finite parameters or momentum and wrong lengths before touching the file system.
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    check_len(&ckpt.params, "parameters", path)?;
+    check_finite_as(&ckpt.params, "parameters", Some(path))?;
+    if let Some(m) = &ckpt.momentum {
+        check_len(m, "momentum", path)?;
+        check_finite_as(m, "momentum", Some(path))?;
+    }
+    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(CheckpointError::IsDirectory { path: path.to_path_buf() });
+    }
+    let bytes =
+        serialize(ckpt).map_err(|e| CheckpointError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(path, &bytes)
+}
+
+/// Little-endian bytes of each tensor, under PyTorch's names (and `momentum.` names), plus metadata.
+fn serialize(ckpt: &Checkpoint) -> Result<Vec<u8>, SafeTensorError> {
+    let mut owned: Vec<(String, &ParamTensor, Vec<u8>)> = Vec::new();
+    let mut add = |prefix: &str, values: &[f32]| {
+        for t in &PARAM_TENSORS {
+            let bytes = values[t.range()].iter().flat_map(|v| v.to_le_bytes()).collect();
+            owned.push((format!("{prefix}{}", t.name), t, bytes));
+        }
+    };
+    add("", &ckpt.params);
+    if let Some(m) = &ckpt.momentum {
+        add(MOMENTUM_PREFIX, m);
+    }
+    let views = owned
+        .iter()
+        .map(|(name, t, bytes)| Ok((name.as_str(), TensorView::new(Dtype::F32, t.shape.to_vec(), bytes)?)))
+        .collect::<Result<Vec<_>, SafeTensorError>>()?;
+    let metadata: Option<HashMap<String, String>> =
+        (!ckpt.metadata.is_empty()).then(|| ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    safetensors::serialize(views, metadata)
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Removes the temp file unless disarmed (after a successful rename).
+struct TempGuard<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(self.path);
+        }
+    }
+}
+
+fn io_err(op: &'static str, path: &Path, source: io::Error) -> CheckpointError {
+    CheckpointError::Io { path: path.to_path_buf(), op, source }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    let file_name = path.file_name().ok_or_else(|| CheckpointError::Io {
+        path: path.to_path_buf(),
+        op: "saving",
+        source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.tmp-{}-{n}", file_name.to_string_lossy(), std::process::id()));
+
+    let mut guard = TempGuard { path: &tmp, armed: false };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io_err("creating temp file", &tmp, e))?;
+    guard.armed = true;
+    file.write_all(bytes).map_err(|e| io_err("writing temp file", &tmp, e))?;
+    file.sync_all().map_err(|e| io_err("syncing temp file", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| io_err("renaming temp file onto", path, e))?;
+    guard.armed = false;
+    // Make the rename itself durable. Directories cannot be opened for syncing on every platform; best effort.
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Read and check a checkpoint: the 8 model tensors with PyTorch's shapes, F32; optionally all 8 `momentum.*`.
+pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let p = || path.to_path_buf();
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CheckpointError::Missing { path: p() }),
+        Err(source) => return Err(CheckpointError::Io { path: p(), op: "reading", source }),
+    };
+    if meta.is_dir() {
+        return Err(CheckpointError::IsDirectory { path: p() });
+    }
+    if meta.len() > MAX_CHECKPOINT_BYTES {
+        return Err(CheckpointError::TooLarge { path: p(), size: meta.len(), limit: MAX_CHECKPOINT_BYTES });
+    }
+    let bytes = fs::read(path).map_err(|source| CheckpointError::Io { path: p(), op: "reading", source })?;
+    if bytes.len() as u64 > MAX_CHECKPOINT_BYTES {
+        return Err(CheckpointError::TooLarge { path: p(), size: bytes.len() as u64, limit: MAX_CHECKPOINT_BYTES });
+    }
+    decode(&bytes, path)
+}
+
+fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let p = || path.to_path_buf();
+    let Some(len_bytes) = bytes.get(..8) else {
+        let reason = format!("{} bytes, shorter than the 8-byte header length", bytes.len());
+        return Err(CheckpointError::Truncated { path: p(), reason });
+    };
+    let mut n = [0u8; 8];
+    n.copy_from_slice(len_bytes);
+    let header_len = u64::from_le_bytes(n);
+    let available = bytes.len() as u64 - 8;
+    if header_len > available {
+        let reason = format!(
+            "the header length field says {header_len} bytes but only {available} bytes follow (truncated, or not a safetensors file)"
+        );
+        return Err(CheckpointError::Truncated { path: p(), reason });
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
+
+    // Names: the 8 model tensors, optionally all 8 momentum tensors, nothing else.
+    let mut names: Vec<&str> = st.names();
+    names.sort_unstable();
+    let expected = |name: &str| PARAM_TENSORS.iter().any(|t| t.name == name);
+    let unexpected: Vec<String> = names
+        .iter()
+        .filter(|n| !expected(n) && !n.strip_prefix(MOMENTUM_PREFIX).is_some_and(expected))
+        .map(|n| n.to_string())
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(CheckpointError::UnexpectedTensors { path: p(), names: unexpected });
+    }
+    let has_momentum = names.iter().any(|n| n.starts_with(MOMENTUM_PREFIX));
+    let mut missing = Vec::new();
+    for t in &PARAM_TENSORS {
+        if names.binary_search(&t.name).is_err() {
+            missing.push(t.name.to_string());
+        }
+        let m = format!("{MOMENTUM_PREFIX}{}", t.name);
+        if has_momentum && names.binary_search(&m.as_str()).is_err() {
+            missing.push(m);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CheckpointError::MissingTensors { path: p(), names: missing });
+    }
+
+    let read = |prefix: &str| -> Result<Vec<f32>, CheckpointError> {
+        let mut values = vec![0.0f32; PARAM_COUNT];
+        for t in &PARAM_TENSORS {
+            let name = format!("{prefix}{}", t.name);
+            let view = st.tensor(&name).map_err(|e| CheckpointError::Format { path: p(), reason: e.to_string() })?;
+            if view.dtype() != Dtype::F32 {
+                return Err(CheckpointError::WrongDtype { path: p(), name, found: view.dtype().to_string() });
+            }
+            if view.shape() != t.shape {
+                let found = view.shape().to_vec();
+                return Err(CheckpointError::WrongShape { path: p(), name, expected: t.shape.to_vec(), found });
+            }
+            // Shape and dtype match, and safetensors checked the byte length against them.
+            for (dst, src) in values[t.range()].iter_mut().zip(view.data().chunks_exact(4)) {
+                *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+            }
+        }
+        Ok(values)
+    };
+    let params = read("")?;
+    let momentum = if has_momentum { Some(read(MOMENTUM_PREFIX)?) } else { None };
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
+    let metadata = header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    Ok(Checkpoint { params, momentum, metadata: metadata.unwrap_or_default() })
+}
+
+/// Turn safetensors' parse errors into messages a user can act on.
+fn map_safetensors_error(e: SafeTensorError, bytes: &[u8], header_len: u64, path: &Path) -> CheckpointError {
+    let path = path.to_path_buf();
+    let format = |reason: String| CheckpointError::Format { path: path.clone(), reason };
+    match e {
+        SafeTensorError::MetadataIncompleteBuffer => {
+            let available = (bytes.len() as u64).saturating_sub(8 + header_len);
+            match declared_data_len(bytes, header_len) {
+                Some(claimed) if claimed > available => CheckpointError::Truncated {
+                    path,
+                    reason: format!(
+                        "the header describes {claimed} bytes of tensor data, but only {available} follow it"
+                    ),
+                },
+                Some(claimed) => format(format!(
+                    "the header describes {claimed} bytes of tensor data, but {available} follow it (trailing bytes)"
+                )),
+                None => format("tensor data does not exactly fill the file".to_string()),
+            }
+        }
+        SafeTensorError::HeaderTooLarge => {
+            format(format!("header length {header_len} is over safetensors' 100 MB limit"))
+        }
+        SafeTensorError::HeaderTooSmall | SafeTensorError::InvalidHeaderLength => {
+            format(format!("header length {header_len} does not fit the file"))
+        }
+        SafeTensorError::InvalidHeader(err) => format(format!("header is not UTF-8: {err}")),
+        SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization(_)
+        | SafeTensorError::JsonError(_) => format(format!("header is not valid safetensors JSON: {e}")),
+        SafeTensorError::InvalidOffset(name) => {
+            format(format!("data offsets of tensor `{name}` are invalid (overlapping, out of order or leaving gaps)"))
+        }
+        SafeTensorError::TensorInvalidInfo | SafeTensorError::ValidationOverflow | SafeTensorError::MisalignedSlice => {
+            format(format!("a tensor's shape and dtype do not match its data offsets ({e})"))
+        }
+        other => format(other.to_string()),
+    }
+}
+
+/// Largest end offset any tensor in the (already length-checked) header declares, if the header is readable.
+fn declared_data_len(bytes: &[u8], header_len: u64) -> Option<u64> {
+    let header = bytes.get(8..8usize.checked_add(usize::try_from(header_len).ok()?)?)?;
+    let value: serde_json::Value = serde_json::from_slice(header).ok()?;
+    value
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .filter_map(|(_, info)| info.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ckpt(momentum: bool) -> Checkpoint {
+        let params: Vec<f32> = (0..PARAM_COUNT).map(|i| (i as f32 * 0.37).sin()).collect();
+        let momentum = momentum.then(|| params.iter().map(|v| v * -0.5).collect());
+        Checkpoint { params, momentum, metadata: BTreeMap::from([("epoch".into(), "3".into())]) }
+    }
+
+    #[test]
+    fn serialize_then_decode_roundtrips() {
+        for m in [false, true] {
+            let c = ckpt(m);
+            let bytes = serialize(&c).unwrap();
+            let d = decode(&bytes, Path::new("mem")).unwrap();
+            assert_eq!(
+                d.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                c.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(d.momentum.is_some(), m);
+            assert_eq!(d.metadata, c.metadata);
+        }
+    }
+
+    #[test]
+    fn check_finite_names_tensor_and_element() {
+        let mut p = vec![0.0f32; PARAM_COUNT];
+        assert!(check_finite(&p).is_ok());
+        p[PARAM_TENSORS[4].offset + 7] = f32::NAN;
+        let msg = check_finite(&p).unwrap_err().to_string();
+        assert!(msg.contains("fc1.weight") && msg.contains("element 7") && msg.contains("NaN"), "{msg}");
+        p[3] = f32::INFINITY;
+        assert!(check_finite(&p).unwrap_err().to_string().contains("conv1.weight"));
+    }
+
+    #[test]
+    fn short_buffers_are_truncated_errors() {
+        for n in [0, 1, 7] {
+            assert!(matches!(decode(&vec![0u8; n], Path::new("m")), Err(CheckpointError::Truncated { .. })));
+        }
+        let mut b = u64::MAX.to_le_bytes().to_vec();
+        b.extend_from_slice(b"{}");
+        assert!(matches!(decode(&b, Path::new("m")), Err(CheckpointError::Truncated { .. })));
+    }
+}

@@ -1,0 +1,40 @@
+//! What trains and evaluates the network, whatever runs it: the GPU (`gpu::network`) or the CPU reference
+//! (`reference::engine`).
+
+/// Per-epoch or per-evaluation sums as an engine reports them.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub count: usize,
+}
+
+impl Metrics {
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+}
+
+/// What trains and evaluates the network: the GPU engine or the CPU reference.
+pub trait Engine {
+    /// Trains one epoch in `order`. `progress(steps_done, running)` is called now and then; returning false stops the
+    /// epoch early (Ctrl-C). Returns the epoch's metrics and the mean loss of every step that ran.
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        lr: f32,
+        momentum: f32,
+        progress: &mut dyn FnMut(usize, &Metrics) -> bool,
+    ) -> anyhow::Result<(Metrics, Vec<f32>)>;
+    /// Loss, accuracy and every prediction on the test set.
+    fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)>;
+    fn steps_per_epoch(&self) -> usize;
+    fn params(&self) -> anyhow::Result<Vec<f32>>;
+    fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()>;
+    fn momentum(&self) -> anyhow::Result<Vec<f32>>;
+    fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()>;
+}
+

@@ -1,0 +1,206 @@
+//! Every WGSL shader, its entry points and the bindings the host gives each one, and the pipelines built from them.
+//!
+//! `SHADERS` is the single table both the engine and the shader-hygiene test read: the test validates each file with
+//! naga and checks that each entry point's bindings (group 0, binding, read-only or read-write) match `bindings` here.
+
+use std::collections::HashMap;
+
+use super::{Gpu, GpuError};
+
+/// How a binding is used by a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+    /// `var<uniform>` with a dynamic offset: the per-step block (start, n, index).
+    Step,
+    /// `var<uniform>` without a dynamic offset.
+    Uniform,
+}
+
+/// One shader file: its source, its entry points and their bindings (binding i = `bindings[i]`).
+pub struct Shader {
+    pub file: &'static str,
+    pub source: &'static str,
+    pub entry_points: &'static [&'static str],
+    pub bindings: &'static [Access],
+    /// Threads per workgroup (the shader's `WG`).
+    pub workgroup: u32,
+}
+
+use Access::*;
+
+macro_rules! shader {
+    ($file:literal, [$($entry:literal),+], [$($b:expr),+], $wg:expr) => {
+        Shader {
+            file: $file,
+            source: include_str!(concat!("../../shaders/", $file)),
+            entry_points: &[$($entry),+],
+            bindings: &[$($b),+],
+            workgroup: $wg,
+        }
+    };
+}
+
+pub const SHADERS: &[Shader] = &[
+    shader!("load_batch.wgsl", ["load_batch"], [Read, Read, Read, ReadWrite, ReadWrite, Step], 256),
+    shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Read, ReadWrite, Step], 64),
+    shader!("conv2d_backward_input.wgsl", ["conv2d_backward_input"], [Read, Read, ReadWrite, Step], 64),
+    shader!("conv2d_backward_weight.wgsl", ["conv2d_backward_weight"], [Read, Read, ReadWrite, Step], 256),
+    shader!("maxpool_forward.wgsl", ["maxpool_forward"], [Read, ReadWrite, Step], 256),
+    shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
+    shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 64),
+    shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 64),
+    shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 64),
+    shader!(
+        "softmax_cross_entropy.wgsl",
+        ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
+        [Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Step],
+        256
+    ),
+    shader!("sgd_step.wgsl", ["sgd_step"], [Read, ReadWrite, ReadWrite, Uniform], 256),
+];
+
+pub fn shader_for(entry: &str) -> &'static Shader {
+    SHADERS.iter().find(|s| s.entry_points.contains(&entry)).unwrap_or_else(|| panic!("no shader has entry point {entry}"))
+}
+
+/// Size in bytes of the per-step uniform block (`struct Step { start, n, index, _pad }`).
+pub const STEP_BYTES: u64 = 16;
+
+/// A compute pipeline for one entry point with one set of override constants, and its bind group layout.
+pub struct Kernel {
+    pub entry: &'static str,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub bindings: &'static [Access],
+    pub workgroup: u32,
+}
+
+/// Creates shader modules once and pipelines on demand.
+pub struct Kernels {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+}
+
+impl Kernels {
+    pub fn new(gpu: &Gpu) -> Result<Kernels, GpuError> {
+        let mut modules = HashMap::new();
+        for s in SHADERS {
+            let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(s.file),
+                source: wgpu::ShaderSource::Wgsl(s.source.into()),
+            });
+            modules.insert(s.file, module);
+        }
+        gpu.check()?;
+        Ok(Kernels { modules })
+    }
+
+    /// A pipeline for `entry` with the given override constants.
+    pub fn kernel(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
+        let shader = shader_for(entry);
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, a)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match a {
+                    Read | ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: *a == Read },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Step => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(STEP_BYTES),
+                    },
+                    Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(entry),
+            entries: &entries,
+        });
+        let pipeline_layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pipeline_layout),
+            module: &self.modules[shader.file],
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        gpu.check()?;
+        Ok(Kernel { entry, pipeline, layout, bindings: shader.bindings, workgroup: shader.workgroup })
+    }
+}
+
+impl Kernel {
+    /// A bind group over `buffers` in binding order; a `Step` binding is the step buffer's first `STEP_BYTES`.
+    pub fn bind(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        assert_eq!(buffers.len(), self.bindings.len(), "{}: wrong number of buffers", self.entry);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .zip(self.bindings)
+            .enumerate()
+            .map(|(i, (b, a))| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: match a {
+                    Step => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: b,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(STEP_BYTES),
+                    }),
+                    _ => b.as_entire_binding(),
+                },
+            })
+            .collect();
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(self.entry), layout: &self.layout, entries: &entries })
+    }
+
+    /// Records one dispatch of `threads` threads (split over x and y to stay under 65,535 workgroups per dimension).
+    /// `step_offset` is the dynamic offset of this dispatch's step block, for kernels that have one.
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, group: &wgpu::BindGroup, step_offset: Option<u32>, threads: u64) {
+        let groups = threads.div_ceil(self.workgroup as u64).max(1);
+        self.dispatch_workgroups(pass, group, step_offset, groups);
+    }
+
+    /// Records one dispatch of exactly `groups` workgroups.
+    pub fn dispatch_workgroups(&self, pass: &mut wgpu::ComputePass, group: &wgpu::BindGroup, step_offset: Option<u32>, groups: u64) {
+        pass.set_pipeline(&self.pipeline);
+        match step_offset {
+            Some(o) => pass.set_bind_group(0, group, &[o]),
+            None => pass.set_bind_group(0, group, &[]),
+        }
+        let (x, y) = split_groups(groups);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+/// Splits a workgroup count into (x, y) with x ≤ 65,535; the shaders compute their index as gid.x + gid.y·nwg.x·WG, so
+/// the few extra threads of the last row exit on their bounds check.
+pub fn split_groups(groups: u64) -> (u32, u32) {
+    const MAX: u64 = 65_535;
+    if groups <= MAX {
+        (groups as u32, 1)
+    } else {
+        let y = groups.div_ceil(MAX);
+        let x = groups.div_ceil(y);
+        (x as u32, y as u32)
+    }
+}

@@ -1,0 +1,382 @@
+//! The GPU side: instance and adapter choice, the device with its limits, waits that time out, and buffer helpers.
+//!
+//! `kernels` lists every WGSL shader with its entry points and bindings and builds the pipelines; `network` holds the
+//! network's buffers and records the forward, backward and optimizer dispatches.
+
+pub mod kernels;
+pub mod network;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use wgpu::util::DeviceExt;
+
+/// Errors from the GPU side. Each names the adapter where one was chosen.
+#[derive(thiserror::Error, Debug)]
+pub enum GpuError {
+    #[error("no GPU adapter found{backend}. On Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` provides a software Vulkan adapter (lavapipe); or pass `--device cpu`")]
+    NoAdapter { backend: String },
+    #[error("no adapter matches `{selection}`; available adapters:\n{choices}")]
+    NoMatch { selection: String, choices: String },
+    #[error("could not open a device on {adapter}: {message}")]
+    RequestDevice { adapter: String, message: String },
+    #[error("{what} needs {needed} but {adapter} allows at most {limit} ({limit_name}); use a smaller batch size")]
+    TooLarge { what: String, needed: u64, limit: u64, limit_name: &'static str, adapter: String },
+    #[error("the GPU did not finish {what} within {secs} s on {adapter} (a hang or a very slow adapter; set GPU_CNN_TIMEOUT_S to wait longer)")]
+    Timeout { what: String, secs: u64, adapter: String },
+    #[error("GPU device lost on {adapter}: {reason}")]
+    DeviceLost { adapter: String, reason: String },
+    #[error("GPU error on {adapter}: {message}")]
+    Device { adapter: String, message: String },
+    #[error("reading back {what} from {adapter} failed: {message}")]
+    Readback { what: String, adapter: String, message: String },
+}
+
+/// What the user asked for with `--adapter` and `--backend`.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterSelection {
+    /// An index into `gpu-cnn adapters`, or a case-insensitive substring of the adapter name.
+    pub adapter: Option<String>,
+    pub backend: Option<wgpu::Backend>,
+}
+
+/// An adapter as `gpu-cnn adapters` lists it and as every result records it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub vendor: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+impl AdapterSummary {
+    fn new(index: usize, info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            index,
+            name: info.name.clone(),
+            vendor: format!("{:#06x}", info.vendor),
+            backend: backend_name(info.backend).to_string(),
+            device_type: device_type_name(info.device_type).to_string(),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.device_type == "cpu"
+    }
+
+    /// One line: name, backend, type, driver (and "software adapter" where it is one).
+    pub fn line(&self) -> String {
+        let soft = if self.is_software() { ", a software adapter (runs on the CPU)" } else { "" };
+        format!(
+            "{} ({}, {}, driver {} {}){}",
+            self.name, self.backend, self.device_type, self.driver, self.driver_info, soft
+        )
+    }
+}
+
+pub fn backend_name(b: wgpu::Backend) -> &'static str {
+    match b {
+        wgpu::Backend::Vulkan => "vulkan",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        wgpu::Backend::Gl => "gl",
+        wgpu::Backend::BrowserWebGpu => "webgpu",
+        _ => "other",
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete-gpu",
+        wgpu::DeviceType::IntegratedGpu => "integrated-gpu",
+        wgpu::DeviceType::VirtualGpu => "virtual-gpu",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// Parses `--backend`.
+pub fn parse_backend(s: &str) -> Result<wgpu::Backend, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backend::Vulkan),
+        "metal" => Ok(wgpu::Backend::Metal),
+        "dx12" | "d3d12" => Ok(wgpu::Backend::Dx12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backend::Gl),
+        other => Err(format!("unknown backend `{other}` (expected vulkan, metal, dx12 or gl)")),
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter wgpu finds, in a stable order (as `gpu-cnn adapters` numbers them).
+pub fn enumerate(backend: Option<wgpu::Backend>) -> Vec<(AdapterSummary, wgpu::Adapter)> {
+    enumerate_backends(match backend {
+        Some(b) => wgpu::Backends::from(b),
+        None => wgpu::Backends::all(),
+    })
+}
+
+/// Every adapter of `backends`, in a stable order.
+pub fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary, wgpu::Adapter)> {
+    let inst = instance();
+    let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+    // Stable order: by backend preference, then name.
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (backend_rank(i.backend), i.name.clone())
+    });
+    adapters.into_iter().enumerate().map(|(i, a)| (AdapterSummary::new(i, &a.get_info()), a)).collect()
+}
+
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan => 0,
+        wgpu::Backend::Metal => 1,
+        wgpu::Backend::Dx12 => 2,
+        wgpu::Backend::Gl => 3,
+        _ => 4,
+    }
+}
+
+fn type_rank(t: &str) -> u8 {
+    match t {
+        "discrete-gpu" => 0,
+        "integrated-gpu" => 1,
+        "virtual-gpu" => 2,
+        "other" => 3,
+        _ => 4, // cpu
+    }
+}
+
+/// Picks the adapter the selection names, or the best one: a discrete GPU before an integrated one before software,
+/// Vulkan/Metal/DX12 before GL.
+pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter), GpuError> {
+    // GL is a last resort: probing it is slow and noisy (EGL warnings), so only look there when asked to, when an
+    // adapter is named, or when no Vulkan, Metal or DX12 adapter exists.
+    let mut all = match (sel.backend, &sel.adapter) {
+        (Some(b), _) => enumerate_backends(b.into()),
+        (None, Some(_)) => enumerate_backends(wgpu::Backends::all()),
+        (None, None) => enumerate_backends(wgpu::Backends::PRIMARY),
+    };
+    if all.is_empty() && sel.backend.is_none() {
+        all = enumerate_backends(wgpu::Backends::all());
+    }
+    if all.is_empty() {
+        let backend = sel.backend.map(|b| format!(" for backend {}", backend_name(b))).unwrap_or_default();
+        return Err(GpuError::NoAdapter { backend });
+    }
+    let choices = all.iter().map(|(s, _)| format!("  {}: {}", s.index, s.line())).collect::<Vec<_>>().join("\n");
+    match &sel.adapter {
+        None => {
+            let best = all
+                .into_iter()
+                .min_by_key(|(s, a)| (type_rank(&s.device_type), backend_rank(a.get_info().backend), s.index))
+                .expect("non-empty");
+            Ok(best)
+        }
+        Some(text) => {
+            let found = if let Ok(i) = text.parse::<usize>() {
+                all.into_iter().find(|(s, _)| s.index == i)
+            } else {
+                let needle = text.to_lowercase();
+                all.into_iter().find(|(s, _)| s.name.to_lowercase().contains(&needle))
+            };
+            found.ok_or_else(|| GpuError::NoMatch { selection: text.clone(), choices })
+        }
+    }
+}
+
+/// An open device on one adapter.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    timeout: Duration,
+    errors: Arc<Mutex<Vec<String>>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+/// The default wait limit for one GPU submission; `GPU_CNN_TIMEOUT_S` overrides it.
+pub const DEFAULT_TIMEOUT_S: u64 = 300;
+
+impl Gpu {
+    /// Opens the selected (or best) adapter with the limits this engine needs: the adapter's own storage-binding and
+    /// buffer-size limits (so large datasets and batches fit where the adapter allows), everything else at defaults.
+    pub fn open(sel: &AdapterSelection) -> Result<Gpu, GpuError> {
+        let (summary, adapter) = choose(sel)?;
+        Self::open_adapter(summary, adapter)
+    }
+
+    pub fn open_adapter(summary: AdapterSummary, adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+        // Ask for what the adapter offers (its own storage-binding and buffer-size limits, so large batches fit where the
+        // adapter allows); sizes are then checked against these limits up front with a clear message.
+        let required_limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("gpu-cnn"),
+            required_features: features,
+            required_limits: required_limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::RequestDevice { adapter: summary.line(), message: e.to_string() })?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut l) = lost_sink.lock() {
+                *l = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        let secs = std::env::var("GPU_CNN_TIMEOUT_S").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_S);
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: summary,
+            limits: required_limits,
+            features,
+            timeout: Duration::from_secs(secs),
+            errors,
+            lost,
+        })
+    }
+
+    /// Fails with the first error the device reported since the last check (validation, out of memory, device loss).
+    pub fn check(&self) -> Result<(), GpuError> {
+        if let Some(reason) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(GpuError::DeviceLost { adapter: self.adapter.line(), reason });
+        }
+        let first = self.errors.lock().ok().and_then(|mut v| if v.is_empty() { None } else { Some(v.remove(0)) });
+        match first {
+            Some(message) => Err(GpuError::Device { adapter: self.adapter.line(), message }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for a submission, at most the timeout; `what` names the work in the error.
+    pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<(), GpuError> {
+        let r = self.device.poll(wgpu::PollType::Wait { submission_index: index, timeout: Some(self.timeout) });
+        if let Err(e) = r {
+            self.check()?;
+            return Err(match e {
+                wgpu::PollError::Timeout => GpuError::Timeout {
+                    what: what.to_string(),
+                    secs: self.timeout.as_secs(),
+                    adapter: self.adapter.line(),
+                },
+                other => GpuError::Device { adapter: self.adapter.line(), message: other.to_string() },
+            });
+        }
+        self.check()
+    }
+
+    /// A storage buffer initialized from `data` (also copyable both ways).
+    pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer, GpuError> {
+        self.check_size(label, data.len() as u64)?;
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: data,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }))
+    }
+
+    /// A zeroed storage buffer of `bytes` bytes.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let bytes = bytes.max(4).next_multiple_of(4);
+        self.check_size(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Refuses a buffer larger than the adapter's binding limit, with the limit, the size and the adapter named.
+    pub fn check_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: format!("buffer `{what}`"),
+                needed: bytes,
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+                adapter: self.adapter.line(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` back to the host (waits, with the timeout).
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64, what: &str) -> Result<Vec<u8>, GpuError> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+        let idx = self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(Some(idx), what)?;
+        let mapped = rx.recv_timeout(self.timeout).map_err(|e| GpuError::Readback {
+            what: what.to_string(),
+            adapter: self.adapter.line(),
+            message: e.to_string(),
+        })?;
+        mapped.map_err(|e| GpuError::Readback {
+            what: what.to_string(),
+            adapter: self.adapter.line(),
+            message: e.to_string(),
+        })?;
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Readback { what: what.to_string(), adapter: self.adapter.line(), message: e.to_string() })?
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset_elems: usize, len: usize, what: &str) -> Result<Vec<f32>, GpuError> {
+        let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    pub fn read_u32(&self, buffer: &wgpu::Buffer, offset_elems: usize, len: usize, what: &str) -> Result<Vec<u32>, GpuError> {
+        let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// Packs bytes four to a u32 (little-endian), as the shaders read u8 data.
+pub fn pack_u8(bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.resize(bytes.len().next_multiple_of(4).max(4), 0);
+    v
+}

@@ -1,0 +1,519 @@
+//! The network on the GPU: its buffers, the pipelines of each layer, and the recorded sequence of dispatches for one
+//! training step (forward → loss → backward → SGD) and for evaluation.
+//!
+//! All state lives on the device: the datasets as u8, the one contiguous parameter buffer with its gradient and
+//! momentum twins, every activation, and running sums of loss and accuracy. The host records many steps into one
+//! command buffer per submission and reads back only metrics.
+
+use crate::data::Split;
+use crate::engine::{Engine, Metrics};
+use crate::model::*;
+
+use super::kernels::{Kernel, Kernels, STEP_BYTES};
+use super::{pack_u8, Gpu, GpuError};
+
+/// Evaluation batch size (a chunk of the test set per forward pass).
+pub const EVAL_BATCH: usize = 250;
+/// Training steps recorded into one command buffer before it is submitted.
+pub const STEPS_PER_SUBMIT: usize = 32;
+
+/// How many threads (or workgroups) one dispatch of an op needs for a batch of n.
+#[derive(Clone, Copy, Debug)]
+enum Size {
+    /// `per_sample · n` threads.
+    PerSample(u64),
+    /// `blocks · ⌈n / tb⌉` threads (register-blocked over the batch).
+    Blocked { blocks: u64, tb: u64 },
+    /// A fixed number of workgroups.
+    Groups(u64),
+}
+
+/// One recorded dispatch: a pipeline, its bind group and its size.
+struct Op {
+    kernel: Kernel,
+    group: wgpu::BindGroup,
+    size: Size,
+}
+
+impl Op {
+    fn record(&self, pass: &mut wgpu::ComputePass, step_offset: Option<u32>, n: usize) {
+        let n = n as u64;
+        match self.size {
+            Size::PerSample(p) => self.kernel.dispatch(pass, &self.group, step_offset, p * n),
+            Size::Blocked { blocks, tb } => self.kernel.dispatch(pass, &self.group, step_offset, blocks * n.div_ceil(tb)),
+            Size::Groups(g) => self.kernel.dispatch_workgroups(pass, &self.group, step_offset, g),
+        }
+    }
+}
+
+/// A dataset on the device: images and labels as packed u8, and the sample order.
+pub struct DeviceSplit {
+    pub len: usize,
+    images: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    indices: wgpu::Buffer,
+}
+
+impl DeviceSplit {
+    pub fn upload(gpu: &Gpu, name: &str, split: &Split) -> Result<DeviceSplit, GpuError> {
+        let len = split.len();
+        let identity: Vec<u32> = (0..len as u32).collect();
+        Ok(DeviceSplit {
+            len,
+            images: gpu.storage_init(&format!("{name} images"), &pack_u8(&split.images))?,
+            labels: gpu.storage_init(&format!("{name} labels"), &pack_u8(&split.labels))?,
+            indices: gpu.storage_init(&format!("{name} order"), bytemuck::cast_slice(&identity.iter().copied().chain([0]).collect::<Vec<_>>()))?,
+        })
+    }
+}
+
+/// The activations and gradients of one batch.
+struct Activations {
+    x: wgpu::Buffer,
+    y: wgpu::Buffer,
+    a1: wgpu::Buffer,
+    p1: wgpu::Buffer,
+    a2: wgpu::Buffer,
+    p2: wgpu::Buffer,
+    h: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    dlogits: wgpu::Buffer,
+    dh: wgpu::Buffer,
+    dp2: wgpu::Buffer,
+    dz2: wgpu::Buffer,
+    dp1: wgpu::Buffer,
+    dz1: wgpu::Buffer,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StepBlock {
+    start: u32,
+    n: u32,
+    index: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Hyper {
+    lr: f32,
+    momentum: f32,
+    count: u32,
+    _pad: u32,
+}
+
+/// The study's network on one GPU.
+pub struct GpuNetwork {
+    pub gpu: Gpu,
+    pub batch: usize,
+    pub train: Option<DeviceSplit>,
+    pub test: DeviceSplit,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    momentum: wgpu::Buffer,
+    hyper: wgpu::Buffer,
+    steps: wgpu::Buffer,
+    step_stride: u64,
+    train_steps: usize,
+    eval_steps: usize,
+    metrics: wgpu::Buffer,
+    step_loss: wgpu::Buffer,
+    preds: wgpu::Buffer,
+    acts: Activations,
+    load_train: Option<Op>,
+    load_test: Op,
+    forward: Vec<Op>,
+    loss_backward: Op,
+    loss_forward: Op,
+    backward: Vec<Op>,
+    sgd: Op,
+    /// Seconds spent creating shader modules and pipelines.
+    pub pipeline_seconds: f64,
+}
+
+impl GpuNetwork {
+    /// Uploads the data, creates every buffer and pipeline, and sets the parameters.
+    pub fn new(gpu: Gpu, batch: usize, train: Option<&Split>, test: &Split, params: &[f32]) -> Result<GpuNetwork, GpuError> {
+        assert_eq!(params.len(), PARAM_COUNT);
+        assert!(batch > 0);
+        let cap = batch.max(EVAL_BATCH);
+        let f32b = |n: usize| (n * 4) as u64;
+        // The largest activation decides whether the batch fits the adapter's binding limit: say so up front.
+        let largest = f32b(cap * C1 * H1 * H1);
+        if largest > gpu.limits.max_storage_buffer_binding_size {
+            return Err(GpuError::TooLarge {
+                what: format!("batch size {batch} (conv1 activations: {cap} × 16 × 28 × 28 floats)"),
+                needed: largest,
+                limit: gpu.limits.max_storage_buffer_binding_size,
+                limit_name: "max_storage_buffer_binding_size",
+                adapter: gpu.adapter.line(),
+            });
+        }
+
+        let t0 = std::time::Instant::now();
+        let kernels = Kernels::new(&gpu)?;
+        let train = train.map(|s| DeviceSplit::upload(&gpu, "train", s)).transpose()?;
+        let test = DeviceSplit::upload(&gpu, "test", test)?;
+        let st = |label: &str, n: usize| gpu.storage(label, f32b(n));
+        let acts = Activations {
+            x: st("x", cap * IMAGE_PIXELS)?,
+            y: st("labels", cap)?,
+            a1: st("a1", cap * C1 * H1 * H1)?,
+            p1: st("p1", cap * C1 * P1 * P1)?,
+            a2: st("a2", cap * C2 * P1 * P1)?,
+            p2: st("p2", cap * FLAT)?,
+            h: st("h", cap * HIDDEN)?,
+            logits: st("logits", cap * CLASSES)?,
+            dlogits: st("dlogits", cap * CLASSES)?,
+            dh: st("dh", cap * HIDDEN)?,
+            dp2: st("dp2", cap * FLAT)?,
+            dz2: st("dz2", cap * C2 * P1 * P1)?,
+            dp1: st("dp1", cap * C1 * P1 * P1)?,
+            dz1: st("dz1", cap * C1 * H1 * H1)?,
+        };
+        let params_buf = gpu.storage_init("params", bytemuck::cast_slice(params))?;
+        let grads = st("grads", PARAM_COUNT)?;
+        let momentum = st("momentum", PARAM_COUNT)?;
+        let hyper = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hyper"),
+            size: std::mem::size_of::<Hyper>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let train_len = train.as_ref().map_or(0, |t| t.len);
+        let train_steps = train_len.div_ceil(batch);
+        let eval_steps = test.len.max(train_len).div_ceil(EVAL_BATCH);
+        let step_stride = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(STEP_BYTES);
+        let entries = train_steps + eval_steps;
+        let steps = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("steps"),
+            size: step_stride * entries as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let metrics = st("metrics", 4)?;
+        let step_loss = st("step loss", entries)?;
+        let preds_buf = gpu.storage("predictions", 4 * test.len.max(train_len).max(1) as u64)?;
+
+        let c = |name: &'static str, v: usize| (name, v as f64);
+        let relu = |on: bool| ("RELU", if on { 1.0 } else { 0.0 });
+        let a = &acts;
+        let op = |kernel: Kernel, bufs: &[&wgpu::Buffer], size: Size| {
+            let group = kernel.bind(&gpu, bufs);
+            Op { kernel, group, size }
+        };
+
+        let load = |split: &DeviceSplit| -> Result<Op, GpuError> {
+            let k = kernels.kernel(&gpu, "load_batch", &[])?;
+            Ok(op(k, &[&split.images, &split.labels, &split.indices, &a.x, &a.y, &steps], Size::PerSample(IMAGE_PIXELS as u64)))
+        };
+        let load_train = train.as_ref().map(load).transpose()?;
+        let load_test = load(&test)?;
+
+        let conv = |cin, cout, h, w_off, b_off| {
+            kernels.kernel(
+                &gpu,
+                "conv2d_forward",
+                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off), relu(true)],
+            )
+        };
+        let pool = |ch, h| kernels.kernel(&gpu, "maxpool_forward", &[c("C", ch), c("H", h), c("W", h)]);
+        let dense = |inp, out, w_off, b_off, r| {
+            kernels.kernel(&gpu, "dense_forward", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
+        };
+        let blocks16 = |cout: usize| cout.div_ceil(16) as u64;
+        let forward = vec![
+            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps], Size::PerSample((H1 * H1) as u64 * blocks16(C1))),
+            op(pool(C1, H1)?, &[&a.a1, &a.p1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
+            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps], Size::PerSample((P1 * P1) as u64 * blocks16(C2))),
+            op(pool(C2, P1)?, &[&a.a2, &a.p2, &steps], Size::PerSample(FLAT as u64)),
+            op(dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?, &[&a.p2, &params_buf, &a.h, &steps], Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 }),
+            op(dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?, &[&a.h, &params_buf, &a.logits, &steps], Size::Blocked { blocks: CLASSES.div_ceil(4) as u64, tb: 4 }),
+        ];
+        let loss_bufs = [&a.logits, &a.y, &a.dlogits, &preds_buf, &metrics, &step_loss, &steps];
+        let loss_backward = op(kernels.kernel(&gpu, "softmax_cross_entropy_backward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
+        let loss_forward = op(kernels.kernel(&gpu, "softmax_cross_entropy_forward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
+
+        let dense_bw = |inp: usize, out: usize, w_off, b_off| {
+            kernels.kernel(&gpu, "dense_backward_weight", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
+        };
+        let dense_bi = |inp, out, w_off, r| {
+            kernels.kernel(&gpu, "dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
+        };
+        let pool_b = |ch, h| kernels.kernel(&gpu, "maxpool_backward", &[c("C", ch), c("H", h), c("W", h), relu(true)]);
+        let conv_bw = |cin, cout, h, w_off, b_off| {
+            kernels.kernel(
+                &gpu,
+                "conv2d_backward_weight",
+                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)],
+            )
+        };
+        let conv_bi = |cin, cout, h, w_off| {
+            kernels.kernel(&gpu, "conv2d_backward_input", &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)])
+        };
+        let dw_size = |inp: usize, out: usize| Size::Groups(((inp + 1).div_ceil(4) * out.div_ceil(4)).div_ceil(64) as u64);
+        let backward = vec![
+            op(dense_bw(HIDDEN, CLASSES, FC2_W, FC2_B)?, &[&a.h, &a.dlogits, &grads, &steps], dw_size(HIDDEN, CLASSES)),
+            op(dense_bi(HIDDEN, CLASSES, FC2_W, true)?, &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps], Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 }),
+            op(dense_bw(FLAT, HIDDEN, FC1_W, FC1_B)?, &[&a.p2, &a.dh, &grads, &steps], dw_size(FLAT, HIDDEN)),
+            op(dense_bi(FLAT, HIDDEN, FC1_W, false)?, &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps], Size::Blocked { blocks: FLAT.div_ceil(4) as u64, tb: 4 }),
+            op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P1 * P1) as u64)),
+            op(conv_bw(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &a.dz2, &grads, &steps], Size::Groups((C1 * C2) as u64)),
+            op(conv_bi(C1, C2, P1, CONV2_W)?, &[&a.dz2, &params_buf, &a.dp1, &steps], Size::PerSample((P1 * P1) as u64 * blocks16(C1))),
+            op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * H1 * H1) as u64)),
+            op(conv_bw(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &a.dz1, &grads, &steps], Size::Groups(C1 as u64)),
+        ];
+        let sgd = op(kernels.kernel(&gpu, "sgd_step", &[])?, &[&grads, &params_buf, &momentum, &hyper], Size::Groups(PARAM_COUNT.div_ceil(256) as u64));
+
+        // Step blocks: the training batches of an epoch, then the evaluation chunks.
+        let mut blocks = vec![0u8; (step_stride * entries as u64) as usize];
+        let put = |blocks: &mut Vec<u8>, e: usize, start: usize, n: usize| {
+            let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, _pad: 0 };
+            let o = e * step_stride as usize;
+            blocks[o..o + STEP_BYTES as usize].copy_from_slice(bytemuck::bytes_of(&b));
+        };
+        for s in 0..train_steps {
+            put(&mut blocks, s, s * batch, batch.min(train_len - s * batch));
+        }
+        for c in 0..eval_steps {
+            put(&mut blocks, train_steps + c, c * EVAL_BATCH, EVAL_BATCH);
+        }
+        gpu.queue.write_buffer(&steps, 0, &blocks);
+        gpu.wait(Some(gpu.queue.submit([])), "uploading the data")?;
+        let pipeline_seconds = t0.elapsed().as_secs_f64();
+
+        Ok(GpuNetwork {
+            gpu,
+            batch,
+            train,
+            test,
+            params: params_buf,
+            grads,
+            momentum,
+            hyper,
+            steps,
+            step_stride,
+            train_steps,
+            eval_steps,
+            metrics,
+            step_loss,
+            preds: preds_buf,
+            acts,
+            load_train,
+            load_test,
+            forward,
+            loss_backward,
+            loss_forward,
+            backward,
+            sgd,
+            pipeline_seconds,
+        })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_steps
+    }
+
+    pub fn set_params(&self, params: &[f32]) {
+        assert_eq!(params.len(), PARAM_COUNT);
+        self.gpu.queue.write_buffer(&self.params, 0, bytemuck::cast_slice(params));
+    }
+
+    pub fn set_momentum(&self, momentum: &[f32]) {
+        assert_eq!(momentum.len(), PARAM_COUNT);
+        self.gpu.queue.write_buffer(&self.momentum, 0, bytemuck::cast_slice(momentum));
+    }
+
+    pub fn params(&self) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(&self.params, 0, PARAM_COUNT, "the parameters")
+    }
+
+    pub fn momentum(&self) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(&self.momentum, 0, PARAM_COUNT, "the momentum")
+    }
+
+    pub fn grads(&self) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(&self.grads, 0, PARAM_COUNT, "the gradients")
+    }
+
+    fn offset(&self, entry: usize) -> u32 {
+        (entry as u64 * self.step_stride) as u32
+    }
+
+    fn clear_metrics(&self) {
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        enc.clear_buffer(&self.metrics, 0, None);
+        self.gpu.queue.submit([enc.finish()]);
+    }
+
+    pub fn read_metrics(&self) -> Result<Metrics, GpuError> {
+        let m = self.gpu.read_f32(&self.metrics, 0, 3, "the metrics")?;
+        Ok(Metrics { loss_sum: m[0] as f64, correct: m[1] as usize, count: m[2] as usize })
+    }
+
+    /// Trains one epoch over the training set in `order` (a permutation of its indices). `progress(steps_done,
+    /// running_metrics)` is called after each submission completes; returning `false` from it stops after that
+    /// submission (Ctrl-C). Returns the epoch's metrics and each step's mean loss.
+    pub fn train_epoch(
+        &mut self,
+        order: &[u32],
+        lr: f32,
+        momentum: f32,
+        progress: &mut dyn FnMut(usize, &Metrics) -> bool,
+    ) -> Result<(Metrics, Vec<f32>), GpuError> {
+        let train = self.train.as_ref().expect("GpuNetwork was built without a training set");
+        assert_eq!(order.len(), train.len);
+        let hyper = Hyper { lr, momentum, count: PARAM_COUNT as u32, _pad: 0 };
+        self.gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
+        self.gpu.queue.write_buffer(&train.indices, 0, bytemuck::cast_slice(order));
+        self.clear_metrics();
+        let mut done = 0;
+        let mut pending: Option<(wgpu::SubmissionIndex, usize)> = None;
+        while done < self.train_steps {
+            let end = (done + STEPS_PER_SUBMIT).min(self.train_steps);
+            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train steps"), timestamp_writes: None });
+                for s in done..end {
+                    self.record_train_step(&mut pass, s);
+                }
+            }
+            let idx = self.gpu.queue.submit([enc.finish()]);
+            // Keep one submission in flight: wait for the previous one, then report progress.
+            if let Some((prev, prev_end)) = pending.replace((idx, end)) {
+                self.gpu.wait(Some(prev), "a chunk of training steps")?;
+                let m = self.read_metrics()?;
+                if !progress(prev_end, &m) {
+                    self.gpu.wait(pending.map(|p| p.0), "a chunk of training steps")?;
+                    return self.finish_epoch(end);
+                }
+            }
+            done = end;
+        }
+        if let Some((idx, end)) = pending {
+            self.gpu.wait(Some(idx), "the last training steps")?;
+            progress(end, &self.read_metrics()?);
+        }
+        self.finish_epoch(self.train_steps)
+    }
+
+    fn finish_epoch(&self, steps: usize) -> Result<(Metrics, Vec<f32>), GpuError> {
+        let m = self.read_metrics()?;
+        let losses = self.gpu.read_f32(&self.step_loss, 0, steps, "the step losses")?;
+        Ok((m, losses))
+    }
+
+    /// Records one full training step (batch `s` of the epoch) into `pass`.
+    fn record_train_step(&self, pass: &mut wgpu::ComputePass, s: usize) {
+        let n = self.batch.min(self.train.as_ref().map_or(0, |t| t.len) - s * self.batch);
+        let off = Some(self.offset(s));
+        self.load_train.as_ref().expect("training set").record(pass, off, n);
+        for op in &self.forward {
+            op.record(pass, off, n);
+        }
+        self.loss_backward.record(pass, off, n);
+        for op in &self.backward {
+            op.record(pass, off, n);
+        }
+        self.sgd.record(pass, None, PARAM_COUNT);
+    }
+
+    /// Runs training steps `0..steps` of an epoch in `order` without reading anything back (for benchmarks and tests).
+    pub fn train_steps_raw(&mut self, order: &[u32], lr: f32, momentum: f32, steps: usize) -> Result<(), GpuError> {
+        let train = self.train.as_ref().expect("training set");
+        let hyper = Hyper { lr, momentum, count: PARAM_COUNT as u32, _pad: 0 };
+        self.gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
+        self.gpu.queue.write_buffer(&train.indices, 0, bytemuck::cast_slice(order));
+        self.clear_metrics();
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for s in 0..steps.min(self.train_steps) {
+                self.record_train_step(&mut pass, s);
+            }
+        }
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        self.gpu.wait(Some(idx), "training steps")
+    }
+
+    /// The step losses of the last epoch's first `steps` steps.
+    pub fn step_losses(&self, steps: usize) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(&self.step_loss, 0, steps, "the step losses")
+    }
+
+    /// Evaluates the current parameters on the test set (or the training set): summed loss, correct count and
+    /// every sample's predicted class.
+    pub fn evaluate(&mut self, on_train: bool) -> Result<(Metrics, Vec<u32>), GpuError> {
+        let (split, load) = if on_train {
+            (self.train.as_ref().expect("training set"), self.load_train.as_ref().expect("training set"))
+        } else {
+            (&self.test, &self.load_test)
+        };
+        if on_train {
+            // The training order buffer holds the last epoch's permutation: evaluate in index order instead.
+            let identity: Vec<u32> = (0..split.len as u32).collect();
+            self.gpu.queue.write_buffer(&split.indices, 0, bytemuck::cast_slice(&identity));
+        }
+        self.clear_metrics();
+        let chunks = split.len.div_ceil(EVAL_BATCH);
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("eval"), timestamp_writes: None });
+            for ch in 0..chunks {
+                let n = EVAL_BATCH.min(split.len - ch * EVAL_BATCH);
+                let e = self.train_steps + ch;
+                self.write_step(e, ch * EVAL_BATCH, n);
+                let off = Some(self.offset(e));
+                load.record(&mut pass, off, n);
+                for op in &self.forward {
+                    op.record(&mut pass, off, n);
+                }
+                self.loss_forward.record(&mut pass, off, n);
+            }
+        }
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        self.gpu.wait(Some(idx), "evaluation")?;
+        let m = self.read_metrics()?;
+        let preds = self.gpu.read_u32(&self.preds, 0, split.len, "the predictions")?;
+        Ok((m, preds))
+    }
+
+    fn write_step(&self, e: usize, start: usize, n: usize) {
+        assert!(e < self.train_steps + self.eval_steps);
+        let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, _pad: 0 };
+        self.gpu.queue.write_buffer(&self.steps, self.offset(e) as u64, bytemuck::bytes_of(&b));
+    }
+}
+
+impl Engine for GpuNetwork {
+    fn train_epoch(
+        &mut self,
+        order: &[u32],
+        lr: f32,
+        momentum: f32,
+        progress: &mut dyn FnMut(usize, &Metrics) -> bool,
+    ) -> anyhow::Result<(Metrics, Vec<f32>)> {
+        Ok(GpuNetwork::train_epoch(self, order, lr, momentum, progress)?)
+    }
+    fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
+        Ok(GpuNetwork::evaluate(self, false)?)
+    }
+    fn steps_per_epoch(&self) -> usize {
+        self.train_steps
+    }
+    fn params(&self) -> anyhow::Result<Vec<f32>> {
+        Ok(GpuNetwork::params(self)?)
+    }
+    fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()> {
+        GpuNetwork::set_params(self, params);
+        Ok(())
+    }
+    fn momentum(&self) -> anyhow::Result<Vec<f32>> {
+        Ok(GpuNetwork::momentum(self)?)
+    }
+    fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()> {
+        GpuNetwork::set_momentum(self, momentum);
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! Epochs, shuffling, SGD hyperparameters and metrics, over any engine (a GPU or the CPU reference).
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::Split;
+use crate::engine::{Engine, Metrics};
+use crate::model;
+
+/// Hyperparameters of a training run.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub seed: u64,
+    pub train_images: usize,
+}
+
+/// One epoch's results, as `--json` prints them.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+}
+
+/// The order of epoch `epoch` (0-based): a permutation drawn from a generator seeded by (seed, epoch) alone, so a run
+/// resumed at an epoch boundary sees the same orders as an uninterrupted one.
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+    let mut rng = model::rng(seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1));
+    model::shuffled_indices(n, &mut rng)
+}
+
+/// Why a run stopped before its last epoch.
+#[derive(thiserror::Error, Debug)]
+pub enum TrainError {
+    #[error("training diverged: the loss became {value} at epoch {epoch}, step {step} (try a smaller --lr)")]
+    NonFinite { epoch: usize, step: usize, value: f32 },
+    #[error("interrupted (Ctrl-C) during epoch {epoch} after step {step}")]
+    Interrupted { epoch: usize, step: usize },
+}
+
+/// Evaluates the engine on the test set.
+pub fn evaluate(engine: &mut dyn Engine) -> anyhow::Result<(Metrics, Vec<u32>)> {
+    engine.evaluate()
+}
+
+/// Runs one epoch and evaluates: the epoch's report and its step losses. Checks every step loss for NaN/inf.
+pub fn run_epoch(
+    engine: &mut dyn Engine,
+    cfg: &TrainConfig,
+    epoch: usize,
+    train: &Split,
+    progress: &mut dyn FnMut(usize, &Metrics) -> bool,
+) -> anyhow::Result<(EpochReport, Vec<f32>)> {
+    let order = epoch_order(cfg.seed, epoch, train.len());
+    let t0 = Instant::now();
+    let mut stopped = false;
+    let mut wrapped = |s: usize, m: &Metrics| {
+        let go = progress(s, m);
+        stopped |= !go;
+        go
+    };
+    let (m, losses) = engine.train_epoch(&order, cfg.lr, cfg.momentum, &mut wrapped)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    if let Some((step, &value)) = losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+        return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, value }.into());
+    }
+    if stopped || losses.len() < engine.steps_per_epoch() {
+        return Err(TrainError::Interrupted { epoch: epoch + 1, step: losses.len() }.into());
+    }
+    let (test, _) = engine.evaluate()?;
+    let report = EpochReport {
+        epoch: epoch + 1,
+        train_loss: m.mean_loss(),
+        train_accuracy: m.accuracy(),
+        test_loss: test.mean_loss(),
+        test_accuracy: test.accuracy(),
+        seconds,
+        images_per_sec: m.count as f64 / seconds,
+    };
+    Ok((report, losses))
+}

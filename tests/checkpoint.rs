@@ -1,0 +1,430 @@
+//! safetensors checkpoints: roundtrips, PyTorch's own file, every bad input, atomic saves, and fuzzed files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use gpu_cnn::checkpoint::{self, check_finite, Checkpoint, CheckpointError, MAX_CHECKPOINT_BYTES};
+use gpu_cnn::model::{PARAM_COUNT, PARAM_TENSORS};
+use proptest::prelude::*;
+
+const PYTORCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/anchors/pytorch/seed_cnn_pytorch_e5.safetensors");
+
+/// Deterministic values that exercise the bit patterns: signs, -0.0, subnormals, extremes.
+fn values(seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
+    let mut v: Vec<f32> = (0..PARAM_COUNT)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32 - 0.5) * 0.2
+        })
+        .collect();
+    v[..6].copy_from_slice(&[-0.0, f32::MIN_POSITIVE / 4.0, f32::MAX, f32::MIN, f32::EPSILON, -1e-30]);
+    v
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn full_ckpt() -> Checkpoint {
+    Checkpoint {
+        params: values(1),
+        momentum: Some(values(2)),
+        metadata: BTreeMap::from([
+            ("epoch".to_string(), "3".to_string()),
+            ("lr".to_string(), "0.01".to_string()),
+            ("format".to_string(), "pt".to_string()),
+            ("note".to_string(), "ünïcödé \"quoted\" {json}".to_string()),
+        ]),
+    }
+}
+
+fn err_msg(e: &CheckpointError) -> String {
+    let msg = e.to_string();
+    assert!(!msg.contains('\n'), "messages are one line: {msg}");
+    msg
+}
+
+/// A safetensors file built by hand: `(name, dtype, shape, data_offsets)` entries and a data blob.
+fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut v = (header.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(header.as_bytes());
+    v.extend_from_slice(data);
+    v
+}
+
+/// The model's tensors as a hand-built header, with `edit` applied to each `(name, dtype, shape)` (None drops it),
+/// offsets laid out contiguously from the sizes (`elem` bytes per element for a dtype).
+fn hand_built(edit: impl Fn(&str) -> Option<(String, &'static str, Vec<usize>)>) -> Vec<u8> {
+    let mut entries = Vec::new();
+    let mut offset = 0usize;
+    for t in PARAM_TENSORS {
+        let Some((name, dtype, shape)) = edit(t.name) else { continue };
+        let elem = match dtype {
+            "F64" | "I64" => 8,
+            "F16" | "BF16" => 2,
+            _ => 4,
+        };
+        let size = shape.iter().product::<usize>() * elem;
+        entries.push(format!(
+            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{offset},{}]}}",
+            offset + size
+        ));
+        offset += size;
+    }
+    let header = format!("{{{}}}", entries.join(","));
+    raw_file(&header, &vec![0u8; offset])
+}
+
+fn same(name: &str) -> Option<(String, &'static str, Vec<usize>)> {
+    let t = PARAM_TENSORS.iter().find(|t| t.name == name).unwrap();
+    Some((name.to_string(), "F32", t.shape.to_vec()))
+}
+
+fn load_bytes(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.safetensors");
+    fs::write(&path, bytes).unwrap();
+    let r = checkpoint::load(&path);
+    if let Err(e) = &r {
+        let msg = err_msg(e);
+        assert!(msg.contains("bad.safetensors"), "names the path: {msg}");
+    }
+    r
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn roundtrip_params_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    let c = Checkpoint { params: values(7), ..Default::default() };
+    checkpoint::save(&path, &c).unwrap();
+    let d = checkpoint::load(&path).unwrap();
+    assert_eq!(bits(&d.params), bits(&c.params));
+    assert!(d.momentum.is_none());
+    assert!(d.metadata.is_empty());
+    assert_eq!(dir_entries(dir.path()), ["a.safetensors"], "no temp files left behind");
+}
+
+#[test]
+fn roundtrip_with_momentum_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.safetensors");
+    let c = full_ckpt();
+    checkpoint::save(&path, &c).unwrap();
+    let d = checkpoint::load(&path).unwrap();
+    assert_eq!(bits(&d.params), bits(&c.params));
+    assert_eq!(bits(d.momentum.as_ref().unwrap()), bits(c.momentum.as_ref().unwrap()));
+    assert_eq!(d.metadata, c.metadata);
+    // Saving again over the existing file works and stays bit-identical.
+    checkpoint::save(&path, &d).unwrap();
+    assert_eq!(bits(&checkpoint::load(&path).unwrap().params), bits(&c.params));
+    assert_eq!(dir_entries(dir.path()), ["b.safetensors"]);
+}
+
+#[test]
+fn saved_file_has_pytorch_names_shapes_and_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.safetensors");
+    checkpoint::save(&path, &full_ckpt()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.len(), 16);
+    for t in PARAM_TENSORS {
+        for name in [t.name.to_string(), format!("momentum.{}", t.name)] {
+            let v = st.tensor(&name).unwrap();
+            assert_eq!(v.dtype(), safetensors::Dtype::F32, "{name}");
+            assert_eq!(v.shape(), t.shape, "{name}");
+        }
+        let v = st.tensor(t.name).unwrap();
+        let first = f32::from_le_bytes(v.data()[..4].try_into().unwrap());
+        assert_eq!(first.to_bits(), values(1)[t.offset].to_bits(), "{} is little-endian, row-major", t.name);
+    }
+}
+
+#[test]
+fn loads_pytorch_checkpoint() {
+    if !Path::new(PYTORCH).is_file() {
+        eprintln!("skipped: {PYTORCH} not found");
+        return;
+    }
+    let c = checkpoint::load(Path::new(PYTORCH)).unwrap();
+    assert_eq!(c.params.len(), PARAM_COUNT);
+    assert!(c.momentum.is_none());
+    assert_eq!(c.metadata.get("format").map(String::as_str), Some("pt"));
+    check_finite(&c.params).unwrap();
+    for t in PARAM_TENSORS {
+        let v = &c.params[t.range()];
+        let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let mean_sq = v.iter().map(|x| (x * x) as f64).sum::<f64>() / v.len() as f64;
+        // Trained for 5 epochs from a ±1/sqrt(fan_in) init: weights are small but not all zero.
+        assert!(max > 1e-4 && max < 5.0, "{}: max |w| = {max}", t.name);
+        assert!(mean_sq > 1e-10, "{}: all (near) zero", t.name);
+    }
+    // And it survives our save/load bit for bit.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.safetensors");
+    checkpoint::save(&path, &c).unwrap();
+    let d = checkpoint::load(&path).unwrap();
+    assert_eq!(bits(&d.params), bits(&c.params));
+    assert_eq!(d.metadata, c.metadata);
+}
+
+#[test]
+fn hand_built_valid_file_loads() {
+    assert!(load_bytes(&hand_built(same)).is_ok());
+}
+
+#[test]
+fn wrong_name() {
+    let bytes = hand_built(|n| if n == "fc1.bias" { Some(("fc1.biases".into(), "F32", vec![128])) } else { same(n) });
+    let e = load_bytes(&bytes).unwrap_err();
+    assert!(matches!(e, CheckpointError::UnexpectedTensors { ref names, .. } if names == &["fc1.biases"]), "{e:?}");
+    assert!(err_msg(&e).contains("fc1.biases"));
+}
+
+#[test]
+fn missing_tensors_listed() {
+    let bytes = hand_built(|n| if n == "conv2.bias" || n == "fc2.weight" { None } else { same(n) });
+    let e = load_bytes(&bytes).unwrap_err();
+    assert!(matches!(e, CheckpointError::MissingTensors { .. }), "{e:?}");
+    let msg = err_msg(&e);
+    assert!(msg.contains("conv2.bias, fc2.weight"), "{msg}");
+}
+
+#[test]
+fn momentum_must_be_complete_and_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    checkpoint::save(&path, &full_ckpt()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+
+    // Drop one momentum tensor.
+    let kept: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "momentum.fc1.bias").collect();
+    let partial = safetensors::serialize(kept, None).unwrap();
+    let e = load_bytes(&partial).unwrap_err();
+    assert!(matches!(e, CheckpointError::MissingTensors { ref names, .. } if names == &["momentum.fc1.bias"]), "{e:?}");
+
+    // An unknown momentum tensor, and an unrelated extra tensor.
+    for extra in ["momentum.fc3.weight", "optimizer.step"] {
+        let mut all = st.tensors();
+        let (_, v) = all[0].clone();
+        all.push((extra.to_string(), v));
+        let e = load_bytes(&safetensors::serialize(all, None).unwrap()).unwrap_err();
+        assert!(matches!(e, CheckpointError::UnexpectedTensors { .. }), "{e:?}");
+        assert!(err_msg(&e).contains(extra));
+    }
+}
+
+#[test]
+fn wrong_shape() {
+    let bytes = hand_built(|n| if n == "fc1.weight" { Some((n.into(), "F32", vec![1568, 128])) } else { same(n) });
+    let e = load_bytes(&bytes).unwrap_err();
+    assert!(matches!(e, CheckpointError::WrongShape { .. }), "{e:?}");
+    let msg = err_msg(&e);
+    assert!(msg.contains("fc1.weight") && msg.contains("[1568, 128]") && msg.contains("[128, 1568]"), "{msg}");
+
+    // Same element count, different rank.
+    let bytes = hand_built(|n| if n == "conv1.weight" { Some((n.into(), "F32", vec![16, 9])) } else { same(n) });
+    assert!(matches!(load_bytes(&bytes), Err(CheckpointError::WrongShape { .. })));
+}
+
+#[test]
+fn wrong_dtype() {
+    for dtype in ["F64", "F16", "BF16", "I32"] {
+        let bytes = hand_built(|n| if n == "conv1.bias" { Some((n.into(), dtype, vec![16])) } else { same(n) });
+        let e = load_bytes(&bytes).unwrap_err();
+        assert!(matches!(e, CheckpointError::WrongDtype { .. }), "{dtype}: {e:?}");
+        let msg = err_msg(&e);
+        assert!(msg.contains(dtype) && msg.contains("F32") && msg.contains("conv1.bias"), "{msg}");
+    }
+}
+
+#[test]
+fn truncated_at_many_lengths() {
+    let good = hand_built(same);
+    let header_end = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    for len in [0, 1, 7, 8, 9, 100, header_end - 1, header_end, header_end + 1, header_end + 1000, good.len() - 1] {
+        let e = load_bytes(&good[..len]).unwrap_err();
+        assert!(matches!(e, CheckpointError::Truncated { .. }), "len {len}: {e:?}");
+        assert!(err_msg(&e).contains("truncated"), "{e}");
+    }
+}
+
+#[test]
+fn trailing_bytes() {
+    let mut bytes = hand_built(same);
+    bytes.extend_from_slice(&[0; 12]);
+    let e = load_bytes(&bytes).unwrap_err();
+    assert!(matches!(e, CheckpointError::Format { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("trailing"), "{e}");
+}
+
+#[test]
+fn absurd_header_length() {
+    for n in [u64::MAX, u64::MAX / 2, 1 << 40, 200_000_000] {
+        let mut bytes = n.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        let e = load_bytes(&bytes).unwrap_err();
+        assert!(matches!(e, CheckpointError::Truncated { .. }), "{e:?}");
+        assert!(err_msg(&e).contains(&n.to_string()), "{e}");
+    }
+}
+
+#[test]
+fn offsets_past_the_end_or_inconsistent() {
+    // One tensor claiming data far past the end of the file.
+    let header = r#"{"conv1.bias":{"dtype":"F32","shape":[16],"data_offsets":[0,64000000000]}}"#;
+    let e = load_bytes(&raw_file(header, &[0; 64])).unwrap_err();
+    assert!(matches!(e, CheckpointError::Format { .. } | CheckpointError::Truncated { .. }), "{e:?}");
+
+    // Shape says 16 floats (64 bytes), offsets past the end by a little.
+    let header = r#"{"conv1.bias":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}}"#;
+    let e = load_bytes(&raw_file(header, &[0; 32])).unwrap_err();
+    assert!(matches!(e, CheckpointError::Truncated { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("64 bytes") && err_msg(&e).contains("32"), "{e}");
+
+    // Overlapping offsets, a gap, an overflowing shape, offsets in reverse.
+    for header in [
+        r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#,
+        r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}}"#,
+        r#"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,24]}}"#,
+        r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[24,8]}}"#,
+        r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,-1]}}"#,
+        r#"{"a":{"dtype":"F99","shape":[4],"data_offsets":[0,24]}}"#,
+        r#"{"a":"#,
+        "\u{feff}not json",
+    ] {
+        let e = load_bytes(&raw_file(header, &[0; 24])).unwrap_err();
+        assert!(matches!(e, CheckpointError::Format { .. }), "{header}: {e:?}");
+        assert!(err_msg(&e).contains("not a valid safetensors file"), "{e}");
+    }
+
+    // Not UTF-8.
+    let mut bytes = 2u64.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    let e = load_bytes(&bytes).unwrap_err();
+    assert!(matches!(e, CheckpointError::Format { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("UTF-8"), "{e}");
+}
+
+#[test]
+fn directory_missing_and_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = checkpoint::load(dir.path()).unwrap_err();
+    assert!(matches!(e, CheckpointError::IsDirectory { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("is a directory"));
+
+    let missing = dir.path().join("nope.safetensors");
+    let e = checkpoint::load(&missing).unwrap_err();
+    assert!(matches!(e, CheckpointError::Missing { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("nope.safetensors") && err_msg(&e).contains("does not exist"));
+
+    // A sparse file just over the limit: refused by size before it is read.
+    let big = dir.path().join("big.safetensors");
+    fs::File::create(&big).unwrap().set_len(MAX_CHECKPOINT_BYTES + 1).unwrap();
+    let e = checkpoint::load(&big).unwrap_err();
+    assert!(matches!(e, CheckpointError::TooLarge { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("limit"));
+}
+
+#[test]
+fn failed_save_leaves_old_checkpoint_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.safetensors");
+    let good = full_ckpt();
+    checkpoint::save(&path, &good).unwrap();
+    let before = fs::read(&path).unwrap();
+
+    let mut nan = good.clone();
+    nan.params[PARAM_TENSORS[2].offset + 5] = f32::NAN;
+    let e = checkpoint::save(&path, &nan).unwrap_err();
+    assert!(matches!(e, CheckpointError::NonFinite { index: 5, name: "conv2.weight", .. }), "{e:?}");
+    let msg = err_msg(&e);
+    assert!(msg.contains("NaN") && msg.contains("good.safetensors") && msg.contains("conv2.weight"), "{msg}");
+
+    let mut inf = good.clone();
+    inf.momentum.as_mut().unwrap()[PARAM_COUNT - 1] = f32::NEG_INFINITY;
+    let e = checkpoint::save(&path, &inf).unwrap_err();
+    assert!(matches!(e, CheckpointError::NonFinite { what: "momentum", name: "fc2.bias", index: 9, .. }), "{e:?}");
+
+    let short = Checkpoint { params: vec![0.0; 10], ..Default::default() };
+    let e = checkpoint::save(&path, &short).unwrap_err();
+    assert!(matches!(e, CheckpointError::WrongLength { got: 10, .. }), "{e:?}");
+    let bad_m = Checkpoint { params: values(3), momentum: Some(vec![]), ..Default::default() };
+    assert!(matches!(checkpoint::save(&path, &bad_m), Err(CheckpointError::WrongLength { what: "momentum", .. })));
+
+    assert_eq!(fs::read(&path).unwrap(), before, "old checkpoint untouched");
+    assert_eq!(bits(&checkpoint::load(&path).unwrap().params), bits(&good.params));
+    assert_eq!(dir_entries(dir.path()), ["good.safetensors"], "no temp files left behind");
+}
+
+#[test]
+fn save_into_bad_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Checkpoint { params: values(4), ..Default::default() };
+    // Over a directory.
+    let e = checkpoint::save(dir.path(), &c).unwrap_err();
+    assert!(matches!(e, CheckpointError::IsDirectory { .. }), "{e:?}");
+    // Into a directory that does not exist.
+    let e = checkpoint::save(&dir.path().join("no/such/dir/x.safetensors"), &c).unwrap_err();
+    assert!(matches!(e, CheckpointError::Io { .. }), "{e:?}");
+    assert!(err_msg(&e).contains("no/such/dir"), "{e}");
+    assert!(dir_entries(dir.path()).is_empty());
+}
+
+#[test]
+fn check_finite_accepts_finite_and_rejects_nan() {
+    assert!(check_finite(&values(9)).is_ok());
+    let mut v = values(9);
+    v[PARAM_TENSORS[7].offset] = f32::INFINITY;
+    let e = check_finite(&v).unwrap_err();
+    assert!(matches!(e, CheckpointError::NonFinite { name: "fc2.bias", index: 0, .. }), "{e:?}");
+    assert!(err_msg(&e).contains("inf"));
+}
+
+fn valid_bytes() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path: PathBuf = dir.path().join("v.safetensors");
+        checkpoint::save(&path, &full_ckpt()).unwrap();
+        fs::read(&path).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    // Byte edits (mostly in the header, where parsing happens) and truncations never panic `load`; whatever loads has
+    // the right sizes.
+    #[test]
+    fn mutated_checkpoints_never_panic(
+        edits in proptest::collection::vec((0usize..2048, any::<u8>(), any::<bool>()), 0..8),
+        cut in prop_oneof![Just(None), (0usize..usize::MAX).prop_map(Some)],
+    ) {
+        let mut bytes = valid_bytes().to_vec();
+        for (pos, val, anywhere) in edits {
+            let at = if anywhere { pos * 811 % bytes.len() } else { pos % 2048.min(bytes.len()) };
+            bytes[at] = val;
+        }
+        if let Some(c) = cut {
+            bytes.truncate(c % (bytes.len() + 1));
+        }
+        if let Ok(c) = load_bytes(&bytes) {
+            prop_assert_eq!(c.params.len(), PARAM_COUNT);
+            prop_assert!(c.momentum.is_none_or(|m| m.len() == PARAM_COUNT));
+        }
+    }
+}
