@@ -54,19 +54,16 @@ pub enum CheckpointError {
     WrongShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("checkpoint {}: tensor `{name}` has dtype {found}, expected F32 (convert with `.float()` before saving)", .path.display())]
     WrongDtype { path: PathBuf, name: String, found: String },
-    #[error("{what} has {got} values, expected {expected}{}", on_save(.path))]
+    #[error("{what}: {got} values, expected {expected}{}", not_saving(.path, ""))]
     WrongLength { path: Option<PathBuf>, what: &'static str, expected: usize, got: usize },
-    #[error("non-finite value {value} in {what} `{name}` at element {index}{}", on_save(.path))]
+    #[error("non-finite value {value} in {what} `{name}` at element {index}{}", not_saving(.path, " (training diverged?); the previous file is untouched"))]
     NonFinite { path: Option<PathBuf>, what: &'static str, name: &'static str, index: usize, value: f32 },
     #[error("I/O error {op} {}: {source}", .path.display())]
     Io { path: PathBuf, op: &'static str, source: io::Error },
 }
 
-fn on_save(path: &Option<PathBuf>) -> String {
-    match path {
-        Some(p) => format!("; not saving {} (training diverged?), the previous file is untouched", p.display()),
-        None => String::new(),
-    }
+fn not_saving(path: &Option<PathBuf>, why: &str) -> String {
+    path.as_ref().map_or(String::new(), |p| format!("; not saving {}{why}", p.display()))
 }
 
 /// Ok if every value is finite; otherwise names the first NaN/inf by tensor and element.

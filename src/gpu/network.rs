@@ -479,6 +479,36 @@ impl GpuNetwork {
         Ok((m, preds))
     }
 
+    /// Wall-clock seconds of each op of a training step, each dispatched `reps` times in its own submission (after
+    /// one training step has filled every buffer). Names follow the shaders.
+    pub fn profile_ops(&mut self, reps: usize) -> Result<Vec<(String, f64)>, GpuError> {
+        let n = self.batch.min(self.train.as_ref().map_or(0, |t| t.len));
+        let order: Vec<u32> = (0..self.train.as_ref().map_or(0, |t| t.len) as u32).collect();
+        self.train_steps_raw(&order, 0.0, 0.0, 1)?;
+        let off = Some(self.offset(0));
+        let mut out = Vec::new();
+        let mut ops: Vec<(&Op, Option<u32>, usize)> = vec![(self.load_train.as_ref().expect("training set"), off, n)];
+        ops.extend(self.forward.iter().map(|o| (o, off, n)));
+        ops.push((&self.loss_backward, off, n));
+        ops.extend(self.backward.iter().map(|o| (o, off, n)));
+        ops.push((&self.sgd, None, PARAM_COUNT));
+        for (op, off, n) in ops {
+            let t0 = std::time::Instant::now();
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for _ in 0..reps {
+                    op.record(&mut pass, off, n);
+                }
+            }
+            let idx = self.gpu.queue.submit([enc.finish()]);
+            self.gpu.wait(Some(idx), "profiling")?;
+            let label = format!("{} {:?}", op.kernel.entry, op.size);
+            out.push((label, t0.elapsed().as_secs_f64() / reps as f64));
+        }
+        Ok(out)
+    }
+
     fn write_step(&self, e: usize, start: usize, n: usize) {
         assert!(e < self.train_steps + self.eval_steps);
         let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, _pad: 0 };

@@ -1,0 +1,63 @@
+//! Shared test helpers: the GPU (or a visible skip), seeded random data, tolerance checks.
+#![allow(dead_code)]
+
+use gpu_cnn::gpu::{AdapterSelection, Gpu};
+use gpu_cnn::model::{rng, uniform01, Rng};
+
+/// The default adapter, or None with a visible "skipped" line. With `GPU_CNN_REQUIRE_GPU=1` a missing adapter fails.
+pub fn gpu(test: &str) -> Option<Gpu> {
+    match Gpu::open(&AdapterSelection::default()) {
+        Ok(g) => {
+            eprintln!("{test}: adapter {}", g.adapter.line());
+            Some(g)
+        }
+        Err(e) => {
+            if std::env::var("GPU_CNN_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("{test}: GPU_CNN_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("{test}: skipped: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+/// `len` values uniform in [lo, hi) from `seed` (never all zeros).
+pub fn random(len: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
+    let mut r: Rng = rng(seed);
+    (0..len).map(|_| lo + (hi - lo) * uniform01(&mut r)).collect()
+}
+
+pub fn random_labels(len: usize, classes: u32, seed: u64) -> Vec<u8> {
+    let mut r: Rng = rng(seed);
+    (0..len).map(|_| ((uniform01(&mut r) * classes as f32) as u32).min(classes - 1) as u8).collect()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Checks |gpu − ref| ≤ atol_i + rtol·|ref| for every element (atol per element, e.g. from an error bound), and
+/// returns the largest relative error |gpu − ref| / max(|ref|, tiny). Fails on NaN (an unwritten, poisoned element).
+pub fn assert_close(what: &str, gpu: &[f32], reference: &[f64], atol: &dyn Fn(usize) -> f64, rtol: f64) -> f64 {
+    assert_eq!(gpu.len(), reference.len(), "{what}: length");
+    let mut worst = 0.0f64;
+    for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+        let err = (g as f64 - r).abs();
+        let tol = atol(i) + rtol * r.abs();
+        assert!(g.is_finite() && err <= tol, "{what}: element {i}: gpu {g} vs reference {r} (|diff| {err:.3e} > tolerance {tol:.3e})");
+        if r.abs() > 1e-3 {
+            worst = worst.max(err / r.abs());
+        }
+    }
+    eprintln!("{what}: {} elements, worst relative error {worst:.2e}", gpu.len());
+    worst
+}
+
+/// Exact equality (max-pool, ReLU, argmax): bit-for-bit on the values.
+pub fn assert_exact(what: &str, gpu: &[f32], reference: &[f32]) {
+    assert_eq!(gpu.len(), reference.len(), "{what}: length");
+    for (i, (g, r)) in gpu.iter().zip(reference).enumerate() {
+        assert!(g.to_bits() == r.to_bits(), "{what}: element {i}: gpu {g} vs reference {r}");
+    }
+    eprintln!("{what}: {} elements, exact", gpu.len());
+}
