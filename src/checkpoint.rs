@@ -185,6 +185,48 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// Where a training checkpoint keeps its optimizer state: beside the weights, `model.safetensors` →
+/// `model.momentum.safetensors` (the same eight names and shapes). The weights file itself stays exactly what PyTorch's
+/// `load_state_dict(strict=True)` accepts.
+pub fn momentum_path(path: &Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{stem}.momentum.safetensors"))
+}
+
+/// Saves a training state as two atomic files: the momentum beside the weights (`momentum_path`), then the weights
+/// at `path`, both with the same metadata. Both are checked (lengths, finite values) before either is written, so a
+/// diverged run never replaces a good checkpoint.
+pub fn save_training(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    check_len(&ckpt.params, "parameters", path)?;
+    check_finite_as(&ckpt.params, "parameters", Some(path))?;
+    let weights = Checkpoint { params: ckpt.params.clone(), momentum: None, metadata: ckpt.metadata.clone() };
+    if let Some(m) = &ckpt.momentum {
+        check_len(m, "momentum", path)?;
+        check_finite_as(m, "momentum", Some(path))?;
+        let opt = Checkpoint { params: m.clone(), momentum: None, metadata: ckpt.metadata.clone() };
+        save(&momentum_path(path), &opt)?;
+    }
+    save(path, &weights)
+}
+
+/// Loads a training state written by `save_training` (or any weights file, with or without `momentum.*` tensors):
+/// the momentum comes from the file itself or from `momentum_path`, whose metadata must match the weights'.
+pub fn load_training(path: &Path) -> Result<Checkpoint, CheckpointError> {
+    let mut ckpt = load(path)?;
+    let mpath = momentum_path(path);
+    if ckpt.momentum.is_none() && mpath.exists() {
+        let opt = load(&mpath)?;
+        if opt.metadata != ckpt.metadata {
+            return Err(CheckpointError::Format {
+                path: mpath,
+                reason: format!("its metadata does not match {} (saved by a different run or step)", path.display()),
+            });
+        }
+        ckpt.momentum = Some(opt.params);
+    }
+    Ok(ckpt)
+}
+
 /// Read and check a checkpoint: the 8 model tensors with PyTorch's shapes, F32; optionally all 8 `momentum.*`.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let p = || path.to_path_buf();

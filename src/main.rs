@@ -289,8 +289,12 @@ fn save_checkpoint(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_d
     metadata.insert("momentum".to_string(), cfg.momentum.to_string());
     metadata.insert("batch_size".to_string(), cfg.batch_size.to_string());
     let ckpt = Checkpoint { params: engine.params()?, momentum: Some(engine.momentum()?), metadata };
-    checkpoint::save(path, &ckpt)?;
-    eprintln!("saved {} (after epoch {epochs_done})", path.display());
+    checkpoint::save_training(path, &ckpt)?;
+    eprintln!(
+        "saved {} (after epoch {epochs_done}; momentum in {})",
+        path.display(),
+        checkpoint::momentum_path(path).display()
+    );
     Ok(())
 }
 
@@ -310,9 +314,12 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
     let mut params = model::init_params(c.seed);
     let mut momentum_state = None;
     if let Some(p) = t.init.as_ref().or(t.resume.as_ref()) {
-        let ck = checkpoint::load(p)?;
+        let ck = if t.resume.is_some() { checkpoint::load_training(p)? } else { checkpoint::load(p)? };
         params = ck.params;
         if t.resume.is_some() {
+            if ck.momentum.is_none() {
+                bail!("--resume {}: no momentum state found (expected {}); use --init to start from its weights", p.display(), checkpoint::momentum_path(p).display());
+            }
             momentum_state = ck.momentum;
             start_epoch = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
             eprintln!("resuming from {} after epoch {start_epoch}", p.display());

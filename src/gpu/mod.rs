@@ -197,6 +197,13 @@ pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter),
     }
 }
 
+/// The naga shader capabilities our shaders may use: none beyond core WGSL. The device is opened with no feature that
+/// would enable one (only `TIMESTAMP_QUERY`, for benchmarks, which is not a shader capability), so the shader-hygiene
+/// test validates every shader with exactly this set.
+pub fn shader_capabilities() -> naga::valid::Capabilities {
+    naga::valid::Capabilities::empty()
+}
+
 /// An open device on one adapter.
 pub struct Gpu {
     pub device: wgpu::Device,

@@ -12,6 +12,22 @@ use crate::model::*;
 use super::kernels::{Kernel, Kernels, STEP_BYTES};
 use super::{pack_u8, Gpu, GpuError};
 
+/// Most test images `probe` can look at in one call.
+pub const PROBE_MAX: usize = 64;
+
+/// The activations of a few test images, read back from the GPU buffers (for pictures).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Normalized inputs [n, 784].
+    pub x: Vec<f32>,
+    /// conv1 + ReLU [n, 16, 28, 28].
+    pub a1: Vec<f32>,
+    /// conv2 + ReLU [n, 32, 14, 14].
+    pub a2: Vec<f32>,
+    /// Logits [n, 10].
+    pub logits: Vec<f32>,
+}
+
 /// Evaluation batch size (a chunk of the test set per forward pass).
 pub const EVAL_BATCH: usize = 250;
 /// Training steps recorded into one command buffer before it is submitted.
@@ -123,6 +139,9 @@ pub struct GpuNetwork {
     acts: Activations,
     load_train: Option<Op>,
     load_test: Op,
+    /// Gathers chosen test images (`probe_indices`) for `probe`.
+    load_probe: Op,
+    probe_indices: wgpu::Buffer,
     forward: Vec<Op>,
     loss_backward: Op,
     loss_forward: Op,
@@ -210,6 +229,12 @@ impl GpuNetwork {
         };
         let load_train = train.as_ref().map(load).transpose()?;
         let load_test = load(&test)?;
+        let probe_indices = gpu.storage("probe order", 4 * PROBE_MAX as u64)?;
+        let load_probe = op(
+            kernels.kernel(&gpu, "load_batch", &[])?,
+            &[&test.images, &test.labels, &probe_indices, &a.x, &a.y, &steps],
+            Size::PerSample(IMAGE_PIXELS as u64),
+        );
 
         let conv = |cin, cout, h, w_off, b_off| {
             kernels.kernel(
@@ -302,6 +327,8 @@ impl GpuNetwork {
             acts,
             load_train,
             load_test,
+            load_probe,
+            probe_indices,
             forward,
             loss_backward,
             loss_forward,
@@ -507,6 +534,33 @@ impl GpuNetwork {
             out.push((label, t0.elapsed().as_secs_f64() / reps as f64));
         }
         Ok(out)
+    }
+
+    /// Runs the forward pass on the chosen test images and reads back their activations and logits.
+    pub fn probe(&mut self, samples: &[u32]) -> Result<Probe, GpuError> {
+        let n = samples.len();
+        assert!(n > 0 && n <= PROBE_MAX && samples.iter().all(|&s| (s as usize) < self.test.len));
+        self.gpu.queue.write_buffer(&self.probe_indices, 0, bytemuck::cast_slice(samples));
+        let e = self.train_steps;
+        self.write_step(e, 0, n);
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            let off = Some(self.offset(e));
+            self.load_probe.record(&mut pass, off, n);
+            for op in &self.forward {
+                op.record(&mut pass, off, n);
+            }
+        }
+        let idx = self.gpu.queue.submit([enc.finish()]);
+        self.gpu.wait(Some(idx), "the probe forward pass")?;
+        let a = &self.acts;
+        Ok(Probe {
+            x: self.gpu.read_f32(&a.x, 0, n * IMAGE_PIXELS, "probe inputs")?,
+            a1: self.gpu.read_f32(&a.a1, 0, n * C1 * H1 * H1, "conv1 activations")?,
+            a2: self.gpu.read_f32(&a.a2, 0, n * C2 * P1 * P1, "conv2 activations")?,
+            logits: self.gpu.read_f32(&a.logits, 0, n * CLASSES, "logits")?,
+        })
     }
 
     fn write_step(&self, e: usize, start: usize, n: usize) {

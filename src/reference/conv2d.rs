@@ -24,16 +24,7 @@ fn tap_ranges(k: usize, len: usize) -> (Range<usize>, Range<usize>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_shapes(
-    x: usize,
-    w: usize,
-    y: usize,
-    n: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-) {
+fn check_shapes(x: usize, w: usize, y: usize, n: usize, cin: usize, cout: usize, h: usize, wd: usize) {
     assert_eq!(x, n * cin * h * wd, "conv2d: input length");
     assert_eq!(w, cout * cin * K * K, "conv2d: weight length");
     assert_eq!(y, n * cout * h * wd, "conv2d: output length");
@@ -161,10 +152,7 @@ pub fn conv2d_backward_weight<T: Float>(
                         for (oy, iy) in oys.clone().zip(iys.clone()) {
                             let dy_row = &dy_plane[oy * wd..][oxs.clone()];
                             let x_row = &x_plane[iy * wd..][ixs.clone()];
-                            acc = dy_row
-                                .iter()
-                                .zip(x_row)
-                                .fold(acc, |a, (&d, &xv)| a + d * xv);
+                            acc = dy_row.iter().zip(x_row).fold(acc, |a, (&d, &xv)| a + d * xv);
                         }
                         dw[((co * cin + ci) * K + ky) * K + kx] = acc;
                     }
@@ -212,8 +200,9 @@ mod tests {
         // Two images, two input and two output channels, 1×2 feature maps. Centre taps only:
         // out0 = 1·in1 + 10, out1 = 2·in0 − 1.
         let mut w = [0.0; 2 * 2 * 9];
-        w[(0 * 2 + 1) * 9 + 4] = 1.0;
-        w[(1 * 2 + 0) * 9 + 4] = 2.0;
+        let centre = |co: usize, ci: usize| (co * 2 + ci) * 9 + 4;
+        w[centre(0, 1)] = 1.0;
+        w[centre(1, 0)] = 2.0;
         let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]; // [n=2, cin=2, 1, 2]
         let mut y = [f64::NAN; 8];
         conv2d_forward(&x, &w, &[10.0, -1.0], &mut y, 2, 2, 2, 1, 2);

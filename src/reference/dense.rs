@@ -17,25 +17,14 @@ fn check_shapes(x: usize, w: usize, y: usize, n: usize, inp: usize, out: usize) 
 }
 
 /// `y = x·wᵀ + b`; `y` is overwritten. Sums in the order bias, then `j` ascending.
-pub fn dense_forward<T: Float>(
-    x: &[T],
-    w: &[T],
-    b: &[T],
-    y: &mut [T],
-    n: usize,
-    inp: usize,
-    out: usize,
-) {
+pub fn dense_forward<T: Float>(x: &[T], w: &[T], b: &[T], y: &mut [T], n: usize, inp: usize, out: usize) {
     check_shapes(x.len(), w.len(), y.len(), n, inp, out);
     assert_eq!(b.len(), out, "dense: bias length");
     for i in 0..n {
         let x_row = &x[i * inp..][..inp];
         for o in 0..out {
             let w_row = &w[o * inp..][..inp];
-            y[i * out + o] = w_row
-                .iter()
-                .zip(x_row)
-                .fold(b[o], |acc, (&wv, &xv)| acc + wv * xv);
+            y[i * out + o] = w_row.iter().zip(x_row).fold(b[o], |acc, (&wv, &xv)| acc + wv * xv);
         }
     }
 }
@@ -43,14 +32,7 @@ pub fn dense_forward<T: Float>(
 /// The gradient with respect to the input, `dx = dy·w`; `dx` `[n, inp]` is overwritten:
 ///
 ///     dx[i, j] = Σ_o dy[i, o] · w[o, j]
-pub fn dense_backward_input<T: Float>(
-    dy: &[T],
-    w: &[T],
-    dx: &mut [T],
-    n: usize,
-    inp: usize,
-    out: usize,
-) {
+pub fn dense_backward_input<T: Float>(dy: &[T], w: &[T], dx: &mut [T], n: usize, inp: usize, out: usize) {
     check_shapes(dx.len(), w.len(), dy.len(), n, inp, out);
     for i in 0..n {
         let dx_row = &mut dx[i * inp..][..inp];
@@ -107,15 +89,7 @@ mod tests {
     fn forward_by_hand() {
         // Two samples: [1, 2] and [−1, 0].
         let mut y = [f64::NAN; 6];
-        dense_forward(
-            &[1.0, 2.0, -1.0, 0.0],
-            &W,
-            &[0.5, 0.0, -1.0],
-            &mut y,
-            2,
-            2,
-            3,
-        );
+        dense_forward(&[1.0, 2.0, -1.0, 0.0], &W, &[0.5, 0.0, -1.0], &mut y, 2, 2, 3);
         assert_eq!(y, [5.5, 11.0, 16.0, -0.5, -3.0, -6.0]);
     }
 

@@ -9,10 +9,7 @@
 use num_traits::Float;
 
 fn check_shapes(x: usize, y: usize, n: usize, c: usize, h: usize, wd: usize) {
-    assert!(
-        h % 2 == 0 && wd % 2 == 0,
-        "maxpool: h and wd must be even, got {h}×{wd}"
-    );
+    assert!(h.is_multiple_of(2) && wd.is_multiple_of(2), "maxpool: h and wd must be even, got {h}×{wd}");
     assert_eq!(x, n * c * h * wd, "maxpool: input length");
     assert_eq!(y, n * c * (h / 2) * (wd / 2), "maxpool: output length");
 }
@@ -45,15 +42,7 @@ pub fn maxpool_forward<T: Float>(x: &[T], y: &mut [T], n: usize, c: usize, h: us
 
 /// The gradient with respect to the input: `dx` `[n, c, h, wd]` is overwritten with zeros except at each window's argmax
 /// (as defined by `maxpool_forward`, computed again from `x`), which gets that window's `dy`.
-pub fn maxpool_backward<T: Float>(
-    x: &[T],
-    dy: &[T],
-    dx: &mut [T],
-    n: usize,
-    c: usize,
-    h: usize,
-    wd: usize,
-) {
+pub fn maxpool_backward<T: Float>(x: &[T], dy: &[T], dx: &mut [T], n: usize, c: usize, h: usize, wd: usize) {
     check_shapes(x.len(), dy.len(), n, c, h, wd);
     assert_eq!(dx.len(), x.len(), "maxpool: input gradient length");
     let (ph, pw) = (h / 2, wd / 2);

@@ -26,11 +26,7 @@ pub mod softmax_cross_entropy;
 pub use conv2d::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 pub use dense::{dense_backward_input, dense_backward_weight, dense_forward};
 pub use maxpool::{maxpool_backward, maxpool_forward};
-pub use network::{
-    backward, evaluate, forward, loss_and_grads, mean_loss, train_step, Activations,
-};
+pub use network::{backward, evaluate, forward, loss_and_grads, mean_loss, train_step, Activations};
 pub use relu::{relu_backward, relu_forward};
 pub use sgd::sgd_step;
-pub use softmax_cross_entropy::{
-    argmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward,
-};
+pub use softmax_cross_entropy::{argmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward};

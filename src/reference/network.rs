@@ -9,13 +9,11 @@
 //! "CPU device", which splits a batch over threads without giving up determinism.
 
 use super::{
-    argmax, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, dense_backward_input,
-    dense_backward_weight, dense_forward, maxpool_backward, maxpool_forward, relu_backward,
-    relu_forward, sgd_step, softmax_cross_entropy_backward, softmax_cross_entropy_forward,
+    argmax, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, dense_backward_input, dense_backward_weight,
+    dense_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward, sgd_step,
+    softmax_cross_entropy_backward, softmax_cross_entropy_forward,
 };
-use crate::model::{
-    C1, C2, CLASSES, FLAT, H1, HIDDEN, IMAGE_PIXELS, P1, P2, PARAM_COUNT, PARAM_TENSORS,
-};
+use crate::model::{C1, C2, CLASSES, FLAT, H1, HIDDEN, IMAGE_PIXELS, P1, P2, PARAM_COUNT, PARAM_TENSORS};
 use num_traits::Float;
 use std::ops::Range;
 
@@ -89,16 +87,7 @@ pub fn forward<T: Float>(params: &[T], x: &[T], n: usize) -> Activations<T> {
     let mut logits = zeros(n * CLASSES);
     dense_forward(&h, fc2_w, fc2_b, &mut logits, n, HIDDEN, CLASSES);
 
-    Activations {
-        x: x.to_vec(),
-        a1,
-        p1,
-        a2,
-        p2,
-        h,
-        logits,
-        n,
-    }
+    Activations { x: x.to_vec(), a1, p1, a2, p2, h, logits, n }
 }
 
 /// The mean over the batch of the per-sample cross-entropy losses (summed in sample order, then divided by `n`).
@@ -115,8 +104,7 @@ pub fn backward<T: Float>(params: &[T], acts: &Activations<T>, labels: &[u8]) ->
     let n = acts.n;
     let [conv1_w, _, conv2_w, _, fc1_w, _, fc2_w, _] = split_params(params);
     let mut grads = zeros(PARAM_COUNT);
-    let [d_conv1_w, d_conv1_b, d_conv2_w, d_conv2_b, d_fc1_w, d_fc1_b, d_fc2_w, d_fc2_b] =
-        split_params_mut(&mut grads);
+    let [d_conv1_w, d_conv1_b, d_conv2_w, d_conv2_b, d_fc1_w, d_fc1_b, d_fc2_w, d_fc2_b] = split_params_mut(&mut grads);
 
     let mut d_logits = zeros(n * CLASSES);
     softmax_cross_entropy_backward(&acts.logits, labels, &mut d_logits, n, CLASSES);
@@ -171,10 +159,7 @@ const EVAL_CHUNK: usize = 250;
 /// Runs `f` on the ranges `0..chunk`, `chunk..2·chunk`, ... covering `0..n`, spreading them over the available cores
 /// (each thread takes a contiguous run of ranges), and returns the results in range order.
 fn map_chunks<R: Send>(n: usize, chunk: usize, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
-    let ranges: Vec<Range<usize>> = (0..n)
-        .step_by(chunk)
-        .map(|start| start..(start + chunk).min(n))
-        .collect();
+    let ranges: Vec<Range<usize>> = (0..n).step_by(chunk).map(|start| start..(start + chunk).min(n)).collect();
     if ranges.is_empty() {
         return Vec::new();
     }
@@ -186,10 +171,7 @@ fn map_chunks<R: Send>(n: usize, chunk: usize, f: impl Fn(Range<usize>) -> R + S
             .chunks(per_thread)
             .map(|run| scope.spawn(move || run.iter().map(|r| f(r.clone())).collect::<Vec<R>>()))
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("CPU worker thread panicked"))
-            .collect()
+        workers.into_iter().flat_map(|w| w.join().expect("CPU worker thread panicked")).collect()
     })
 }
 
@@ -199,32 +181,15 @@ fn map_chunks<R: Send>(n: usize, chunk: usize, f: impl Fn(Range<usize>) -> R + S
 /// The batch is cut into chunks of `TRAIN_CHUNK` images, run on all cores. Each chunk's `backward` gives the gradient
 /// of the chunk's mean loss; the batch gradient is their sum weighted by `chunk_len / n`, added up in chunk order, so
 /// the result is deterministic (it differs from an unsplit `loss_and_grads` only by rounding).
-pub fn train_step(
-    params: &mut [f32],
-    momentum: &mut [f32],
-    x: &[f32],
-    labels: &[u8],
-    lr: f32,
-    mu: f32,
-) -> f32 {
+pub fn train_step(params: &mut [f32], momentum: &mut [f32], x: &[f32], labels: &[u8], lr: f32, mu: f32) -> f32 {
     let n = labels.len();
     assert!(n > 0, "train_step: empty batch");
     assert_eq!(x.len(), n * IMAGE_PIXELS, "train_step: input length");
     let frozen: &[f32] = params;
     let chunks = map_chunks(n, TRAIN_CHUNK, |r| {
-        let acts = forward(
-            frozen,
-            &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS],
-            r.len(),
-        );
+        let acts = forward(frozen, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
         let mut losses = vec![0.0f32; r.len()];
-        softmax_cross_entropy_forward(
-            &acts.logits,
-            &labels[r.clone()],
-            &mut losses,
-            r.len(),
-            CLASSES,
-        );
+        softmax_cross_entropy_forward(&acts.logits, &labels[r.clone()], &mut losses, r.len(), CLASSES);
         let (grads, _d_x) = backward(frozen, &acts, &labels[r]);
         (losses, grads)
     });
@@ -249,31 +214,13 @@ pub fn evaluate(params: &[f32], x: &[f32], labels: &[u8]) -> (f64, usize) {
     let n = labels.len();
     assert_eq!(x.len(), n * IMAGE_PIXELS, "evaluate: input length");
     let chunks = map_chunks(n, EVAL_CHUNK, |r| {
-        let acts = forward(
-            params,
-            &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS],
-            r.len(),
-        );
+        let acts = forward(params, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
         let mut losses = vec![0.0f32; r.len()];
-        softmax_cross_entropy_forward(
-            &acts.logits,
-            &labels[r.clone()],
-            &mut losses,
-            r.len(),
-            CLASSES,
-        );
-        let correct = acts
-            .logits
-            .chunks(CLASSES)
-            .zip(&labels[r])
-            .filter(|(row, &l)| argmax(row) == l as usize)
-            .count();
+        softmax_cross_entropy_forward(&acts.logits, &labels[r.clone()], &mut losses, r.len(), CLASSES);
+        let correct = acts.logits.chunks(CLASSES).zip(&labels[r]).filter(|(row, &l)| argmax(row) == l as usize).count();
         (losses, correct)
     });
-    let loss_sum = chunks
-        .iter()
-        .flat_map(|(losses, _)| losses)
-        .fold(0.0f64, |s, &l| s + l as f64);
+    let loss_sum = chunks.iter().flat_map(|(losses, _)| losses).fold(0.0f64, |s, &l| s + l as f64);
     (loss_sum, chunks.iter().map(|(_, correct)| correct).sum())
 }
 
@@ -285,12 +232,8 @@ mod tests {
     /// `n` random "normalized images" in MNIST's normalized range, and labels.
     fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
         let mut r = rng(seed);
-        let x = (0..n * IMAGE_PIXELS)
-            .map(|_| 3.0 * uniform01(&mut r) - 0.5)
-            .collect();
-        let labels = (0..n)
-            .map(|_| (uniform01(&mut r) * CLASSES as f32) as u8)
-            .collect();
+        let x = (0..n * IMAGE_PIXELS).map(|_| 3.0 * uniform01(&mut r) - 0.5).collect();
+        let labels = (0..n).map(|_| (uniform01(&mut r) * CLASSES as f32) as u8).collect();
         (x, labels)
     }
 
@@ -306,12 +249,7 @@ mod tests {
         assert_eq!(acts.h.len(), 3 * HIDDEN);
         assert_eq!(acts.logits.len(), 3 * CLASSES);
         assert!(acts.logits.iter().all(|v| v.is_finite()));
-        assert!(acts
-            .a1
-            .iter()
-            .chain(&acts.a2)
-            .chain(&acts.h)
-            .all(|&v| v >= 0.0));
+        assert!(acts.a1.iter().chain(&acts.a2).chain(&acts.h).all(|&v| v >= 0.0));
     }
 
     #[test]
@@ -327,29 +265,15 @@ mod tests {
             (step_loss, p, v)
         };
         let (step_loss, p, v) = run();
-        assert_eq!(
-            step_loss, loss,
-            "per-sample losses do not depend on chunking"
-        );
+        assert_eq!(step_loss, loss, "per-sample losses do not depend on chunking");
         // From zero momentum, v is the gradient and w moved by −lr·g, up to the rounding of the chunked sum.
         let gmax = grads.iter().fold(0.0f32, |m, g| m.max(g.abs()));
         for i in 0..PARAM_COUNT {
-            assert!(
-                (v[i] - grads[i]).abs() <= 1e-5 * gmax,
-                "v[{i}] = {} vs g = {}",
-                v[i],
-                grads[i]
-            );
-            assert!(
-                (params[i] - lr * grads[i] - p[i]).abs() <= 1e-5 * gmax + 1e-7,
-                "w[{i}]"
-            );
+            assert!((v[i] - grads[i]).abs() <= 1e-5 * gmax, "v[{i}] = {} vs g = {}", v[i], grads[i]);
+            assert!((params[i] - lr * grads[i] - p[i]).abs() <= 1e-5 * gmax + 1e-7, "w[{i}]");
         }
         let again = run();
-        assert!(
-            again.0.to_bits() == step_loss.to_bits() && again.1 == p && again.2 == v,
-            "not deterministic"
-        );
+        assert!(again.0.to_bits() == step_loss.to_bits() && again.1 == p && again.2 == v, "not deterministic");
     }
 
     #[test]
@@ -371,16 +295,8 @@ mod tests {
         let (loss_sum, correct) = evaluate(&params, &x, &labels);
         let acts = forward(&params, &x, 260);
         let mean = mean_loss(&acts, &labels) as f64;
-        assert!(
-            (loss_sum / 260.0 - mean).abs() < 1e-5 * mean,
-            "{loss_sum} / 260 vs {mean}"
-        );
-        let expected = acts
-            .logits
-            .chunks(CLASSES)
-            .zip(&labels)
-            .filter(|(row, &l)| argmax(row) == l as usize)
-            .count();
+        assert!((loss_sum / 260.0 - mean).abs() < 1e-5 * mean, "{loss_sum} / 260 vs {mean}");
+        let expected = acts.logits.chunks(CLASSES).zip(&labels).filter(|(row, &l)| argmax(row) == l as usize).count();
         assert_eq!(correct, expected);
     }
 

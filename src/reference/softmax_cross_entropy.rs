@@ -28,13 +28,7 @@ fn max_and_sum_exp<T: Float>(row: &[T]) -> (T, T) {
 }
 
 /// Per-sample loss `−log softmax(logits[i])[labels[i]]`; `losses` `[n]` is overwritten.
-pub fn softmax_cross_entropy_forward<T: Float>(
-    logits: &[T],
-    labels: &[u8],
-    losses: &mut [T],
-    n: usize,
-    k: usize,
-) {
+pub fn softmax_cross_entropy_forward<T: Float>(logits: &[T], labels: &[u8], losses: &mut [T], n: usize, k: usize) {
     check_shapes(logits.len(), labels, n, k);
     assert_eq!(losses.len(), n, "softmax_cross_entropy: losses length");
     for i in 0..n {
@@ -45,30 +39,16 @@ pub fn softmax_cross_entropy_forward<T: Float>(
 }
 
 /// The gradient of the mean loss with respect to the logits, `(softmax − onehot) / n`; `dlogits` `[n, k]` is overwritten.
-pub fn softmax_cross_entropy_backward<T: Float>(
-    logits: &[T],
-    labels: &[u8],
-    dlogits: &mut [T],
-    n: usize,
-    k: usize,
-) {
+pub fn softmax_cross_entropy_backward<T: Float>(logits: &[T], labels: &[u8], dlogits: &mut [T], n: usize, k: usize) {
     check_shapes(logits.len(), labels, n, k);
-    assert_eq!(
-        dlogits.len(),
-        n * k,
-        "softmax_cross_entropy: dlogits length"
-    );
+    assert_eq!(dlogits.len(), n * k, "softmax_cross_entropy: dlogits length");
     let n_t = T::from(n).expect("n fits in T");
     for i in 0..n {
         let row = &logits[i * k..][..k];
         let (m, sum) = max_and_sum_exp(row);
         for c in 0..k {
             let p = (row[c] - m).exp() / sum;
-            let onehot = if c == labels[i] as usize {
-                T::one()
-            } else {
-                T::zero()
-            };
+            let onehot = if c == labels[i] as usize { T::one() } else { T::zero() };
             dlogits[i * k + c] = (p - onehot) / n_t;
         }
     }
@@ -116,22 +96,11 @@ mod tests {
             let z = [shift, shift + 3f64.ln(), shift, shift + 3f64.ln()];
             let mut losses = [f64::NAN; 2];
             softmax_cross_entropy_forward(&z, &[0, 1], &mut losses, 2, 2);
-            assert!(
-                close(losses[0], 4f64.ln()) && close(losses[1], (4.0f64 / 3.0).ln()),
-                "{shift}: {losses:?}"
-            );
+            assert!(close(losses[0], 4f64.ln()) && close(losses[1], (4.0f64 / 3.0).ln()), "{shift}: {losses:?}");
             let mut d = [f64::NAN; 4];
             softmax_cross_entropy_backward(&z, &[0, 1], &mut d, 2, 2);
-            let expected = [
-                (0.25 - 1.0) / 2.0,
-                0.75 / 2.0,
-                0.25 / 2.0,
-                (0.75 - 1.0) / 2.0,
-            ];
-            assert!(
-                d.iter().zip(expected).all(|(&a, b)| close(a, b)),
-                "{shift}: {d:?}"
-            );
+            let expected = [(0.25 - 1.0) / 2.0, 0.75 / 2.0, 0.25 / 2.0, (0.75 - 1.0) / 2.0];
+            assert!(d.iter().zip(expected).all(|(&a, b)| close(a, b)), "{shift}: {d:?}");
         }
     }
 

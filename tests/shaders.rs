@@ -1,0 +1,98 @@
+//! Shader hygiene without a GPU: every `shaders/*.wgsl` parses and validates with naga under the capabilities the
+//! engine requests, is listed in `SHADERS`, and declares exactly the bindings the host binds (group 0, binding i,
+//! read-only or read-write storage, or uniform), with each entry point using only those.
+
+use gpu_cnn::gpu::kernels::{Access, SHADERS};
+use naga::valid::{GlobalUse, ValidationFlags, Validator};
+use naga::AddressSpace;
+
+fn validate(file: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    let info = Validator::new(ValidationFlags::all(), gpu_cnn::gpu::shader_capabilities())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    (module, info)
+}
+
+#[test]
+fn every_shader_file_is_registered() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("shaders/")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wgsl"))
+        .collect();
+    files.sort();
+    let mut registered: Vec<String> = SHADERS.iter().map(|s| s.file.to_string()).collect();
+    registered.sort();
+    assert_eq!(files, registered, "shaders/ and kernels::SHADERS disagree");
+    for s in SHADERS {
+        let on_disk = std::fs::read_to_string(format!("{dir}/{}", s.file)).expect("read shader");
+        assert_eq!(on_disk, s.source, "{}: embedded source is stale", s.file);
+    }
+}
+
+#[test]
+fn every_shader_validates_and_matches_its_bindings() {
+    for s in SHADERS {
+        let (module, info) = validate(s.file, s.source);
+        // Declared resources: exactly bindings 0..n of group 0, each with the access the host gives it.
+        let mut declared = Vec::new();
+        for (_, var) in module.global_variables.iter() {
+            let Some(binding) = &var.binding else { continue };
+            assert_eq!(binding.group, 0, "{}: `{:?}` is not in group 0", s.file, var.name);
+            let access = match var.space {
+                AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Access::ReadWrite,
+                AddressSpace::Storage { .. } => Access::Read,
+                AddressSpace::Uniform => Access::Uniform,
+                other => panic!("{}: unexpected address space {other:?}", s.file),
+            };
+            declared.push((binding.binding, access, var.name.clone().unwrap_or_default()));
+        }
+        declared.sort_by_key(|d| d.0);
+        let indices: Vec<u32> = declared.iter().map(|d| d.0).collect();
+        assert_eq!(indices, (0..s.bindings.len() as u32).collect::<Vec<_>>(), "{}: binding numbers", s.file);
+        for ((i, access, name), want) in declared.iter().zip(s.bindings) {
+            let want_shader = match want {
+                Access::Step | Access::Uniform => Access::Uniform,
+                a => *a,
+            };
+            assert_eq!(*access, want_shader, "{}: binding {i} (`{name}`): shader says {access:?}, host binds {want:?}", s.file);
+        }
+        // Entry points: exactly the registered ones, compute stage, and none writes a read-only binding.
+        let names: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names.len(), s.entry_points.len(), "{}: entry points {names:?}", s.file);
+        for (ep_index, ep) in module.entry_points.iter().enumerate() {
+            assert!(s.entry_points.contains(&ep.name.as_str()), "{}: unregistered entry point {}", s.file, ep.name);
+            assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}: {}", s.file, ep.name);
+            let uses = info.get_entry_point(ep_index);
+            for (handle, var) in module.global_variables.iter() {
+                let Some(binding) = &var.binding else { continue };
+                if uses[handle].contains(GlobalUse::WRITE) {
+                    assert_eq!(s.bindings[binding.binding as usize], Access::ReadWrite, "{}: {} writes binding {}", s.file, ep.name, binding.binding);
+                }
+            }
+        }
+        // The per-step block is 16 bytes, as the host lays it out.
+        if s.bindings.contains(&Access::Step) {
+            assert!(s.source.contains("struct Step {\n    start: u32,\n    n: u32,\n    index: u32,\n    _pad: u32,\n}"), "{}: Step block layout", s.file);
+        }
+    }
+}
+
+#[test]
+fn a_broken_shader_fails_validation() {
+    // The checker itself must be able to fail. A type error:
+    let caps = gpu_cnn::gpu::shader_capabilities();
+    let rejects = |src: &str| match naga::front::wgsl::parse_str(src) {
+        Err(_) => true,
+        Ok(m) => Validator::new(ValidationFlags::all(), caps).validate(&m).is_err(),
+    };
+    for s in SHADERS {
+        assert!(!rejects(s.source), "{} should validate", s.file);
+        assert!(rejects(&format!("{}\nfn broken() -> u32 {{ return 1.5; }}\n", s.source)), "{}: type error accepted", s.file);
+        // An output declared read-only is written by the kernel: rejected.
+        let ro = s.source.replacen("var<storage, read_write>", "var<storage, read>", 1);
+        assert!(rejects(&ro), "{}: write to a read-only binding accepted", s.file);
+    }
+}
