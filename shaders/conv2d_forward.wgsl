@@ -6,11 +6,15 @@
 //             bias [COUT] at B_OFF                                      read
 //   2 y       f32 output [n, COUT, H, W]                                 write
 //   3 step    uniform: n (batch length)
-// Each thread computes a tile of CO_B output channels × PX pixels of one output row (a row segment): per input
-// channel and kernel row it loads PX + 2 input values once and uses each for up to 3·CO_B products, and each weight
-// for PX products (2D register blocking: on a CPU-backed adapter every load is a per-lane gather, so loads per
-// multiply-add decide the speed). Threads are ordered (channel block, sample, row, segment).
-// Threads past the end compute a clamped duplicate tile and skip the stores, so every loop stays uniform.
+// Each thread computes a tile of CO_B output channels × PX = 16 pixels of one output row (a row segment, held as a
+// mat4x4: column q is pixels 4q..4q+3). Per input channel and kernel row it loads the 18 input values of the segment
+// and its halo once (each feeds up to 3·CO_B products) and each weight once (it feeds 16 products). Threads are ordered
+// (channel block, sample, row, segment).
+//
+// Written for lavapipe/llvmpipe, where every storage load is a per-lane gather, loops are not unrolled and a local
+// array indexed by a loop counter lives in memory: the tile is spelled out by hand with constant indices, so the
+// accumulators stay in registers and the loads per multiply-add are few. Threads past the end compute a clamped
+// duplicate tile and skip the stores.
 
 struct Step {
     start: u32,
@@ -27,74 +31,125 @@ override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 override RELU: bool = true;
 
-const PX: u32 = 14u; // pixels per thread (a row segment); the host's conv2d::PX
-const CO_B: u32 = 16u; // output channels per thread; the host's conv2d::CO_B
+const PX: u32 = 16u; // pixels per thread (the host's conv2d::PX)
+const CO_B: u32 = 16u; // output channels per thread (the host's conv2d::CO_B)
 const WG: u32 = 64u;
-
-// Pixels and channels a thread really uses (constant once the overrides are set, so the loops unroll).
-const SEG: u32 = min(PX, W);
-const NCO: u32 = min(CO_B, COUT);
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 
+// x[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0 (the padding).
+fn ld(row: u32, ix: i32, ok: bool) -> f32 {
+    let v = x[row + u32(clamp(ix, 0, i32(W) - 1))];
+    return select(0.0, v, ok && ix >= 0 && ix < i32(W));
+}
+
+// One kernel row of one channel: the three taps at weight index w.. w + 2 applied to the three shifted windows.
+fn row_taps(w: u32, a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>) -> mat4x4<f32> {
+    return params[w] * a + params[w + 1u] * b + params[w + 2u] * c;
+}
+
+fn put(co: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
+    if co >= COUT {
+        return;
+    }
+    let bias = params[B_OFF + co];
+    for (var p = 0u; p < PX; p++) {
+        if ox0 + p < W {
+            var v = m[p / 4u][p % 4u] + bias;
+            if RELU {
+                v = max(v, 0.0);
+            }
+            y[out + co * H * W + p] = v;
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    let segs = (W + SEG - 1u) / SEG;
+    let segs = (W + PX - 1u) / PX;
     let rows = step.n * H * segs;
-    let total = rows * ((COUT + NCO - 1u) / NCO);
+    let total = rows * ((COUT + CO_B - 1u) / CO_B);
     let t = min(i, total - 1u);
-    let co0 = (t / rows) * NCO;
+    let co0 = (t / rows) * CO_B;
     let r = t % rows;
     let b = r / (H * segs);
     let oy = (r / segs) % H;
-    let ox0 = (r % segs) * SEG;
+    let ox0 = (r % segs) * PX;
+    let ox = i32(ox0);
 
-    var acc: array<array<f32, PX>, CO_B>;
+    // Weight offset of each channel of the block (clamped: a partial block repeats the last channel).
+    var wo: array<u32, CO_B>;
+    for (var j = 0u; j < CO_B; j++) {
+        wo[j] = W_OFF + min(co0 + j, COUT - 1u) * CIN * 9u;
+    }
+    let w0 = wo[0]; let w1 = wo[1]; let w2 = wo[2]; let w3 = wo[3];
+    let w4 = wo[4]; let w5 = wo[5]; let w6 = wo[6]; let w7 = wo[7];
+    let w8 = wo[8]; let w9 = wo[9]; let w10 = wo[10]; let w11 = wo[11];
+    let w12 = wo[12]; let w13 = wo[13]; let w14 = wo[14]; let w15 = wo[15];
+
+    var acc: array<mat4x4<f32>, CO_B>;
     for (var ci = 0u; ci < CIN; ci++) {
         let plane = (b * CIN + ci) * H * W;
         for (var ky = 0u; ky < 3u; ky++) {
             let iy = i32(oy + ky) - 1;
-            let row_ok = iy >= 0 && iy < i32(H);
+            let ok = iy >= 0 && iy < i32(H);
             let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
-            // The input row segment with its one-pixel halo; padding reads as 0.
-            var xs: array<f32, PX + 2u>;
-            for (var p = 0u; p < SEG + 2u; p++) {
-                let ix = i32(ox0 + p) - 1;
-                let v = x[row + u32(clamp(ix, 0, i32(W) - 1))];
-                xs[p] = select(0.0, v, row_ok && ix >= 0 && ix < i32(W));
-            }
-            for (var j = 0u; j < NCO; j++) {
-                let wrow = W_OFF + (min(co0 + j, COUT - 1u) * CIN + ci) * 9u + ky * 3u;
-                for (var kx = 0u; kx < 3u; kx++) {
-                    let w = params[wrow + kx];
-                    for (var p = 0u; p < SEG; p++) {
-                        acc[j][p] += w * xs[p + kx];
-                    }
-                }
-            }
+            // The segment and its one-pixel halo: v[k] is input column ox0 - 1 + k.
+            let v = array<f32, 18>(
+                ld(row, ox - 1, ok), ld(row, ox, ok), ld(row, ox + 1, ok), ld(row, ox + 2, ok),
+                ld(row, ox + 3, ok), ld(row, ox + 4, ok), ld(row, ox + 5, ok), ld(row, ox + 6, ok),
+                ld(row, ox + 7, ok), ld(row, ox + 8, ok), ld(row, ox + 9, ok), ld(row, ox + 10, ok),
+                ld(row, ox + 11, ok), ld(row, ox + 12, ok), ld(row, ox + 13, ok), ld(row, ox + 14, ok),
+                ld(row, ox + 15, ok), ld(row, ox + 16, ok),
+            );
+            // Window k: the inputs under tap kx = k of each of the 16 output pixels.
+            let a = mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+                                v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]);
+            let bb = mat4x4<f32>(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
+                                 v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]);
+            let c = mat4x4<f32>(v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
+                                v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]);
+            let k = ci * 9u + ky * 3u;
+            acc[0] += row_taps(w0 + k, a, bb, c);
+            acc[1] += row_taps(w1 + k, a, bb, c);
+            acc[2] += row_taps(w2 + k, a, bb, c);
+            acc[3] += row_taps(w3 + k, a, bb, c);
+            acc[4] += row_taps(w4 + k, a, bb, c);
+            acc[5] += row_taps(w5 + k, a, bb, c);
+            acc[6] += row_taps(w6 + k, a, bb, c);
+            acc[7] += row_taps(w7 + k, a, bb, c);
+            acc[8] += row_taps(w8 + k, a, bb, c);
+            acc[9] += row_taps(w9 + k, a, bb, c);
+            acc[10] += row_taps(w10 + k, a, bb, c);
+            acc[11] += row_taps(w11 + k, a, bb, c);
+            acc[12] += row_taps(w12 + k, a, bb, c);
+            acc[13] += row_taps(w13 + k, a, bb, c);
+            acc[14] += row_taps(w14 + k, a, bb, c);
+            acc[15] += row_taps(w15 + k, a, bb, c);
         }
     }
     if i >= total {
         return;
     }
-    for (var j = 0u; j < NCO; j++) {
-        let co = co0 + j;
-        if co < COUT {
-            let bias = params[B_OFF + co];
-            let out = (b * COUT + co) * H * W + oy * W + ox0;
-            for (var p = 0u; p < SEG; p++) {
-                if ox0 + p < W {
-                    var v = acc[j][p] + bias;
-                    if RELU {
-                        v = max(v, 0.0);
-                    }
-                    y[out + p] = v;
-                }
-            }
-        }
-    }
+    let out = b * COUT * H * W + oy * W + ox0;
+    put(co0, out, ox0, acc[0]);
+    put(co0 + 1u, out, ox0, acc[1]);
+    put(co0 + 2u, out, ox0, acc[2]);
+    put(co0 + 3u, out, ox0, acc[3]);
+    put(co0 + 4u, out, ox0, acc[4]);
+    put(co0 + 5u, out, ox0, acc[5]);
+    put(co0 + 6u, out, ox0, acc[6]);
+    put(co0 + 7u, out, ox0, acc[7]);
+    put(co0 + 8u, out, ox0, acc[8]);
+    put(co0 + 9u, out, ox0, acc[9]);
+    put(co0 + 10u, out, ox0, acc[10]);
+    put(co0 + 11u, out, ox0, acc[11]);
+    put(co0 + 12u, out, ox0, acc[12]);
+    put(co0 + 13u, out, ox0, acc[13]);
+    put(co0 + 14u, out, ox0, acc[14]);
+    put(co0 + 15u, out, ox0, acc[15]);
 }

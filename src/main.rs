@@ -93,10 +93,10 @@ struct TrainArgs {
     #[arg(long, default_value_t = 64, value_parser = positive_usize)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.01, value_parser = learning_rate)]
+    #[arg(long, default_value_t = 0.01, value_parser = learning_rate, allow_negative_numbers = true)]
     lr: f32,
     /// SGD momentum μ (v ← μ·v + g; w ← w − lr·v).
-    #[arg(long, default_value_t = 0.9, value_parser = momentum)]
+    #[arg(long, default_value_t = 0.9, value_parser = momentum, allow_negative_numbers = true)]
     momentum: f32,
     /// Train on the first N training images only.
     #[arg(long, value_parser = positive_usize)]

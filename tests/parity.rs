@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use gpu_cnn::gpu::kernels::{Kernel, Kernels, STEP_BYTES};
+use gpu_cnn::gpu::kernels::{conv2d, Kernel, Kernels, STEP_BYTES};
 use gpu_cnn::gpu::Gpu;
 use gpu_cnn::model::normalize_pixel;
 use gpu_cnn::reference::*;
@@ -136,7 +136,7 @@ fn conv2d_forward_matches_reference() {
             );
             let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
             t.set_step(0, n as u32, 0);
-            let threads = n * h * h * cout.div_ceil(16);
+            let threads = n * conv2d::threads_per_sample(cout, h, h) as usize;
             t.run(&k, &[&xb, &pb, &yb, &t.step], groups(threads, k.workgroup), true);
             let want: Vec<f64> = if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
             let what = format!("conv2d_forward n={n} cin={cin} cout={cout} h={h} relu={relu}");

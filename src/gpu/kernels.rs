@@ -67,6 +67,20 @@ pub fn shader_for(entry: &str) -> &'static Shader {
     SHADERS.iter().find(|s| s.entry_points.contains(&entry)).unwrap_or_else(|| panic!("no shader has entry point {entry}"))
 }
 
+/// The thread tiling of the convolution kernels: it mirrors the constants at the top of `conv2d_forward.wgsl` and
+/// `conv2d_backward_input.wgsl`, so the host can size their dispatches.
+pub mod conv2d {
+    /// Pixels of one output row per thread (a row segment).
+    pub const PX: usize = 16;
+    /// Channels of the output (forward: output channels; backward input: input channels) per thread.
+    pub const CO_B: usize = 16;
+
+    /// Threads per sample for an output of `channels` channels of `h`×`w` pixels.
+    pub fn threads_per_sample(channels: usize, h: usize, w: usize) -> u64 {
+        (h * w.div_ceil(PX) * channels.div_ceil(CO_B)) as u64
+    }
+}
+
 /// Size in bytes of the per-step uniform block (`struct Step { start, n, index, _pad }`).
 pub const STEP_BYTES: u64 = 16;
 

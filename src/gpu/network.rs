@@ -9,7 +9,7 @@ use crate::data::Split;
 use crate::engine::{Engine, Metrics};
 use crate::model::*;
 
-use super::kernels::{Kernel, Kernels, STEP_BYTES};
+use super::kernels::{conv2d, Kernel, Kernels, STEP_BYTES};
 use super::{pack_u8, Gpu, GpuError};
 
 /// Most test images `probe` can look at in one call.
@@ -249,9 +249,9 @@ impl GpuNetwork {
         };
         let blocks16 = |cout: usize| cout.div_ceil(16) as u64;
         let forward = vec![
-            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps], Size::PerSample((H1 * H1) as u64 * blocks16(C1))),
+            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps], Size::PerSample(conv2d::threads_per_sample(C1, H1, H1))),
             op(pool(C1, H1)?, &[&a.a1, &a.p1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
-            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps], Size::PerSample((P1 * P1) as u64 * blocks16(C2))),
+            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps], Size::PerSample(conv2d::threads_per_sample(C2, P1, P1))),
             op(pool(C2, P1)?, &[&a.a2, &a.p2, &steps], Size::PerSample(FLAT as u64)),
             op(dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?, &[&a.p2, &params_buf, &a.h, &steps], Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 }),
             op(dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?, &[&a.h, &params_buf, &a.logits, &steps], Size::Blocked { blocks: CLASSES.div_ceil(4) as u64, tb: 4 }),

@@ -1,0 +1,173 @@
+//! The `gpu-cnn` command as a user runs it: JSON shapes, forward-only at chance, a short training run that learns,
+//! reading PyTorch's checkpoint, and clear one-line errors with a non-zero exit code for bad input.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn gpu_cnn() -> Command {
+    let mut c = Command::cargo_bin("gpu-cnn").expect("binary");
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn json_of(out: &[u8]) -> Value {
+    let s = String::from_utf8_lossy(out);
+    assert_eq!(s.trim().lines().count(), 1, "--json must print exactly one line on stdout, got:\n{s}");
+    serde_json::from_str(s.trim()).expect("stdout is JSON")
+}
+
+fn check_adapter(v: &Value) {
+    for k in ["name", "backend", "device_type", "driver", "driver_info"] {
+        assert!(v["adapter"][k].is_string(), "adapter.{k} missing in {v}");
+    }
+}
+
+const PYTORCH_CKPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/anchors/pytorch/seed_cnn_pytorch_e5.safetensors");
+
+#[test]
+fn forward_only_is_at_chance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gpu_cnn().args(["forward-only", "--json", "--out-dir"]).arg(dir.path()).assert().success().get_output().clone();
+    let v = json_of(&out.stdout);
+    check_adapter(&v);
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    let loss = v["test_loss"].as_f64().unwrap();
+    eprintln!("forward-only: accuracy {acc}, loss {loss}");
+    // Random weights: accuracy near 1/10 and loss near ln 10 = 2.303; a broken kernel lands far outside.
+    assert!((0.04..=0.2).contains(&acc), "accuracy {acc}");
+    assert!((2.2..=2.45).contains(&loss), "loss {loss}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("adapter:") || stderr.contains("CPU reference"), "the device is printed: {stderr}");
+}
+
+#[test]
+fn short_training_run_learns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gpu_cnn()
+        .args(["train", "--epochs", "1", "--train-limit", "3200", "--batch-size", "32", "--json", "--out-dir"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v = json_of(&out.stdout);
+    check_adapter(&v);
+    let epochs = v["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 1);
+    for k in ["epoch", "train_loss", "test_loss", "test_accuracy", "seconds", "images_per_sec"] {
+        assert!(epochs[0][k].is_number(), "epochs[0].{k} in {v}");
+    }
+    assert_eq!(v["hyperparameters"]["batch_size"], 32);
+    let (before, after) = (v["forward_only_test_loss"].as_f64().unwrap(), v["test_loss"].as_f64().unwrap());
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    eprintln!("short run: loss {before} → {after}, accuracy {acc}");
+    assert!(after < 0.5 * before, "loss must fall: {before} → {after}");
+    assert!(acc > 0.8, "accuracy {acc}");
+}
+
+#[test]
+fn eval_reads_pytorch_checkpoint() {
+    if !std::path::Path::new(PYTORCH_CKPT).exists() {
+        eprintln!("skipped: {PYTORCH_CKPT} not present");
+        return;
+    }
+    let out = gpu_cnn().args(["eval", "--json", "--checkpoint", PYTORCH_CKPT]).assert().success().get_output().clone();
+    let v = json_of(&out.stdout);
+    check_adapter(&v);
+    // PyTorch reports 98.97 % and loss 0.0298 for this file; allow one prediction to flip on a near-tie.
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    assert!((acc - 0.9897).abs() <= 0.00011, "accuracy {acc}");
+    assert!((v["test_loss"].as_f64().unwrap() - 0.0298).abs() < 0.0005);
+}
+
+#[test]
+fn cpu_device_evaluates_the_same_checkpoint() {
+    if !std::path::Path::new(PYTORCH_CKPT).exists() {
+        return;
+    }
+    let out = gpu_cnn().args(["eval", "--device", "cpu", "--json", "--checkpoint", PYTORCH_CKPT]).assert().success().get_output().clone();
+    let v = json_of(&out.stdout);
+    assert_eq!(v["adapter"]["backend"], "cpu");
+    assert!((v["test_accuracy"].as_f64().unwrap() - 0.9897).abs() <= 0.00011);
+}
+
+#[test]
+fn train_save_then_eval_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("run.safetensors");
+    let out = gpu_cnn()
+        .args(["train", "--epochs", "1", "--train-limit", "640", "--json", "--save"])
+        .arg(&ck)
+        .arg("--out-dir")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let trained = json_of(&out.stdout)["test_accuracy"].as_f64().unwrap();
+    assert!(ck.exists() && dir.path().join("run.momentum.safetensors").exists());
+    let out = gpu_cnn().args(["eval", "--json", "--checkpoint"]).arg(&ck).assert().success().get_output().clone();
+    assert_eq!(json_of(&out.stdout)["test_accuracy"].as_f64().unwrap(), trained, "eval of the saved weights");
+    // Resuming a finished run has nothing to do: a clear error, not a silent no-op.
+    gpu_cnn()
+        .args(["train", "--epochs", "1", "--train-limit", "640", "--resume"])
+        .arg(&ck)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("nothing to train"));
+    gpu_cnn()
+        .args(["train", "--epochs", "2", "--train-limit", "640", "--json", "--resume"])
+        .arg(&ck)
+        .arg("--out-dir")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("resuming"));
+}
+
+/// Runs `args`, expects failure with `needle` in stderr, no panic, and (for our own errors) one line.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = gpu_cnn().args(args).assert().failure().get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked:\n{stderr}");
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    fails_with(&["train", "--batch-size", "0"], "must be at least 1");
+    fails_with(&["train", "--epochs", "0"], "must be at least 1");
+    fails_with(&["train", "--lr", "-1"], "--lr");
+    fails_with(&["train", "--lr", "NaN"], "finite number > 0");
+    fails_with(&["train", "--lr", "inf"], "finite number > 0");
+    fails_with(&["train", "--momentum", "1.5"], "must be in [0, 1)");
+    fails_with(&["train", "--seed", "abc"], "--seed");
+    fails_with(&["forward-only", "--backend", "glide"], "unknown backend");
+    fails_with(&["forward-only", "--adapter", "no-such-adapter-xyz"], "no adapter matches `no-such-adapter-xyz`");
+}
+
+#[test]
+fn bad_paths_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    fails_with(&["forward-only", "--data-dir", missing.to_str().unwrap()], "does not exist");
+    fails_with(&["eval", "--checkpoint", missing.to_str().unwrap()], "does not exist");
+    fails_with(&["eval", "--checkpoint", dir.path().to_str().unwrap()], "is a directory");
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    fails_with(&["eval", "--checkpoint", garbage.to_str().unwrap()], "checkpoint");
+    // An output directory that cannot be created is refused before any work starts.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    fails_with(&["train", "--out-dir", file.join("sub").to_str().unwrap()], "cannot create output directory");
+}
+
+#[test]
+fn adapters_lists_something_or_says_how_to_get_one() {
+    let out = gpu_cnn().args(["adapters", "--json"]).assert().success().get_output().clone();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for a in v.as_array().unwrap() {
+        assert!(a["name"].is_string() && a["backend"].is_string() && a["index"].is_number());
+    }
+}
