@@ -5,7 +5,8 @@ fn main() -> anyhow::Result<()> {
     let gpu = gpu_cnn::gpu::Gpu::open(&Default::default())?;
     eprintln!("{}", gpu.adapter.line());
     let batch: usize = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(64);
-    let mut net = gpu_cnn::gpu::network::GpuNetwork::new(gpu, batch, Some(&train), &data.test, &gpu_cnn::model::init_params(1))?;
+    let mut net =
+        gpu_cnn::gpu::network::GpuNetwork::new(gpu, batch, Some(&train), &data.test, &gpu_cnn::model::init_params(1))?;
     let ops = net.profile_ops(20)?;
     let total: f64 = ops.iter().map(|o| o.1).sum();
     for (name, s) in &ops {

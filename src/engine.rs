@@ -37,4 +37,3 @@ pub trait Engine {
     fn momentum(&self) -> anyhow::Result<Vec<f32>>;
     fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()>;
 }
-

@@ -18,7 +18,11 @@ use gpu_cnn::model;
 use gpu_cnn::train::{self, EpochReport, TrainConfig, TrainError};
 
 #[derive(Parser)]
-#[command(name = "gpu-cnn", version, about = "A GPU-first CNN on MNIST: random weights vs backpropagation, every kernel a WGSL compute shader")]
+#[command(
+    name = "gpu-cnn",
+    version,
+    about = "A GPU-first CNN on MNIST: random weights vs backpropagation, every kernel a WGSL compute shader"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -190,8 +194,12 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
 /// Where the run happens, for the output: an adapter, or the CPU reference.
 fn device_json(adapter: &Option<AdapterSummary>) -> serde_json::Value {
     match adapter {
-        Some(a) => json!({"name": a.name, "vendor": a.vendor, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "driver_info": a.driver_info}),
-        None => json!({"name": "CPU reference", "vendor": "", "backend": "cpu", "device_type": "cpu", "driver": "gpu-cnn reference", "driver_info": ""}),
+        Some(a) => {
+            json!({"name": a.name, "vendor": a.vendor, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "driver_info": a.driver_info})
+        }
+        None => {
+            json!({"name": "CPU reference", "vendor": "", "backend": "cpu", "device_type": "cpu", "driver": "gpu-cnn reference", "driver_info": ""})
+        }
     }
 }
 
@@ -199,7 +207,13 @@ fn load_data(c: &Common) -> Result<Mnist> {
     let dir = c.data_dir.clone().unwrap_or_else(data::default_data_dir);
     let t0 = Instant::now();
     let d = data::load(&dir)?;
-    eprintln!("data: {} ({} training, {} test images, {:.2} s)", dir.display(), d.train.len(), d.test.len(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "data: {} ({} training, {} test images, {:.2} s)",
+        dir.display(),
+        d.train.len(),
+        d.test.len(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(d)
 }
 
@@ -213,7 +227,13 @@ fn prepare_out_dir(dir: &Path) -> Result<()> {
 }
 
 /// Opens the requested engine: the chosen GPU adapter, or the CPU reference (asked for, or when there is no adapter).
-fn open_engine(c: &Common, batch: usize, data: &Mnist, with_train: bool, params: &[f32]) -> Result<(Box<dyn Engine>, Option<AdapterSummary>)> {
+fn open_engine(
+    c: &Common,
+    batch: usize,
+    data: &Mnist,
+    with_train: bool,
+    params: &[f32],
+) -> Result<(Box<dyn Engine>, Option<AdapterSummary>)> {
     let train = with_train.then_some(&data.train);
     if c.device == DeviceKind::Gpu {
         let sel = AdapterSelection { adapter: c.adapter.clone(), backend: c.backend };
@@ -237,7 +257,13 @@ fn open_engine(c: &Common, batch: usize, data: &Mnist, with_train: bool, params:
 }
 
 fn print_eval(label: &str, m: &Metrics) {
-    eprintln!("{label}: test accuracy {:.2} % ({} / {}), test loss {:.4}", 100.0 * m.accuracy(), m.correct, m.count, m.mean_loss());
+    eprintln!(
+        "{label}: test accuracy {:.2} % ({} / {}), test loss {:.4}",
+        100.0 * m.accuracy(),
+        m.correct,
+        m.count,
+        m.mean_loss()
+    );
 }
 
 fn forward_only(c: &Common) -> Result<()> {
@@ -318,14 +344,25 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
         params = ck.params;
         if t.resume.is_some() {
             if ck.momentum.is_none() {
-                bail!("--resume {}: no momentum state found (expected {}); use --init to start from its weights", p.display(), checkpoint::momentum_path(p).display());
+                bail!(
+                    "--resume {}: no momentum state found (expected {}); use --init to start from its weights",
+                    p.display(),
+                    checkpoint::momentum_path(p).display()
+                );
             }
             momentum_state = ck.momentum;
             start_epoch = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
             eprintln!("resuming from {} after epoch {start_epoch}", p.display());
         }
     }
-    let cfg = TrainConfig { epochs: t.epochs, batch_size: t.batch_size, lr: t.lr, momentum: t.momentum, seed: c.seed, train_images: data.train.len() };
+    let cfg = TrainConfig {
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        lr: t.lr,
+        momentum: t.momentum,
+        seed: c.seed,
+        train_images: data.train.len(),
+    };
     eprintln!(
         "train: {} epochs, batch {}, SGD lr {} momentum {}, seed {}, {} training images",
         cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.seed, cfg.train_images
@@ -353,9 +390,11 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
     for epoch in start_epoch..cfg.epochs {
         let bar = indicatif::ProgressBar::new(steps as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} steps, {msg} ({elapsed}, eta {eta})")
-                .expect("valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} steps, {msg} ({elapsed}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         let flag = interrupted.clone();
@@ -370,7 +409,12 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
             Ok((report, losses)) => {
                 eprintln!(
                     "epoch {}: train loss {:.4}, test loss {:.4}, test accuracy {:.2} %, {:.2} s, {:.0} images/s",
-                    report.epoch, report.train_loss, report.test_loss, 100.0 * report.test_accuracy, report.seconds, report.images_per_sec
+                    report.epoch,
+                    report.train_loss,
+                    report.test_loss,
+                    100.0 * report.test_accuracy,
+                    report.seconds,
+                    report.images_per_sec
                 );
                 epochs.push(report);
                 step_losses.extend(losses);

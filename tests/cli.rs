@@ -23,12 +23,14 @@ fn check_adapter(v: &Value) {
     }
 }
 
-const PYTORCH_CKPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/anchors/pytorch/seed_cnn_pytorch_e5.safetensors");
+const PYTORCH_CKPT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/anchors/pytorch/seed_cnn_pytorch_e5.safetensors");
 
 #[test]
 fn forward_only_is_at_chance() {
     let dir = tempfile::tempdir().unwrap();
-    let out = gpu_cnn().args(["forward-only", "--json", "--out-dir"]).arg(dir.path()).assert().success().get_output().clone();
+    let out =
+        gpu_cnn().args(["forward-only", "--json", "--out-dir"]).arg(dir.path()).assert().success().get_output().clone();
     let v = json_of(&out.stdout);
     check_adapter(&v);
     let acc = v["test_accuracy"].as_f64().unwrap();
@@ -86,7 +88,12 @@ fn cpu_device_evaluates_the_same_checkpoint() {
     if !std::path::Path::new(PYTORCH_CKPT).exists() {
         return;
     }
-    let out = gpu_cnn().args(["eval", "--device", "cpu", "--json", "--checkpoint", PYTORCH_CKPT]).assert().success().get_output().clone();
+    let out = gpu_cnn()
+        .args(["eval", "--device", "cpu", "--json", "--checkpoint", PYTORCH_CKPT])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let v = json_of(&out.stdout);
     assert_eq!(v["adapter"]["backend"], "cpu");
     assert!((v["test_accuracy"].as_f64().unwrap() - 0.9897).abs() <= 0.00011);

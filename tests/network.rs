@@ -89,7 +89,13 @@ fn twenty_steps_track_reference_losses() {
 }
 
 /// Trains `epochs` epochs on a small split; returns every step loss and the final parameters.
-fn run(gpu: gpu_cnn::gpu::Gpu, train: &Split, test: &Split, start: Option<&Checkpoint>, epochs: std::ops::Range<usize>) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn run(
+    gpu: gpu_cnn::gpu::Gpu,
+    train: &Split,
+    test: &Split,
+    start: Option<&Checkpoint>,
+    epochs: std::ops::Range<usize>,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let params = start.map_or_else(|| model::init_params(11), |c| c.params.clone());
     let mut net = GpuNetwork::new(gpu, 64, Some(train), test, &params).unwrap();
     if let Some(m) = start.and_then(|c| c.momentum.as_ref()) {
@@ -112,7 +118,11 @@ fn training_is_bit_identical_and_resumable() {
     let test = d.test.take(250);
     let (losses_a, params_a, _) = run(gpu1, &train, &test, None, 0..2);
     let (losses_b, params_b, _) = run(gpu("second run").unwrap(), &train, &test, None, 0..2);
-    assert_eq!(losses_a.iter().map(|l| l.to_bits()).collect::<Vec<_>>(), losses_b.iter().map(|l| l.to_bits()).collect::<Vec<_>>(), "same seed, same adapter: losses differ");
+    assert_eq!(
+        losses_a.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+        losses_b.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
+        "same seed, same adapter: losses differ"
+    );
     assert!(params_a.iter().zip(&params_b).all(|(a, b)| a.to_bits() == b.to_bits()), "params differ");
 
     // Save after epoch 1, reload from the file, train epoch 2: identical to the uninterrupted run.
@@ -120,7 +130,8 @@ fn training_is_bit_identical_and_resumable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mid.safetensors");
     let meta = [("epochs_done".to_string(), "1".to_string())].into_iter().collect();
-    checkpoint::save_training(&path, &Checkpoint { params: params_1, momentum: Some(momentum_1), metadata: meta }).unwrap();
+    checkpoint::save_training(&path, &Checkpoint { params: params_1, momentum: Some(momentum_1), metadata: meta })
+        .unwrap();
     let loaded = checkpoint::load_training(&path).unwrap();
     let (losses_2, params_2, _) = run(gpu("second half").unwrap(), &train, &test, Some(&loaded), 1..2);
     let resumed: Vec<u32> = losses_1.iter().chain(&losses_2).map(|l| l.to_bits()).collect();

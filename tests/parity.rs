@@ -132,7 +132,15 @@ fn conv2d_forward_matches_reference() {
         for relu in [false, true] {
             let k = t.kernel(
                 "conv2d_forward",
-                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off), flag("RELU", relu)],
+                &[
+                    c("CIN", cin),
+                    c("COUT", cout),
+                    c("H", h),
+                    c("W", h),
+                    c("W_OFF", w_off),
+                    c("B_OFF", b_off),
+                    flag("RELU", relu),
+                ],
             );
             let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
             t.set_step(0, n as u32, 0);
@@ -158,7 +166,10 @@ fn conv2d_backward_input_matches_reference() {
         conv2d_backward_input(&to_f64(&dy), &to_f64(&w), &mut reference, n, cin, cout, h, h);
         let mut sum_abs = vec![0.0f64; reference.len()];
         conv2d_backward_input(&abs(&dy), &abs(&w), &mut sum_abs, n, cin, cout, h, h);
-        let k = t.kernel("conv2d_backward_input", &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)]);
+        let k = t.kernel(
+            "conv2d_backward_input",
+            &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)],
+        );
         let (dyb, pb, dxb) = (t.buffer_f32(&dy), t.buffer_f32(&params), t.poisoned(reference.len()));
         t.set_step(0, n as u32, 0);
         t.run(&k, &[&dyb, &pb, &dxb, &t.step], groups(n * h * h * cin.div_ceil(16), k.workgroup), true);
@@ -194,7 +205,10 @@ fn conv2d_backward_weight_matches_reference() {
         assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, k_terms), RTOL);
         assert_close(&format!("{what} db"), &got[b_off..b_off + cout], &db, &bound(&db_abs, k_terms), RTOL);
         // Nothing outside the two tensors is written.
-        assert!(got[..w_off].iter().chain(&got[b_off + cout..]).all(|v| v.is_nan()), "{what}: wrote outside its tensors");
+        assert!(
+            got[..w_off].iter().chain(&got[b_off + cout..]).all(|v| v.is_nan()),
+            "{what}: wrote outside its tensors"
+        );
     }
 }
 
@@ -217,7 +231,11 @@ fn maxpool_forward_matches_reference_exactly() {
             let (xb, yb) = (t.buffer_f32(&x), t.poisoned(want.len()));
             t.set_step(0, n as u32, 0);
             t.run(&k, &[&xb, &yb, &t.step], groups(want.len(), k.workgroup), true);
-            assert_exact(&format!("maxpool_forward n={n} c={ch} h={h} relu-input={relu}"), &t.read(&yb, want.len()), &want);
+            assert_exact(
+                &format!("maxpool_forward n={n} c={ch} h={h} relu-input={relu}"),
+                &t.read(&yb, want.len()),
+                &want,
+            );
         }
     }
 }
@@ -267,7 +285,10 @@ fn dense_forward_matches_reference() {
         let mut sum_abs = vec![0.0f64; n * out];
         dense_forward(&abs(&x), &abs(w), &abs(b), &mut sum_abs, n, inp, out);
         for relu in [false, true] {
-            let k = t.kernel("dense_forward", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), flag("RELU", relu)]);
+            let k = t.kernel(
+                "dense_forward",
+                &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), flag("RELU", relu)],
+            );
             let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(n * out));
             t.set_step(0, n as u32, 0);
             t.run(&k, &[&xb, &pb, &yb, &t.step], groups(out.div_ceil(4) * n.div_ceil(4), k.workgroup), true);
@@ -294,7 +315,8 @@ fn dense_backward_input_matches_reference() {
         let mut sum_abs = vec![0.0f64; n * inp];
         dense_backward_input(&abs(&dy), &abs(w), &mut sum_abs, n, inp, out);
         for relu in [false, true] {
-            let k = t.kernel("dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), flag("RELU", relu)]);
+            let k =
+                t.kernel("dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), flag("RELU", relu)]);
             let (dyb, pb, xb, dxb) = (t.buffer_f32(&dy), t.buffer_f32(&params), t.buffer_f32(&x), t.poisoned(n * inp));
             t.set_step(0, n as u32, 0);
             t.run(&k, &[&dyb, &pb, &xb, &dxb, &t.step], groups(inp.div_ceil(4) * n.div_ceil(4), k.workgroup), true);
@@ -333,7 +355,10 @@ fn dense_backward_weight_matches_reference() {
         let what = format!("dense_backward_weight n={n} in={inp} out={out}");
         assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, n), RTOL);
         assert_close(&format!("{what} db"), &got[b_off..b_off + out], &db, &bound(&db_abs, n), RTOL);
-        assert!(got[..w_off].iter().chain(&got[b_off + out..]).all(|v| v.is_nan()), "{what}: wrote outside its tensors");
+        assert!(
+            got[..w_off].iter().chain(&got[b_off + out..]).all(|v| v.is_nan()),
+            "{what}: wrote outside its tensors"
+        );
     }
 }
 
@@ -365,7 +390,12 @@ fn softmax_cross_entropy_matches_reference() {
             t.run(&kernel, &[&xb, &lb, &db, &pb, &mb, &sb, &t.step], 1, true);
             let m = t.read(&mb, 3);
             let loss_tol = 1e-6 * loss_sum.abs() + 1e-5;
-            assert!((m[0] as f64 - 1.5 - loss_sum).abs() <= loss_tol, "{entry} n={n}: loss sum {} vs {}", m[0] - 1.5, loss_sum);
+            assert!(
+                (m[0] as f64 - 1.5 - loss_sum).abs() <= loss_tol,
+                "{entry} n={n}: loss sum {} vs {}",
+                m[0] - 1.5,
+                loss_sum
+            );
             assert_eq!(m[1] as usize, 2 + correct, "{entry} n={n}: correct count");
             assert_eq!(m[2] as usize, 3 + n, "{entry} n={n}: count");
             let step_loss = t.read(&sb, 4)[2] as f64;
@@ -388,7 +418,8 @@ fn sgd_step_matches_reference() {
     let Some(t) = Harness::new("sgd_step") else { return };
     for (case, &len) in [1usize, 255, 257, 206_922].iter().enumerate() {
         let seed = 1100 + case as u64;
-        let (w, g, v) = (random(len, -1.0, 1.0, seed), random(len, -1.0, 1.0, seed + 1), random(len, -1.0, 1.0, seed + 2));
+        let (w, g, v) =
+            (random(len, -1.0, 1.0, seed), random(len, -1.0, 1.0, seed + 1), random(len, -1.0, 1.0, seed + 2));
         let (lr, mu) = (0.01f32, 0.9f32);
         let (mut w_ref, mut v_ref) = (w.clone(), v.clone());
         sgd_step(&mut w_ref, &g, &mut v_ref, lr, mu);
@@ -400,7 +431,13 @@ fn sgd_step_matches_reference() {
         let tol = |r: &[f32]| r.iter().map(|x| 2.0 * x.abs() as f64 * EPS32 + 1e-9).collect::<Vec<_>>();
         let (tv, tw) = (tol(&v_ref), tol(&w_ref));
         assert_close(&format!("sgd_step len={len} momentum"), &t.read(&vb, len), &to_f64(&v_ref), &|i| tv[i], 0.0);
-        assert_close(&format!("sgd_step len={len} params"), &t.read(&wb, len), &to_f64(&w_ref), &|i| tw[i] + 2.0 * EPS32, 0.0);
+        assert_close(
+            &format!("sgd_step len={len} params"),
+            &t.read(&wb, len),
+            &to_f64(&w_ref),
+            &|i| tw[i] + 2.0 * EPS32,
+            0.0,
+        );
     }
 }
 

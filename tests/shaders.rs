@@ -7,7 +7,8 @@ use naga::valid::{GlobalUse, ValidationFlags, Validator};
 use naga::AddressSpace;
 
 fn validate(file: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
+    let module =
+        naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
     let info = Validator::new(ValidationFlags::all(), gpu_cnn::gpu::shader_capabilities())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
@@ -57,7 +58,11 @@ fn every_shader_validates_and_matches_its_bindings() {
                 Access::Step | Access::Uniform => Access::Uniform,
                 a => *a,
             };
-            assert_eq!(*access, want_shader, "{}: binding {i} (`{name}`): shader says {access:?}, host binds {want:?}", s.file);
+            assert_eq!(
+                *access, want_shader,
+                "{}: binding {i} (`{name}`): shader says {access:?}, host binds {want:?}",
+                s.file
+            );
         }
         // Entry points: exactly the registered ones, compute stage, and none writes a read-only binding.
         let names: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
@@ -69,13 +74,24 @@ fn every_shader_validates_and_matches_its_bindings() {
             for (handle, var) in module.global_variables.iter() {
                 let Some(binding) = &var.binding else { continue };
                 if uses[handle].contains(GlobalUse::WRITE) {
-                    assert_eq!(s.bindings[binding.binding as usize], Access::ReadWrite, "{}: {} writes binding {}", s.file, ep.name, binding.binding);
+                    assert_eq!(
+                        s.bindings[binding.binding as usize],
+                        Access::ReadWrite,
+                        "{}: {} writes binding {}",
+                        s.file,
+                        ep.name,
+                        binding.binding
+                    );
                 }
             }
         }
         // The per-step block is 16 bytes, as the host lays it out.
         if s.bindings.contains(&Access::Step) {
-            assert!(s.source.contains("struct Step {\n    start: u32,\n    n: u32,\n    index: u32,\n    _pad: u32,\n}"), "{}: Step block layout", s.file);
+            assert!(
+                s.source.contains("struct Step {\n    start: u32,\n    n: u32,\n    index: u32,\n    _pad: u32,\n}"),
+                "{}: Step block layout",
+                s.file
+            );
         }
     }
 }
@@ -90,7 +106,11 @@ fn a_broken_shader_fails_validation() {
     };
     for s in SHADERS {
         assert!(!rejects(s.source), "{} should validate", s.file);
-        assert!(rejects(&format!("{}\nfn broken() -> u32 {{ return 1.5; }}\n", s.source)), "{}: type error accepted", s.file);
+        assert!(
+            rejects(&format!("{}\nfn broken() -> u32 {{ return 1.5; }}\n", s.source)),
+            "{}: type error accepted",
+            s.file
+        );
         // An output declared read-only is written by the kernel: rejected.
         let ro = s.source.replacen("var<storage, read_write>", "var<storage, read>", 1);
         assert!(rejects(&ro), "{}: write to a read-only binding accepted", s.file);

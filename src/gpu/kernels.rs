@@ -64,7 +64,10 @@ pub const SHADERS: &[Shader] = &[
 ];
 
 pub fn shader_for(entry: &str) -> &'static Shader {
-    SHADERS.iter().find(|s| s.entry_points.contains(&entry)).unwrap_or_else(|| panic!("no shader has entry point {entry}"))
+    SHADERS
+        .iter()
+        .find(|s| s.entry_points.contains(&entry))
+        .unwrap_or_else(|| panic!("no shader has entry point {entry}"))
 }
 
 /// The thread tiling of the convolution kernels: it mirrors the constants at the top of `conv2d_forward.wgsl` and
@@ -142,10 +145,9 @@ impl Kernels {
                 count: None,
             })
             .collect();
-        let layout = gpu.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(entry),
-            entries: &entries,
-        });
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(entry), entries: &entries });
         let pipeline_layout = gpu.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(entry),
             bind_group_layouts: &[Some(&layout)],
@@ -156,7 +158,10 @@ impl Kernels {
             layout: Some(&pipeline_layout),
             module: &self.modules[shader.file],
             entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions { constants, zero_initialize_workgroup_memory: false },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
             cache: None,
         });
         gpu.check()?;
@@ -184,18 +189,34 @@ impl Kernel {
                 },
             })
             .collect();
-        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(self.entry), layout: &self.layout, entries: &entries })
+        gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(self.entry),
+            layout: &self.layout,
+            entries: &entries,
+        })
     }
 
     /// Records one dispatch of `threads` threads (split over x and y to stay under 65,535 workgroups per dimension).
     /// `step_offset` is the dynamic offset of this dispatch's step block, for kernels that have one.
-    pub fn dispatch(&self, pass: &mut wgpu::ComputePass, group: &wgpu::BindGroup, step_offset: Option<u32>, threads: u64) {
+    pub fn dispatch(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        group: &wgpu::BindGroup,
+        step_offset: Option<u32>,
+        threads: u64,
+    ) {
         let groups = threads.div_ceil(self.workgroup as u64).max(1);
         self.dispatch_workgroups(pass, group, step_offset, groups);
     }
 
     /// Records one dispatch of exactly `groups` workgroups.
-    pub fn dispatch_workgroups(&self, pass: &mut wgpu::ComputePass, group: &wgpu::BindGroup, step_offset: Option<u32>, groups: u64) {
+    pub fn dispatch_workgroups(
+        &self,
+        pass: &mut wgpu::ComputePass,
+        group: &wgpu::BindGroup,
+        step_offset: Option<u32>,
+        groups: u64,
+    ) {
         pass.set_pipeline(&self.pipeline);
         match step_offset {
             Some(o) => pass.set_bind_group(0, group, &[o]),

@@ -138,7 +138,6 @@ pub fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary, wgpu
     adapters.into_iter().enumerate().map(|(i, a)| (AdapterSummary::new(i, &a.get_info()), a)).collect()
 }
 
-
 fn backend_rank(b: wgpu::Backend) -> u8 {
     match b {
         wgpu::Backend::Vulkan => 0,
@@ -364,18 +363,34 @@ impl Gpu {
         })?;
         let out = slice
             .get_mapped_range()
-            .map_err(|e| GpuError::Readback { what: what.to_string(), adapter: self.adapter.line(), message: e.to_string() })?
+            .map_err(|e| GpuError::Readback {
+                what: what.to_string(),
+                adapter: self.adapter.line(),
+                message: e.to_string(),
+            })?
             .to_vec();
         staging.unmap();
         Ok(out)
     }
 
-    pub fn read_f32(&self, buffer: &wgpu::Buffer, offset_elems: usize, len: usize, what: &str) -> Result<Vec<f32>, GpuError> {
+    pub fn read_f32(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset_elems: usize,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<f32>, GpuError> {
         let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    pub fn read_u32(&self, buffer: &wgpu::Buffer, offset_elems: usize, len: usize, what: &str) -> Result<Vec<u32>, GpuError> {
+    pub fn read_u32(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset_elems: usize,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<u32>, GpuError> {
         let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }

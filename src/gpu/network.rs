@@ -56,7 +56,9 @@ impl Op {
         let n = n as u64;
         match self.size {
             Size::PerSample(p) => self.kernel.dispatch(pass, &self.group, step_offset, p * n),
-            Size::Blocked { blocks, tb } => self.kernel.dispatch(pass, &self.group, step_offset, blocks * n.div_ceil(tb)),
+            Size::Blocked { blocks, tb } => {
+                self.kernel.dispatch(pass, &self.group, step_offset, blocks * n.div_ceil(tb))
+            }
             Size::Groups(g) => self.kernel.dispatch_workgroups(pass, &self.group, step_offset, g),
         }
     }
@@ -78,7 +80,10 @@ impl DeviceSplit {
             len,
             images: gpu.storage_init(&format!("{name} images"), &pack_u8(&split.images))?,
             labels: gpu.storage_init(&format!("{name} labels"), &pack_u8(&split.labels))?,
-            indices: gpu.storage_init(&format!("{name} order"), bytemuck::cast_slice(&identity.iter().copied().chain([0]).collect::<Vec<_>>()))?,
+            indices: gpu.storage_init(
+                &format!("{name} order"),
+                bytemuck::cast_slice(&identity.iter().copied().chain([0]).collect::<Vec<_>>()),
+            )?,
         })
     }
 }
@@ -153,7 +158,13 @@ pub struct GpuNetwork {
 
 impl GpuNetwork {
     /// Uploads the data, creates every buffer and pipeline, and sets the parameters.
-    pub fn new(gpu: Gpu, batch: usize, train: Option<&Split>, test: &Split, params: &[f32]) -> Result<GpuNetwork, GpuError> {
+    pub fn new(
+        gpu: Gpu,
+        batch: usize,
+        train: Option<&Split>,
+        test: &Split,
+        params: &[f32],
+    ) -> Result<GpuNetwork, GpuError> {
         assert_eq!(params.len(), PARAM_COUNT);
         assert!(batch > 0);
         let cap = batch.max(EVAL_BATCH);
@@ -225,7 +236,11 @@ impl GpuNetwork {
 
         let load = |split: &DeviceSplit| -> Result<Op, GpuError> {
             let k = kernels.kernel(&gpu, "load_batch", &[])?;
-            Ok(op(k, &[&split.images, &split.labels, &split.indices, &a.x, &a.y, &steps], Size::PerSample(IMAGE_PIXELS as u64)))
+            Ok(op(
+                k,
+                &[&split.images, &split.labels, &split.indices, &a.x, &a.y, &steps],
+                Size::PerSample(IMAGE_PIXELS as u64),
+            ))
         };
         let load_train = train.as_ref().map(load).transpose()?;
         let load_test = load(&test)?;
@@ -240,28 +255,65 @@ impl GpuNetwork {
             kernels.kernel(
                 &gpu,
                 "conv2d_forward",
-                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off), relu(true)],
+                &[
+                    c("CIN", cin),
+                    c("COUT", cout),
+                    c("H", h),
+                    c("W", h),
+                    c("W_OFF", w_off),
+                    c("B_OFF", b_off),
+                    relu(true),
+                ],
             )
         };
         let pool = |ch, h| kernels.kernel(&gpu, "maxpool_forward", &[c("C", ch), c("H", h), c("W", h)]);
         let dense = |inp, out, w_off, b_off, r| {
-            kernels.kernel(&gpu, "dense_forward", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
+            kernels.kernel(
+                &gpu,
+                "dense_forward",
+                &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)],
+            )
         };
         let blocks16 = |cout: usize| cout.div_ceil(16) as u64;
         let forward = vec![
-            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps], Size::PerSample(conv2d::threads_per_sample(C1, H1, H1))),
+            op(
+                conv(1, C1, H1, CONV1_W, CONV1_B)?,
+                &[&a.x, &params_buf, &a.a1, &steps],
+                Size::PerSample(conv2d::threads_per_sample(C1, H1, H1)),
+            ),
             op(pool(C1, H1)?, &[&a.a1, &a.p1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
-            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps], Size::PerSample(conv2d::threads_per_sample(C2, P1, P1))),
+            op(
+                conv(C1, C2, P1, CONV2_W, CONV2_B)?,
+                &[&a.p1, &params_buf, &a.a2, &steps],
+                Size::PerSample(conv2d::threads_per_sample(C2, P1, P1)),
+            ),
             op(pool(C2, P1)?, &[&a.a2, &a.p2, &steps], Size::PerSample(FLAT as u64)),
-            op(dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?, &[&a.p2, &params_buf, &a.h, &steps], Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 }),
-            op(dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?, &[&a.h, &params_buf, &a.logits, &steps], Size::Blocked { blocks: CLASSES.div_ceil(4) as u64, tb: 4 }),
+            op(
+                dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?,
+                &[&a.p2, &params_buf, &a.h, &steps],
+                Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 },
+            ),
+            op(
+                dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?,
+                &[&a.h, &params_buf, &a.logits, &steps],
+                Size::Blocked { blocks: CLASSES.div_ceil(4) as u64, tb: 4 },
+            ),
         ];
         let loss_bufs = [&a.logits, &a.y, &a.dlogits, &preds_buf, &metrics, &step_loss, &steps];
-        let loss_backward = op(kernels.kernel(&gpu, "softmax_cross_entropy_backward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
-        let loss_forward = op(kernels.kernel(&gpu, "softmax_cross_entropy_forward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
+        let loss_backward = op(
+            kernels.kernel(&gpu, "softmax_cross_entropy_backward", &[c("K", CLASSES)])?,
+            &loss_bufs,
+            Size::Groups(1),
+        );
+        let loss_forward =
+            op(kernels.kernel(&gpu, "softmax_cross_entropy_forward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
 
         let dense_bw = |inp: usize, out: usize, w_off, b_off| {
-            kernels.kernel(&gpu, "dense_backward_weight", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
+            kernels.kernel(
+                &gpu,
+                "dense_backward_weight",
+                &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)],
+            )
         };
         let dense_bi = |inp, out, w_off, r| {
             kernels.kernel(&gpu, "dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
@@ -275,21 +327,46 @@ impl GpuNetwork {
             )
         };
         let conv_bi = |cin, cout, h, w_off| {
-            kernels.kernel(&gpu, "conv2d_backward_input", &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)])
+            kernels.kernel(
+                &gpu,
+                "conv2d_backward_input",
+                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)],
+            )
         };
-        let dw_size = |inp: usize, out: usize| Size::Groups(((inp + 1).div_ceil(4) * out.div_ceil(4)).div_ceil(64) as u64);
+        let dw_size =
+            |inp: usize, out: usize| Size::Groups(((inp + 1).div_ceil(4) * out.div_ceil(4)).div_ceil(64) as u64);
         let backward = vec![
             op(dense_bw(HIDDEN, CLASSES, FC2_W, FC2_B)?, &[&a.h, &a.dlogits, &grads, &steps], dw_size(HIDDEN, CLASSES)),
-            op(dense_bi(HIDDEN, CLASSES, FC2_W, true)?, &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps], Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 }),
+            op(
+                dense_bi(HIDDEN, CLASSES, FC2_W, true)?,
+                &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps],
+                Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 },
+            ),
             op(dense_bw(FLAT, HIDDEN, FC1_W, FC1_B)?, &[&a.p2, &a.dh, &grads, &steps], dw_size(FLAT, HIDDEN)),
-            op(dense_bi(FLAT, HIDDEN, FC1_W, false)?, &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps], Size::Blocked { blocks: FLAT.div_ceil(4) as u64, tb: 4 }),
+            op(
+                dense_bi(FLAT, HIDDEN, FC1_W, false)?,
+                &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps],
+                Size::Blocked { blocks: FLAT.div_ceil(4) as u64, tb: 4 },
+            ),
             op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P1 * P1) as u64)),
-            op(conv_bw(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &a.dz2, &grads, &steps], Size::Groups((C1 * C2) as u64)),
-            op(conv_bi(C1, C2, P1, CONV2_W)?, &[&a.dz2, &params_buf, &a.dp1, &steps], Size::PerSample((P1 * P1) as u64 * blocks16(C1))),
+            op(
+                conv_bw(C1, C2, P1, CONV2_W, CONV2_B)?,
+                &[&a.p1, &a.dz2, &grads, &steps],
+                Size::Groups((C1 * C2) as u64),
+            ),
+            op(
+                conv_bi(C1, C2, P1, CONV2_W)?,
+                &[&a.dz2, &params_buf, &a.dp1, &steps],
+                Size::PerSample((P1 * P1) as u64 * blocks16(C1)),
+            ),
             op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * H1 * H1) as u64)),
             op(conv_bw(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &a.dz1, &grads, &steps], Size::Groups(C1 as u64)),
         ];
-        let sgd = op(kernels.kernel(&gpu, "sgd_step", &[])?, &[&grads, &params_buf, &momentum, &hyper], Size::Groups(PARAM_COUNT.div_ceil(256) as u64));
+        let sgd = op(
+            kernels.kernel(&gpu, "sgd_step", &[])?,
+            &[&grads, &params_buf, &momentum, &hyper],
+            Size::Groups(PARAM_COUNT.div_ceil(256) as u64),
+        );
 
         // Step blocks: the training batches of an epoch, then the evaluation chunks.
         let mut blocks = vec![0u8; (step_stride * entries as u64) as usize];
@@ -399,9 +476,13 @@ impl GpuNetwork {
         let mut pending: Option<(wgpu::SubmissionIndex, usize)> = None;
         while done < self.train_steps {
             let end = (done + STEPS_PER_SUBMIT).min(self.train_steps);
-            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train") });
+            let mut enc =
+                self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train") });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("train steps"), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("train steps"),
+                    timestamp_writes: None,
+                });
                 for s in done..end {
                     self.record_train_step(&mut pass, s);
                 }
@@ -486,7 +567,8 @@ impl GpuNetwork {
         let chunks = split.len.div_ceil(EVAL_BATCH);
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("eval"), timestamp_writes: None });
+            let mut pass =
+                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("eval"), timestamp_writes: None });
             for ch in 0..chunks {
                 let n = EVAL_BATCH.min(split.len - ch * EVAL_BATCH);
                 let e = self.train_steps + ch;

@@ -44,7 +44,10 @@ pub fn assert_close(what: &str, gpu: &[f32], reference: &[f64], atol: &dyn Fn(us
     for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
         let err = (g as f64 - r).abs();
         let tol = atol(i) + rtol * r.abs();
-        assert!(g.is_finite() && err <= tol, "{what}: element {i}: gpu {g} vs reference {r} (|diff| {err:.3e} > tolerance {tol:.3e})");
+        assert!(
+            g.is_finite() && err <= tol,
+            "{what}: element {i}: gpu {g} vs reference {r} (|diff| {err:.3e} > tolerance {tol:.3e})"
+        );
         if r.abs() > 1e-3 {
             worst = worst.max(err / r.abs());
         }
