@@ -5,8 +5,14 @@
 //   1 params  f32 all parameters; weight [COUT, CIN, 3, 3] at W_OFF      read
 //   2 dx      f32 input gradient [n, CIN, H, W]                          write
 //   3 step    uniform: n (batch length)
-// dx[b, ci, y, x] = Σ_co Σ_ky,kx dy[b, co, y + 1 − ky, x + 1 − kx] · w[co, ci, ky, kx].
-// Each thread computes one input pixel for a block of CI_BLOCK input channels, reading each dy value once.
+// dx[b, ci, y, x] = Σ_co Σ_ky,kx dy[b, co, y + 1 − ky, x + 1 − kx] · w[co, ci, ky, kx]: a convolution of dy with the
+// flipped, transposed kernel. Each thread computes a tile of CI_B = 16 input channels × PX = 16 pixels of one row (a
+// row segment, held as a mat4x4: column q is pixels 4q..4q+3), exactly as conv2d_forward does: per output channel and
+// kernel row it loads the 18 dy values of the segment and its halo once and each weight once. Threads are ordered
+// (channel block, sample, row, segment).
+//
+// Written for lavapipe/llvmpipe (see conv2d_forward.wgsl): the tile is spelled out by hand with constant indices.
+// Threads past the end compute a clamped duplicate tile and skip the stores.
 
 struct Step {
     start: u32,
@@ -21,7 +27,8 @@ override H: u32 = 14u;
 override W: u32 = 14u;
 override W_OFF: u32 = 0u;
 
-const CI_BLOCK: u32 = 16u;
+const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
+const CI_B: u32 = 16u; // input channels per thread (the host's conv2d::CO_B)
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
@@ -29,46 +36,123 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 
+// The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row
+// outside the image, and columns outside it, read as 0 (the padding).
+fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
+    let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
+    let ok = iy >= 0 && iy < i32(H);
+    let v = array<f32, 18>(
+        ld(row, ox - 1, ok), ld(row, ox, ok), ld(row, ox + 1, ok), ld(row, ox + 2, ok),
+        ld(row, ox + 3, ok), ld(row, ox + 4, ok), ld(row, ox + 5, ok), ld(row, ox + 6, ok),
+        ld(row, ox + 7, ok), ld(row, ox + 8, ok), ld(row, ox + 9, ok), ld(row, ox + 10, ok),
+        ld(row, ox + 11, ok), ld(row, ox + 12, ok), ld(row, ox + 13, ok), ld(row, ox + 14, ok),
+        ld(row, ox + 15, ok), ld(row, ox + 16, ok),
+    );
+    return array<mat4x4<f32>, 3>(
+        mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]),
+        mat4x4<f32>(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]),
+        mat4x4<f32>(v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]),
+    );
+}
+
+// dy[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0.
+fn ld(row: u32, ix: i32, ok: bool) -> f32 {
+    let v = dy[row + u32(clamp(ix, 0, i32(W) - 1))];
+    return select(0.0, v, ok && ix >= 0 && ix < i32(W));
+}
+
+// The three taps w, w + 1, w + 2 of one kernel row of one channel pair, flipped: window k meets tap 2 − k.
+fn wrow(w: u32) -> vec3<f32> {
+    return vec3<f32>(params[w + 2u], params[w + 1u], params[w]);
+}
+
+// One kernel row applied to the three windows of a row.
+fn taps(q: vec3<f32>, a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>) -> mat4x4<f32> {
+    return q.x * a + q.y * b + q.z * c;
+}
+
+fn put(ci: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
+    if ci >= CIN {
+        return;
+    }
+    for (var p = 0u; p < PX; p++) {
+        if ox0 + p < W {
+            dx[out + ci * H * W + p] = m[p / 4u][p % 4u];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    let hw = H * W;
-    let pixels = step.n * hw;
-    let blocks = (CIN + CI_BLOCK - 1u) / CI_BLOCK;
-    if i >= pixels * blocks {
+    let segs = (W + PX - 1u) / PX;
+    let tiles = step.n * H * segs;
+    let total = tiles * ((CIN + CI_B - 1u) / CI_B);
+    let t = min(i, total - 1u);
+    let ci0 = (t / tiles) * CI_B;
+    let r = t % tiles;
+    let b = r / (H * segs);
+    let y = (r / segs) % H;
+    let ox0 = (r % segs) * PX;
+    let ox = i32(ox0);
+
+    // Weight offset of each channel of the block (clamped: a partial block repeats the last channel).
+    var wo: array<u32, CI_B>;
+    for (var j = 0u; j < CI_B; j++) {
+        wo[j] = W_OFF + min(ci0 + j, CIN - 1u) * 9u;
+    }
+    let w0 = wo[0]; let w1 = wo[1]; let w2 = wo[2]; let w3 = wo[3];
+    let w4 = wo[4]; let w5 = wo[5]; let w6 = wo[6]; let w7 = wo[7];
+    let w8 = wo[8]; let w9 = wo[9]; let w10 = wo[10]; let w11 = wo[11];
+    let w12 = wo[12]; let w13 = wo[13]; let w14 = wo[14]; let w15 = wo[15];
+
+    // acc[j]: channel ci0 + j.
+    var acc: array<mat4x4<f32>, CI_B>;
+    for (var co = 0u; co < COUT; co++) {
+        let plane = (b * COUT + co) * H * W;
+        // dy row y − 1 + k meets kernel row 2 − k.
+        for (var k = 0u; k < 3u; k++) {
+            let win = windows(plane, i32(y + k) - 1, ox);
+            let a = win[0];
+            let bb = win[1];
+            let c = win[2];
+            let kr = co * CIN * 9u + (2u - k) * 3u;
+            acc[0] += taps(wrow(w0 + kr), a, bb, c);
+            acc[1] += taps(wrow(w1 + kr), a, bb, c);
+            acc[2] += taps(wrow(w2 + kr), a, bb, c);
+            acc[3] += taps(wrow(w3 + kr), a, bb, c);
+            acc[4] += taps(wrow(w4 + kr), a, bb, c);
+            acc[5] += taps(wrow(w5 + kr), a, bb, c);
+            acc[6] += taps(wrow(w6 + kr), a, bb, c);
+            acc[7] += taps(wrow(w7 + kr), a, bb, c);
+            acc[8] += taps(wrow(w8 + kr), a, bb, c);
+            acc[9] += taps(wrow(w9 + kr), a, bb, c);
+            acc[10] += taps(wrow(w10 + kr), a, bb, c);
+            acc[11] += taps(wrow(w11 + kr), a, bb, c);
+            acc[12] += taps(wrow(w12 + kr), a, bb, c);
+            acc[13] += taps(wrow(w13 + kr), a, bb, c);
+            acc[14] += taps(wrow(w14 + kr), a, bb, c);
+            acc[15] += taps(wrow(w15 + kr), a, bb, c);
+        }
+    }
+    if i >= total {
         return;
     }
-    let ci0 = (i / pixels) * CI_BLOCK;
-    let q = i % pixels;
-    let b = q / hw;
-    let pix = q % hw;
-    let py = i32(pix / W);
-    let px = i32(pix % W);
-
-    var acc: array<f32, CI_BLOCK>;
-    for (var j = 0u; j < CI_BLOCK; j++) {
-        acc[j] = 0.0;
-    }
-    for (var co = 0u; co < COUT; co++) {
-        let dybase = (b * COUT + co) * hw;
-        for (var k = 0u; k < 9u; k++) {
-            let oy = py + 1 - i32(k / 3u);
-            let ox = px + 1 - i32(k % 3u);
-            if oy < 0 || oy >= i32(H) || ox < 0 || ox >= i32(W) {
-                continue;
-            }
-            let g = dy[dybase + u32(oy) * W + u32(ox)];
-            let wbase = W_OFF + co * CIN * 9u + k;
-            for (var j = 0u; j < CI_BLOCK; j++) {
-                let ci = min(ci0 + j, CIN - 1u);
-                acc[j] += g * params[wbase + ci * 9u];
-            }
-        }
-    }
-    for (var j = 0u; j < CI_BLOCK; j++) {
-        let ci = ci0 + j;
-        if ci < CIN {
-            dx[(b * CIN + ci) * hw + pix] = acc[j];
-        }
-    }
+    let out = b * CIN * H * W + y * W + ox0;
+    put(ci0, out, ox0, acc[0]);
+    put(ci0 + 1u, out, ox0, acc[1]);
+    put(ci0 + 2u, out, ox0, acc[2]);
+    put(ci0 + 3u, out, ox0, acc[3]);
+    put(ci0 + 4u, out, ox0, acc[4]);
+    put(ci0 + 5u, out, ox0, acc[5]);
+    put(ci0 + 6u, out, ox0, acc[6]);
+    put(ci0 + 7u, out, ox0, acc[7]);
+    put(ci0 + 8u, out, ox0, acc[8]);
+    put(ci0 + 9u, out, ox0, acc[9]);
+    put(ci0 + 10u, out, ox0, acc[10]);
+    put(ci0 + 11u, out, ox0, acc[11]);
+    put(ci0 + 12u, out, ox0, acc[12]);
+    put(ci0 + 13u, out, ox0, acc[13]);
+    put(ci0 + 14u, out, ox0, acc[14]);
+    put(ci0 + 15u, out, ox0, acc[15]);
 }

@@ -6,9 +6,14 @@
 //   2 grads   f32 all gradients; dw [COUT, CIN, 3, 3] at W_OFF,
 //             db [COUT] at B_OFF                                         write
 //   3 step    uniform: n (batch length)
-// One workgroup per (co, ci) pair: its threads stride over the n·H·W output positions, each accumulating the nine
-// products dy[b, co, y, x] · x[b, ci, y + ky − 1, x + kx − 1] (and Σ dy for the bias, in the ci = 0 workgroup), then a
-// fixed-order tree reduction in workgroup memory gives the sums. No atomics, so results are deterministic.
+// One workgroup per (block of CO_B = 16 output channels, input channel ci): its 160 sums are the nine taps and the bias
+// of each of the 16 channels. Each thread takes every WG-th row segment (sample, row, 16 pixels held as a mat4x4) of
+// the n·H rows and accumulates, for each channel co of the block,
+//   dw[co, ci, ky, kx] += Σ_x dy[b, co, y, x] · x[b, ci, y + ky − 1, x + kx − 1]   and   db[co] += Σ_x dy[b, co, y, x]:
+// the 18·3 input values around the segment are loaded once for all 16 channels, and each dy value once for its nine
+// taps. A fixed-order reduction in workgroup memory then sums the threads' partial sums: no atomics, deterministic.
+//
+// Written for lavapipe/llvmpipe (see conv2d_forward.wgsl): the hot loop uses constant indices only.
 
 struct Step {
     start: u32,
@@ -24,60 +29,226 @@ override W: u32 = 14u;
 override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 
-const WG: u32 = 256u;
-const TERMS: u32 = 10u; // nine weight taps and the bias
+const PX: u32 = 16u; // pixels per row segment
+const CO_B: u32 = 16u; // output channels per workgroup (the host's conv2d::CO_B)
+const TERMS: u32 = 10u; // nine taps and the bias per channel
+const ROUND: u32 = 4u; // channels reduced per round through workgroup memory
+const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 
-var<workgroup> partial: array<f32, 2560>; // WG * TERMS
+var<workgroup> partial: array<f32, 2560>; // ROUND * TERMS * WG
+
+// x[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0 (the padding).
+fn ldx(row: u32, ix: i32, ok: bool) -> f32 {
+    let v = x[row + u32(clamp(ix, 0, i32(W) - 1))];
+    return select(0.0, v, ok && ix >= 0 && ix < i32(W));
+}
+
+// dy[row + ix], or 0 past the end of the row.
+fn ldy(row: u32, ix: u32) -> f32 {
+    return select(0.0, dy[row + min(ix, W - 1u)], ix < W);
+}
+
+// The three windows of input row `row` under the taps kx = 0, 1, 2 of the 16 pixels from ox.
+fn windows(row: u32, ox: i32, ok: bool) -> array<mat4x4<f32>, 3> {
+    let v = array<f32, 18>(
+        ldx(row, ox - 1, ok), ldx(row, ox, ok), ldx(row, ox + 1, ok), ldx(row, ox + 2, ok),
+        ldx(row, ox + 3, ok), ldx(row, ox + 4, ok), ldx(row, ox + 5, ok), ldx(row, ox + 6, ok),
+        ldx(row, ox + 7, ok), ldx(row, ox + 8, ok), ldx(row, ox + 9, ok), ldx(row, ox + 10, ok),
+        ldx(row, ox + 11, ok), ldx(row, ox + 12, ok), ldx(row, ox + 13, ok), ldx(row, ox + 14, ok),
+        ldx(row, ox + 15, ok), ldx(row, ox + 16, ok),
+    );
+    return array<mat4x4<f32>, 3>(
+        mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]),
+        mat4x4<f32>(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]),
+        mat4x4<f32>(v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]),
+    );
+}
+
+// The 16 dy values of channel co's row segment (co clamped: a partial block repeats the last channel, never written).
+fn dy_row(b: u32, co: u32, y: u32, ox0: u32) -> mat4x4<f32> {
+    let row = (b * COUT + min(co, COUT - 1u)) * H * W + y * W;
+    let o = ox0;
+    return mat4x4<f32>(
+        ldy(row, o), ldy(row, o + 1u), ldy(row, o + 2u), ldy(row, o + 3u),
+        ldy(row, o + 4u), ldy(row, o + 5u), ldy(row, o + 6u), ldy(row, o + 7u),
+        ldy(row, o + 8u), ldy(row, o + 9u), ldy(row, o + 10u), ldy(row, o + 11u),
+        ldy(row, o + 12u), ldy(row, o + 13u), ldy(row, o + 14u), ldy(row, o + 15u),
+    );
+}
+
+fn dot16(a: mat4x4<f32>, b: mat4x4<f32>) -> f32 {
+    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3]);
+}
+
+// One channel's ten sums (the nine taps and the bias) plus one row segment's products.
+fn accumulate(a: array<f32, TERMS>, g: mat4x4<f32>, win: ptr<function, array<mat4x4<f32>, 9>>) -> array<f32, TERMS> {
+    let one = vec4<f32>(1.0);
+    return array<f32, TERMS>(
+        a[0] + dot16(g, (*win)[0]),
+        a[1] + dot16(g, (*win)[1]),
+        a[2] + dot16(g, (*win)[2]),
+        a[3] + dot16(g, (*win)[3]),
+        a[4] + dot16(g, (*win)[4]),
+        a[5] + dot16(g, (*win)[5]),
+        a[6] + dot16(g, (*win)[6]),
+        a[7] + dot16(g, (*win)[7]),
+        a[8] + dot16(g, (*win)[8]),
+        a[9] + dot(g[0], one) + dot(g[1], one) + dot(g[2], one) + dot(g[3], one),
+    );
+}
+
+// Publishes one channel's ten sums as slot c (0..ROUND) of this round. `v` is a copy, so the loop's indexing does not
+// move the accumulators out of registers.
+fn publish(c: u32, v: array<f32, TERMS>, lid: u32) {
+    for (var t = 0u; t < TERMS; t++) {
+        partial[(c * TERMS + t) * WG + lid] = v[t];
+    }
+}
+
+// After ROUND publish calls: thread t < ROUND·TERMS adds up sum t over the WG threads in lane order and stores it
+// (channels co .. co + ROUND).
+fn reduce(co: u32, ci: u32, lid: u32) {
+    workgroupBarrier();
+    if lid < ROUND * TERMS {
+        var s = 0.0;
+        for (var l = 0u; l < WG; l++) {
+            s += partial[lid * WG + l];
+        }
+        let c = co + lid / TERMS;
+        let tap = lid % TERMS;
+        if c < COUT && ci < CIN {
+            if tap < 9u {
+                grads[W_OFF + (c * CIN + ci) * 9u + tap] = s;
+            } else if ci == 0u {
+                grads[B_OFF + c] = s;
+            }
+        }
+    }
+    workgroupBarrier();
+}
+
+// The nine windows (3 input rows × 3 taps) of input channel ci's rows y − 1, y, y + 1 at the segment from ox.
+fn windows9(b: u32, ci: u32, y: u32, ox: i32) -> array<mat4x4<f32>, 9> {
+    let plane = (b * CIN + ci) * H * W;
+    let y0 = i32(y) - 1;
+    let x0 = windows(plane + u32(max(y0, 0)) * W, ox, y0 >= 0);
+    let x1 = windows(plane + y * W, ox, true);
+    let x2 = windows(plane + min(y + 1u, H - 1u) * W, ox, y + 1u < H);
+    return array<mat4x4<f32>, 9>(x0[0], x0[1], x0[2], x1[0], x1[1], x1[2], x2[0], x2[1], x2[2]);
+}
 
 @compute @workgroup_size(WG)
 fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let pair = wid.x; // co * CIN + ci
-    let co = pair / CIN;
-    let ci = pair % CIN;
-    let hw = H * W;
-    let positions = step.n * hw;
+    let cpairs = (CIN + 1u) / 2u;
+    let ci = (wid.x % cpairs) * 2u;
+    let ci1 = min(ci + 1u, CIN - 1u); // a lone last channel is computed twice and stored once
+    let co0 = (wid.x / cpairs) * CO_B;
+    let segs = (W + PX - 1u) / PX;
+    let rows = step.n * H * segs;
 
-    var acc: array<f32, TERMS>;
-    for (var t = 0u; t < TERMS; t++) {
-        acc[t] = 0.0;
+    // acc[j]: channel co0 + j with input channel ci; acc1[j]: with ci + 1.
+    var acc: array<array<f32, TERMS>, CO_B>;
+    var acc1: array<array<f32, TERMS>, CO_B>;
+    for (var r = lid; r < rows; r += WG) {
+        let b = r / (H * segs);
+        let y = (r / segs) % H;
+        let ox0 = (r % segs) * PX;
+        var win = windows9(b, ci, y, i32(ox0));
+        var win1 = windows9(b, ci1, y, i32(ox0));
+        let g0 = dy_row(b, co0, y, ox0);
+        acc[0] = accumulate(acc[0], g0, &win);
+        acc1[0] = accumulate(acc1[0], g0, &win1);
+        let g1 = dy_row(b, co0 + 1u, y, ox0);
+        acc[1] = accumulate(acc[1], g1, &win);
+        acc1[1] = accumulate(acc1[1], g1, &win1);
+        let g2 = dy_row(b, co0 + 2u, y, ox0);
+        acc[2] = accumulate(acc[2], g2, &win);
+        acc1[2] = accumulate(acc1[2], g2, &win1);
+        let g3 = dy_row(b, co0 + 3u, y, ox0);
+        acc[3] = accumulate(acc[3], g3, &win);
+        acc1[3] = accumulate(acc1[3], g3, &win1);
+        let g4 = dy_row(b, co0 + 4u, y, ox0);
+        acc[4] = accumulate(acc[4], g4, &win);
+        acc1[4] = accumulate(acc1[4], g4, &win1);
+        let g5 = dy_row(b, co0 + 5u, y, ox0);
+        acc[5] = accumulate(acc[5], g5, &win);
+        acc1[5] = accumulate(acc1[5], g5, &win1);
+        let g6 = dy_row(b, co0 + 6u, y, ox0);
+        acc[6] = accumulate(acc[6], g6, &win);
+        acc1[6] = accumulate(acc1[6], g6, &win1);
+        let g7 = dy_row(b, co0 + 7u, y, ox0);
+        acc[7] = accumulate(acc[7], g7, &win);
+        acc1[7] = accumulate(acc1[7], g7, &win1);
+        let g8 = dy_row(b, co0 + 8u, y, ox0);
+        acc[8] = accumulate(acc[8], g8, &win);
+        acc1[8] = accumulate(acc1[8], g8, &win1);
+        let g9 = dy_row(b, co0 + 9u, y, ox0);
+        acc[9] = accumulate(acc[9], g9, &win);
+        acc1[9] = accumulate(acc1[9], g9, &win1);
+        let g10 = dy_row(b, co0 + 10u, y, ox0);
+        acc[10] = accumulate(acc[10], g10, &win);
+        acc1[10] = accumulate(acc1[10], g10, &win1);
+        let g11 = dy_row(b, co0 + 11u, y, ox0);
+        acc[11] = accumulate(acc[11], g11, &win);
+        acc1[11] = accumulate(acc1[11], g11, &win1);
+        let g12 = dy_row(b, co0 + 12u, y, ox0);
+        acc[12] = accumulate(acc[12], g12, &win);
+        acc1[12] = accumulate(acc1[12], g12, &win1);
+        let g13 = dy_row(b, co0 + 13u, y, ox0);
+        acc[13] = accumulate(acc[13], g13, &win);
+        acc1[13] = accumulate(acc1[13], g13, &win1);
+        let g14 = dy_row(b, co0 + 14u, y, ox0);
+        acc[14] = accumulate(acc[14], g14, &win);
+        acc1[14] = accumulate(acc1[14], g14, &win1);
+        let g15 = dy_row(b, co0 + 15u, y, ox0);
+        acc[15] = accumulate(acc[15], g15, &win);
+        acc1[15] = accumulate(acc1[15], g15, &win1);
     }
-    for (var q = lid; q < positions; q += WG) {
-        let b = q / hw;
-        let pix = q % hw;
-        let oy = i32(pix / W);
-        let ox = i32(pix % W);
-        let g = dy[(b * COUT + co) * hw + pix];
-        let xbase = (b * CIN + ci) * hw;
-        for (var k = 0u; k < 9u; k++) {
-            let iy = oy + i32(k / 3u) - 1;
-            let ix = ox + i32(k % 3u) - 1;
-            if iy >= 0 && iy < i32(H) && ix >= 0 && ix < i32(W) {
-                acc[k] += g * x[xbase + u32(iy) * W + u32(ix)];
-            }
-        }
-        acc[9] += g;
-    }
-    for (var t = 0u; t < TERMS; t++) {
-        partial[t * WG + lid] = acc[t];
-    }
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            for (var t = 0u; t < TERMS; t++) {
-                partial[t * WG + lid] += partial[t * WG + lid + stride];
-            }
-        }
-        workgroupBarrier();
-    }
-    if lid < 9u {
-        grads[W_OFF + pair * 9u + lid] = partial[lid * WG];
-    }
-    if lid == 9u && ci == 0u {
-        grads[B_OFF + co] = partial[9u * WG];
-    }
+
+    // Reduce ROUND channels (ROUND·TERMS sums) at a time through workgroup memory, in a fixed order.
+    publish(0u, acc[0], lid);
+    publish(1u, acc[1], lid);
+    publish(2u, acc[2], lid);
+    publish(3u, acc[3], lid);
+    reduce(co0, ci, lid);
+    publish(0u, acc[4], lid);
+    publish(1u, acc[5], lid);
+    publish(2u, acc[6], lid);
+    publish(3u, acc[7], lid);
+    reduce(co0 + 4u, ci, lid);
+    publish(0u, acc[8], lid);
+    publish(1u, acc[9], lid);
+    publish(2u, acc[10], lid);
+    publish(3u, acc[11], lid);
+    reduce(co0 + 8u, ci, lid);
+    publish(0u, acc[12], lid);
+    publish(1u, acc[13], lid);
+    publish(2u, acc[14], lid);
+    publish(3u, acc[15], lid);
+    reduce(co0 + 12u, ci, lid);
+    publish(0u, acc1[0], lid);
+    publish(1u, acc1[1], lid);
+    publish(2u, acc1[2], lid);
+    publish(3u, acc1[3], lid);
+    reduce(co0, ci + 1u, lid);
+    publish(0u, acc1[4], lid);
+    publish(1u, acc1[5], lid);
+    publish(2u, acc1[6], lid);
+    publish(3u, acc1[7], lid);
+    reduce(co0 + 4u, ci + 1u, lid);
+    publish(0u, acc1[8], lid);
+    publish(1u, acc1[9], lid);
+    publish(2u, acc1[10], lid);
+    publish(3u, acc1[11], lid);
+    reduce(co0 + 8u, ci + 1u, lid);
+    publish(0u, acc1[12], lid);
+    publish(1u, acc1[13], lid);
+    publish(2u, acc1[14], lid);
+    publish(3u, acc1[15], lid);
+    reduce(co0 + 12u, ci + 1u, lid);
 }

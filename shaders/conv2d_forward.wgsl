@@ -6,15 +6,15 @@
 //             bias [COUT] at B_OFF                                      read
 //   2 y       f32 output [n, COUT, H, W]                                 write
 //   3 step    uniform: n (batch length)
-// Each thread computes a tile of CO_B output channels × PX = 16 pixels of one output row (a row segment, held as a
+// Each thread computes a tile of CO_B = 16 output channels × PX = 16 pixels of one output row (a row segment, held as a
 // mat4x4: column q is pixels 4q..4q+3). Per input channel and kernel row it loads the 18 input values of the segment
-// and its halo once (each feeds up to 3·CO_B products) and each weight once (it feeds 16 products). Threads are ordered
+// and its halo once (each feeds up to 3·16 products) and each weight once (it feeds 16 products). Threads are ordered
 // (channel block, sample, row, segment).
 //
 // Written for lavapipe/llvmpipe, where every storage load is a per-lane gather, loops are not unrolled and a local
-// array indexed by a loop counter lives in memory: the tile is spelled out by hand with constant indices, so the
-// accumulators stay in registers and the loads per multiply-add are few. Threads past the end compute a clamped
-// duplicate tile and skip the stores.
+// array indexed by anything but a constant lives in memory: the tile is spelled out by hand with constant indices, so
+// the accumulators stay in registers (or LLVM's spill slots) and the loads per multiply-add are few. Threads past the
+// end compute a clamped duplicate tile and skip the stores.
 
 struct Step {
     start: u32,
@@ -31,7 +31,7 @@ override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 override RELU: bool = true;
 
-const PX: u32 = 16u; // pixels per thread (the host's conv2d::PX)
+const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
 const CO_B: u32 = 16u; // output channels per thread (the host's conv2d::CO_B)
 const WG: u32 = 64u;
 
@@ -40,15 +40,39 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 
-// x[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0 (the padding).
+// The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row
+// outside the image, and columns outside it, read as 0 (the padding).
+fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
+    let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
+    let ok = iy >= 0 && iy < i32(H);
+    let v = array<f32, 18>(
+        ld(row, ox - 1, ok), ld(row, ox, ok), ld(row, ox + 1, ok), ld(row, ox + 2, ok),
+        ld(row, ox + 3, ok), ld(row, ox + 4, ok), ld(row, ox + 5, ok), ld(row, ox + 6, ok),
+        ld(row, ox + 7, ok), ld(row, ox + 8, ok), ld(row, ox + 9, ok), ld(row, ox + 10, ok),
+        ld(row, ox + 11, ok), ld(row, ox + 12, ok), ld(row, ox + 13, ok), ld(row, ox + 14, ok),
+        ld(row, ox + 15, ok), ld(row, ox + 16, ok),
+    );
+    return array<mat4x4<f32>, 3>(
+        mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]),
+        mat4x4<f32>(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]),
+        mat4x4<f32>(v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]),
+    );
+}
+
+// x[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0.
 fn ld(row: u32, ix: i32, ok: bool) -> f32 {
     let v = x[row + u32(clamp(ix, 0, i32(W) - 1))];
     return select(0.0, v, ok && ix >= 0 && ix < i32(W));
 }
 
-// One kernel row of one channel: the three taps at weight index w.. w + 2 applied to the three shifted windows.
-fn row_taps(w: u32, a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>) -> mat4x4<f32> {
-    return params[w] * a + params[w + 1u] * b + params[w + 2u] * c;
+// The three taps w, w + 1, w + 2 of one kernel row of one channel.
+fn wrow(w: u32) -> vec3<f32> {
+    return vec3<f32>(params[w], params[w + 1u], params[w + 2u]);
+}
+
+// One kernel row applied to the three windows of a row.
+fn taps(q: vec3<f32>, a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>) -> mat4x4<f32> {
+    return q.x * a + q.y * b + q.z * c;
 }
 
 fn put(co: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
@@ -71,13 +95,13 @@ fn put(co: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
     let segs = (W + PX - 1u) / PX;
-    let rows = step.n * H * segs;
-    let total = rows * ((COUT + CO_B - 1u) / CO_B);
+    let tiles = step.n * H * segs;
+    let total = tiles * ((COUT + CO_B - 1u) / CO_B);
     let t = min(i, total - 1u);
-    let co0 = (t / rows) * CO_B;
-    let r = t % rows;
+    let co0 = (t / tiles) * CO_B;
+    let r = t % tiles;
     let b = r / (H * segs);
-    let oy = (r / segs) % H;
+    let y = (r / segs) % H;
     let ox0 = (r % segs) * PX;
     let ox = i32(ox0);
 
@@ -91,51 +115,39 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let w8 = wo[8]; let w9 = wo[9]; let w10 = wo[10]; let w11 = wo[11];
     let w12 = wo[12]; let w13 = wo[13]; let w14 = wo[14]; let w15 = wo[15];
 
+    // acc[j]: channel co0 + j.
     var acc: array<mat4x4<f32>, CO_B>;
     for (var ci = 0u; ci < CIN; ci++) {
         let plane = (b * CIN + ci) * H * W;
-        for (var ky = 0u; ky < 3u; ky++) {
-            let iy = i32(oy + ky) - 1;
-            let ok = iy >= 0 && iy < i32(H);
-            let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
-            // The segment and its one-pixel halo: v[k] is input column ox0 - 1 + k.
-            let v = array<f32, 18>(
-                ld(row, ox - 1, ok), ld(row, ox, ok), ld(row, ox + 1, ok), ld(row, ox + 2, ok),
-                ld(row, ox + 3, ok), ld(row, ox + 4, ok), ld(row, ox + 5, ok), ld(row, ox + 6, ok),
-                ld(row, ox + 7, ok), ld(row, ox + 8, ok), ld(row, ox + 9, ok), ld(row, ox + 10, ok),
-                ld(row, ox + 11, ok), ld(row, ox + 12, ok), ld(row, ox + 13, ok), ld(row, ox + 14, ok),
-                ld(row, ox + 15, ok), ld(row, ox + 16, ok),
-            );
-            // Window k: the inputs under tap kx = k of each of the 16 output pixels.
-            let a = mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-                                v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]);
-            let bb = mat4x4<f32>(v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8],
-                                 v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16]);
-            let c = mat4x4<f32>(v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9],
-                                v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]);
-            let k = ci * 9u + ky * 3u;
-            acc[0] += row_taps(w0 + k, a, bb, c);
-            acc[1] += row_taps(w1 + k, a, bb, c);
-            acc[2] += row_taps(w2 + k, a, bb, c);
-            acc[3] += row_taps(w3 + k, a, bb, c);
-            acc[4] += row_taps(w4 + k, a, bb, c);
-            acc[5] += row_taps(w5 + k, a, bb, c);
-            acc[6] += row_taps(w6 + k, a, bb, c);
-            acc[7] += row_taps(w7 + k, a, bb, c);
-            acc[8] += row_taps(w8 + k, a, bb, c);
-            acc[9] += row_taps(w9 + k, a, bb, c);
-            acc[10] += row_taps(w10 + k, a, bb, c);
-            acc[11] += row_taps(w11 + k, a, bb, c);
-            acc[12] += row_taps(w12 + k, a, bb, c);
-            acc[13] += row_taps(w13 + k, a, bb, c);
-            acc[14] += row_taps(w14 + k, a, bb, c);
-            acc[15] += row_taps(w15 + k, a, bb, c);
+        // Input row y − 1 + k meets kernel row k.
+        for (var k = 0u; k < 3u; k++) {
+            let win = windows(plane, i32(y + k) - 1, ox);
+            let a = win[0];
+            let bb = win[1];
+            let c = win[2];
+            let kr = ci * 9u + k * 3u;
+            acc[0] += taps(wrow(w0 + kr), a, bb, c);
+            acc[1] += taps(wrow(w1 + kr), a, bb, c);
+            acc[2] += taps(wrow(w2 + kr), a, bb, c);
+            acc[3] += taps(wrow(w3 + kr), a, bb, c);
+            acc[4] += taps(wrow(w4 + kr), a, bb, c);
+            acc[5] += taps(wrow(w5 + kr), a, bb, c);
+            acc[6] += taps(wrow(w6 + kr), a, bb, c);
+            acc[7] += taps(wrow(w7 + kr), a, bb, c);
+            acc[8] += taps(wrow(w8 + kr), a, bb, c);
+            acc[9] += taps(wrow(w9 + kr), a, bb, c);
+            acc[10] += taps(wrow(w10 + kr), a, bb, c);
+            acc[11] += taps(wrow(w11 + kr), a, bb, c);
+            acc[12] += taps(wrow(w12 + kr), a, bb, c);
+            acc[13] += taps(wrow(w13 + kr), a, bb, c);
+            acc[14] += taps(wrow(w14 + kr), a, bb, c);
+            acc[15] += taps(wrow(w15 + kr), a, bb, c);
         }
     }
     if i >= total {
         return;
     }
-    let out = b * COUT * H * W + oy * W + ox0;
+    let out = b * COUT * H * W + y * W + ox0;
     put(co0, out, ox0, acc[0]);
     put(co0 + 1u, out, ox0, acc[1]);
     put(co0 + 2u, out, ox0, acc[2]);

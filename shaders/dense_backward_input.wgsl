@@ -7,7 +7,9 @@
 //   2 x       f32 the layer's input [n, IN] (read only for the ReLU mask) read
 //   3 dx      f32 input gradient [n, IN]                                 write
 //   4 step    uniform: n (batch length)
-// Each thread computes a TB×TI block (TB samples × TI input features).
+// Each thread computes a T×T tile (T = 16 samples × 16 input features): per output feature o it loads 16 dy and 16 w
+// values and does 256 multiply-adds (register blocking, spelled out in tile_fma as in dense_forward.wgsl). A partial
+// tile repeats its last row or column (clamped loads) and skips those stores.
 
 struct Step {
     start: u32,
@@ -21,9 +23,8 @@ override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
 override RELU: bool = false;
 
-const TB: u32 = 4u;
-const TI: u32 = 4u;
-const WG: u32 = 64u;
+const T: u32 = 16u; // tile side (the host's dense::T)
+const WG: u32 = 8u; // one SIMD vector of lavapipe: few tiles still spread over the cores
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
@@ -31,40 +32,98 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(4) var<uniform> step: Step;
 
+// a ⊗ b: the 4×4 outer product, column j = a · b[j].
+fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(a * b.x, a * b.y, a * b.z, a * b.w);
+}
+
+// acc += a ⊗ b for a 16×16 tile held as 4×4 blocks: acc[4r + c][j][i] is row 4r + i, column 4c + j.
+fn tile_fma(acc: ptr<function, array<mat4x4<f32>, 16>>, a: array<vec4<f32>, 4>, b: array<vec4<f32>, 4>) {
+    (*acc)[0] += outer(a[0], b[0]);
+    (*acc)[1] += outer(a[0], b[1]);
+    (*acc)[2] += outer(a[0], b[2]);
+    (*acc)[3] += outer(a[0], b[3]);
+    (*acc)[4] += outer(a[1], b[0]);
+    (*acc)[5] += outer(a[1], b[1]);
+    (*acc)[6] += outer(a[1], b[2]);
+    (*acc)[7] += outer(a[1], b[3]);
+    (*acc)[8] += outer(a[2], b[0]);
+    (*acc)[9] += outer(a[2], b[1]);
+    (*acc)[10] += outer(a[2], b[2]);
+    (*acc)[11] += outer(a[2], b[3]);
+    (*acc)[12] += outer(a[3], b[0]);
+    (*acc)[13] += outer(a[3], b[1]);
+    (*acc)[14] += outer(a[3], b[2]);
+    (*acc)[15] += outer(a[3], b[3]);
+}
+
+// The 16 values dy[o[t] + k], t = 0..15, as four vec4s.
+fn load_dy(o: array<u32, 16>, k: u32) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(
+        vec4<f32>(dy[o[0] + k], dy[o[1] + k], dy[o[2] + k], dy[o[3] + k]),
+        vec4<f32>(dy[o[4] + k], dy[o[5] + k], dy[o[6] + k], dy[o[7] + k]),
+        vec4<f32>(dy[o[8] + k], dy[o[9] + k], dy[o[10] + k], dy[o[11] + k]),
+        vec4<f32>(dy[o[12] + k], dy[o[13] + k], dy[o[14] + k], dy[o[15] + k]),
+    );
+}
+
+// The 16 values params[o[t] + k], t = 0..15, as four vec4s.
+fn load_w(o: array<u32, 16>, k: u32) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(
+        vec4<f32>(params[o[0] + k], params[o[1] + k], params[o[2] + k], params[o[3] + k]),
+        vec4<f32>(params[o[4] + k], params[o[5] + k], params[o[6] + k], params[o[7] + k]),
+        vec4<f32>(params[o[8] + k], params[o[9] + k], params[o[10] + k], params[o[11] + k]),
+        vec4<f32>(params[o[12] + k], params[o[13] + k], params[o[14] + k], params[o[15] + k]),
+    );
+}
+
 @compute @workgroup_size(WG)
 fn dense_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    let iblocks = (IN + TI - 1u) / TI;
-    let bblocks = (step.n + TB - 1u) / TB;
-    if i >= iblocks * bblocks {
+    let iblocks = (IN + T - 1u) / T;
+    let tiles = iblocks * ((step.n + T - 1u) / T);
+    let t = min(i, tiles - 1u);
+    let i0 = (t % iblocks) * T;
+    let b0 = (t / iblocks) * T;
+
+    var go: array<u32, T>;
+    var wo: array<u32, T>;
+    for (var s = 0u; s < T; s++) {
+        go[s] = min(b0 + s, step.n - 1u) * OUT;
+        wo[s] = W_OFF + min(i0 + s, IN - 1u);
+    }
+    var acc: array<mat4x4<f32>, 16>;
+    for (var o = 0u; o < OUT; o++) {
+        tile_fma(&acc, load_dy(go, o), load_w(wo, o * IN));
+    }
+    if i >= tiles {
         return;
     }
-    let i0 = (i % iblocks) * TI;
-    let b0 = (i / iblocks) * TB;
+    put(b0, i0, acc[0]);
+    put(b0, i0 + 4u, acc[1]);
+    put(b0, i0 + 8u, acc[2]);
+    put(b0, i0 + 12u, acc[3]);
+    put(b0 + 4u, i0, acc[4]);
+    put(b0 + 4u, i0 + 4u, acc[5]);
+    put(b0 + 4u, i0 + 8u, acc[6]);
+    put(b0 + 4u, i0 + 12u, acc[7]);
+    put(b0 + 8u, i0, acc[8]);
+    put(b0 + 8u, i0 + 4u, acc[9]);
+    put(b0 + 8u, i0 + 8u, acc[10]);
+    put(b0 + 8u, i0 + 12u, acc[11]);
+    put(b0 + 12u, i0, acc[12]);
+    put(b0 + 12u, i0 + 4u, acc[13]);
+    put(b0 + 12u, i0 + 8u, acc[14]);
+    put(b0 + 12u, i0 + 12u, acc[15]);
+}
 
-    var acc: array<array<f32, TI>, TB>;
-    for (var o = 0u; o < OUT; o++) {
-        var wv: array<f32, TI>;
-        for (var t = 0u; t < TI; t++) {
-            wv[t] = params[W_OFF + o * IN + min(i0 + t, IN - 1u)];
-        }
-        for (var s = 0u; s < TB; s++) {
-            let g = dy[min(b0 + s, step.n - 1u) * OUT + o];
-            for (var t = 0u; t < TI; t++) {
-                acc[s][t] += g * wv[t];
-            }
-        }
-    }
-    for (var s = 0u; s < TB; s++) {
-        for (var t = 0u; t < TI; t++) {
-            let b = b0 + s;
-            let f = i0 + t;
-            if b < step.n && f < IN {
-                var v = acc[s][t];
-                if RELU && !(x[b * IN + f] > 0.0) {
-                    v = 0.0;
-                }
-                dx[b * IN + f] = v;
+// Stores a 4×4 block: m[j][i] is sample b + i, input feature f + j.
+fn put(b: u32, f: u32, m: mat4x4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        for (var i = 0u; i < 4u; i++) {
+            if b + i < step.n && f + j < IN {
+                let e = (b + i) * IN + f + j;
+                dx[e] = select(m[j][i], 0.0, RELU && !(x[e] > 0.0));
             }
         }
     }

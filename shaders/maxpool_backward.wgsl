@@ -5,9 +5,10 @@
 //   1 dy    f32 gradient of the pool output [n, C, H/2, W/2]                 read
 //   2 dx    f32 gradient of the pool input [n, C, H, W]                      write
 //   3 step  uniform: n (batch length)
-// Each thread owns one input element (a gather, so no atomics): it gets dy of its window if it is the window's first
-// maximum (strict >, as in maxpool_forward), else 0. With RELU, elements whose value is not > 0 get 0 too, which is
-// relu_backward applied to maxpool_backward's result.
+// Each thread owns one pooling window (a gather, so no atomics): it writes dy of the window to the window's first
+// maximum (strict >, as in maxpool_forward) and 0 to its other three elements. With RELU, a window whose maximum is
+// not > 0 gets 0 everywhere, which is relu_backward applied to maxpool_backward's result.
+// H and W are even (as the CPU reference requires).
 
 struct Step {
     start: u32,
@@ -31,29 +32,35 @@ const WG: u32 = 256u;
 @compute @workgroup_size(WG)
 fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * WG;
-    if i >= step.n * C * H * W {
+    let ph = H / 2u;
+    let pw = W / 2u;
+    if i >= step.n * C * ph * pw {
         return;
     }
-    let plane = i / (H * W);
-    let p = i % (H * W);
-    let py = p / W;
-    let px = p % W;
-    let oy = py / 2u;
-    let ox = px / 2u;
+    let plane = i / (ph * pw);
+    let q = i % (ph * pw);
+    let oy = q / pw;
+    let ox = q % pw;
     let base = plane * H * W + oy * 2u * W + ox * 2u;
+    let v = vec4<f32>(x[base], x[base + 1u], x[base + W], x[base + W + 1u]);
     // The window's first maximum, in row-major order.
-    var arg = base;
-    var m = x[base];
-    let cand = array<u32, 3>(base + 1u, base + W, base + W + 1u);
-    for (var k = 0u; k < 3u; k++) {
-        if x[cand[k]] > m {
-            m = x[cand[k]];
-            arg = cand[k];
-        }
+    var arg = 0u;
+    var m = v.x;
+    if v.y > m {
+        m = v.y;
+        arg = 1u;
     }
-    var g = 0.0;
-    if arg == i && (!RELU || m > 0.0) {
-        g = dy[plane * (H / 2u) * (W / 2u) + oy * (W / 2u) + ox];
+    if v.z > m {
+        m = v.z;
+        arg = 2u;
     }
-    dx[i] = g;
+    if v.w > m {
+        m = v.w;
+        arg = 3u;
+    }
+    let g = select(dy[i], 0.0, RELU && !(m > 0.0));
+    dx[base] = select(0.0, g, arg == 0u);
+    dx[base + 1u] = select(0.0, g, arg == 1u);
+    dx[base + W] = select(0.0, g, arg == 2u);
+    dx[base + W + 1u] = select(0.0, g, arg == 3u);
 }

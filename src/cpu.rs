@@ -2,7 +2,7 @@
 //! with `reference::network` (plain Rust, threads over the batch), so the main job runs on any machine.
 
 use crate::data::Split;
-use crate::engine::{Engine, Metrics};
+use crate::engine::{Engine, Metrics, Probe};
 use crate::model::{normalize_pixel, CLASSES};
 use crate::reference::{self, network};
 
@@ -96,6 +96,12 @@ impl Engine for CpuEngine {
             preds.extend(p);
         }
         Ok((m, preds))
+    }
+
+    fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
+        let (x, y) = gather(&self.test, samples.iter().map(|&i| i as usize));
+        let acts = network::forward(&self.params, &x, y.len());
+        Ok(Probe { x, a1: acts.a1, a2: acts.a2, logits: acts.logits })
     }
 
     fn steps_per_epoch(&self) -> usize {

@@ -18,6 +18,19 @@ impl Metrics {
     }
 }
 
+/// The activations of a few test images, read back from where the engine computed them (for pictures).
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// Normalized inputs [n, 784].
+    pub x: Vec<f32>,
+    /// conv1 + ReLU [n, 16, 28, 28].
+    pub a1: Vec<f32>,
+    /// conv2 + ReLU [n, 32, 14, 14].
+    pub a2: Vec<f32>,
+    /// Logits [n, 10].
+    pub logits: Vec<f32>,
+}
+
 /// What trains and evaluates the network: the GPU engine or the CPU reference.
 pub trait Engine {
     /// Trains one epoch in `order`. `progress(steps_done, running)` is called now and then; returning false stops the
@@ -31,6 +44,8 @@ pub trait Engine {
     ) -> anyhow::Result<(Metrics, Vec<f32>)>;
     /// Loss, accuracy and every prediction on the test set.
     fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)>;
+    /// The forward pass on a few test images (at most 64), with its activations.
+    fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe>;
     fn steps_per_epoch(&self) -> usize;
     fn params(&self) -> anyhow::Result<Vec<f32>>;
     fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()>;

@@ -5,6 +5,7 @@
 //! Data flows one way: `data` (IDX files) → `model` (shapes, parameters) → an engine (`gpu` or the CPU `reference`) →
 //! `train` (epochs, metrics) → pictures and reports, with the CLI (`src/main.rs`) on top.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
@@ -12,4 +13,6 @@ pub mod engine;
 pub mod gpu;
 pub mod model;
 pub mod reference;
+pub mod report;
 pub mod train;
+pub mod viz;

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -11,11 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
 use gpu_cnn::checkpoint::{self, Checkpoint};
-use gpu_cnn::data::{self, Mnist};
+use gpu_cnn::data::{self, Mnist, Split};
 use gpu_cnn::engine::{Engine, Metrics};
 use gpu_cnn::gpu::{self, network::GpuNetwork, AdapterSelection, AdapterSummary, Gpu};
 use gpu_cnn::model;
 use gpu_cnn::train::{self, EpochReport, TrainConfig, TrainError};
+use gpu_cnn::viz;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,20 @@ enum Command {
     ForwardOnly(Common),
     /// Train with backpropagation and SGD, evaluating after each epoch.
     Train(TrainArgs),
+    /// The study in one command: forward-only, then backpropagation from the same initial weights; writes every
+    /// picture and report.md / report.json.
+    Compare(TrainArgs),
+    /// Benchmark training and inference (and per-kernel GPU times) on one adapter or all of them.
+    Bench(BenchArgs),
+    /// Merge `bench --json` results from several machines into one markdown table.
+    BenchReport {
+        /// JSON files written by `gpu-cnn bench --json --out FILE`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// (Testing aid, hidden) Save a checkpoint to PATH over and over until killed.
+    #[command(hide = true, name = "__save-loop")]
+    SaveLoop { path: PathBuf },
     /// Evaluate a safetensors checkpoint on the test set.
     Eval {
         #[command(flatten)]
@@ -116,6 +130,37 @@ struct TrainArgs {
     resume: Option<PathBuf>,
 }
 
+#[derive(Args, Clone)]
+struct BenchArgs {
+    /// Adapter index or name substring (default: the best one).
+    #[arg(long, conflicts_with = "all_adapters")]
+    adapter: Option<String>,
+    /// Only adapters of this backend.
+    #[arg(long, value_parser = gpu::parse_backend)]
+    backend: Option<wgpu::Backend>,
+    /// Every adapter on the machine, plus the CPU reference as a row.
+    #[arg(long)]
+    all_adapters: bool,
+    /// Images per training step.
+    #[arg(long, default_value_t = 64, value_parser = positive_usize)]
+    batch_size: usize,
+    /// Training steps per timed run.
+    #[arg(long, default_value_t = 50, value_parser = positive_usize)]
+    steps: usize,
+    /// Timed runs (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = positive_usize)]
+    repeats: usize,
+    /// Directory with the four IDX files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Also write the JSON results to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 fn positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
@@ -140,8 +185,24 @@ fn momentum(s: &str) -> Result<f32, String> {
     }
 }
 
+/// Set by Ctrl-C (SIGINT) during training; the training loop checks it between chunks of steps.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// True while epochs run: the time a Ctrl-C should end gracefully (finish the steps in flight, save) rather than at once.
+static TRAINING: AtomicBool = AtomicBool::new(false);
+
+fn on_ctrl_c() {
+    if TRAINING.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
+        eprintln!("\ninterrupt: finishing the steps in flight (Ctrl-C again to quit at once)");
+    } else {
+        eprintln!("\ninterrupted");
+        std::process::exit(130);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Installed first, so a Ctrl-C at any point is seen by the training loop rather than killing a half-written save.
+    let _ = ctrlc::set_handler(on_ctrl_c);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -173,6 +234,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::ForwardOnly(c) => forward_only(&c),
         Command::Train(t) => train_cmd(&t),
         Command::Eval { common, checkpoint } => eval_cmd(&common, &checkpoint),
+        Command::Compare(t) => compare_cmd(&t),
+        Command::SaveLoop { path } => save_loop(&path),
+        Command::Bench(b) => bench_cmd(&b),
+        Command::BenchReport { files } => bench_report(&files),
     }
 }
 
@@ -272,16 +337,19 @@ fn forward_only(c: &Common) -> Result<()> {
     let params = model::init_params(c.seed);
     let (mut engine, adapter) = open_engine(c, 64, &data, false, &params)?;
     let t0 = Instant::now();
-    let (m, _) = engine.evaluate()?;
+    let (m, preds) = engine.evaluate()?;
     let secs = t0.elapsed().as_secs_f64();
     print_eval(&format!("forward-only (random weights, seed {})", c.seed), &m);
     eprintln!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
+    let mut pictures = filter_pictures(&c.out_dir, &params, None)?;
+    pictures.extend(stage_pictures(&c.out_dir, "before", engine.as_mut(), &data.test, &preds)?);
+    eprintln!("pictures: {} in {}", pictures.join(", "), c.out_dir.display());
     if c.json {
         println!(
             "{}",
             json!({"command": "forward-only", "adapter": device_json(&adapter), "seed": c.seed,
                    "test_accuracy": m.accuracy(), "test_loss": m.mean_loss(), "test_images": m.count,
-                   "seconds": secs, "images_per_sec": m.count as f64 / secs})
+                   "seconds": secs, "images_per_sec": m.count as f64 / secs, "pictures": pictures})
         );
     }
     Ok(())
@@ -324,7 +392,71 @@ fn save_checkpoint(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_d
     Ok(())
 }
 
+/// Everything a training run produced, for the JSON output and the report.
+struct RunOutcome {
+    adapter: Option<AdapterSummary>,
+    cfg: TrainConfig,
+    before: Metrics,
+    after: Metrics,
+    epochs: Vec<EpochReport>,
+    training_seconds: f64,
+    picture_seconds: f64,
+    pictures: Vec<String>,
+}
+
+/// Writes the pictures of one stage ("before" or "after" training) from the engine's current state: activation maps
+/// and predictions of fixed test digits (one per class), and the confusion matrix of `preds`.
+fn stage_pictures(
+    out: &Path,
+    stage: &str,
+    engine: &mut dyn Engine,
+    test: &Split,
+    preds: &[u32],
+) -> Result<Vec<String>> {
+    let what = if stage == "before" { "random weights (forward-only)" } else { "after backpropagation" };
+    let samples = viz::probe_samples(&test.labels);
+    let probe = engine.probe(&samples)?;
+    let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
+    let names =
+        [format!("activations_{stage}.png"), format!("predictions_{stage}.png"), format!("confusion_{stage}.png")];
+    viz::activations_png(&out.join(&names[0]), &probe, &labels, &format!("Feature maps, {what}"))?;
+    viz::predictions_png(&out.join(&names[1]), &probe, &labels, &format!("Predictions, {what}"))?;
+    viz::confusion_png(&out.join(&names[2]), preds, &test.labels, &format!("Confusion matrix, {what}"))?;
+    Ok(names.to_vec())
+}
+
+/// Filters before and after training on one shared colour scale (the larger of the two pictures' own scales), so the
+/// two pictures compare at a glance.
+fn filter_pictures(out: &Path, before: &[f32], after: Option<&[f32]>) -> Result<Vec<String>> {
+    let (b_path, a_path) = (out.join("filters_before.png"), out.join("filters_after.png"));
+    let b_title = "Filters, random weights (forward-only)";
+    let scale_b = viz::filters_png(&b_path, before, b_title, None)?;
+    let Some(after) = after else { return Ok(vec!["filters_before.png".into()]) };
+    let a_title = "Filters after backpropagation";
+    let scale_a = viz::filters_png(&a_path, after, a_title, None)?;
+    let shared = scale_a.max(scale_b);
+    viz::filters_png(&b_path, before, b_title, Some(shared))?;
+    viz::filters_png(&a_path, after, a_title, Some(shared))?;
+    Ok(vec!["filters_before.png".into(), "filters_after.png".into()])
+}
+
 fn train_cmd(t: &TrainArgs) -> Result<()> {
+    let o = run_training(t)?;
+    if t.common.json {
+        println!("{}", outcome_json("train", &o));
+    }
+    Ok(())
+}
+
+fn outcome_json(command: &str, o: &RunOutcome) -> serde_json::Value {
+    json!({"command": command, "adapter": device_json(&o.adapter), "hyperparameters": o.cfg,
+           "forward_only_test_accuracy": o.before.accuracy(), "forward_only_test_loss": o.before.mean_loss(),
+           "test_accuracy": o.after.accuracy(), "test_loss": o.after.mean_loss(),
+           "training_seconds": o.training_seconds, "picture_seconds": o.picture_seconds,
+           "pictures": o.pictures, "epochs": o.epochs})
+}
+
+fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
     let c = &t.common;
     prepare_out_dir(&c.out_dir)?;
     if let Some(p) = &t.save {
@@ -375,18 +507,17 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
         engine.set_momentum(m)?;
     }
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
-
-    let (before, _) = engine.evaluate()?;
+    let (before, preds_before) = engine.evaluate()?;
     print_eval("before training", &before);
+    let mut picture_seconds = 0.0;
+    let tp = Instant::now();
+    let mut pictures = stage_pictures(&c.out_dir, "before", engine.as_mut(), &data.test, &preds_before)?;
+    picture_seconds += tp.elapsed().as_secs_f64();
     let mut epochs: Vec<EpochReport> = Vec::new();
     let mut step_losses: Vec<f32> = Vec::new();
     let steps = engine.steps_per_epoch();
     let run_start = Instant::now();
+    TRAINING.store(true, Ordering::SeqCst);
     for epoch in start_epoch..cfg.epochs {
         let bar = indicatif::ProgressBar::new(steps as u64);
         bar.set_style(
@@ -397,11 +528,10 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
             .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-        let flag = interrupted.clone();
         let mut progress = |s: usize, m: &Metrics| {
             bar.set_position(s as u64);
             bar.set_message(format!("loss {:.4}", m.mean_loss()));
-            !flag.load(Ordering::SeqCst)
+            !INTERRUPTED.load(Ordering::SeqCst)
         };
         let r = train::run_epoch(engine.as_mut(), &cfg, epoch, &data.train, &mut progress);
         bar.finish_and_clear();
@@ -423,9 +553,9 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
                 }
             }
             Err(e) => {
-                if let Some(TrainError::Interrupted { .. }) = e.downcast_ref::<TrainError>() {
+                if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
                     if let Some(p) = &t.save {
-                        eprintln!("interrupted: saving the weights of the last completed step");
+                        eprintln!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
                         save_checkpoint(p, engine.as_ref(), &cfg, epoch)?;
                     }
                 } else if t.save.is_some() {
@@ -435,18 +565,128 @@ fn train_cmd(t: &TrainArgs) -> Result<()> {
             }
         }
     }
-    let total = run_start.elapsed().as_secs_f64();
-    let (after, _) = engine.evaluate()?;
+    TRAINING.store(false, Ordering::SeqCst);
+    let training_seconds = run_start.elapsed().as_secs_f64();
+    let (after, preds_after) = engine.evaluate()?;
     print_eval("after training", &after);
-    eprintln!("training time: {:.1} s", total);
-    if c.json {
-        println!(
-            "{}",
-            json!({"command": "train", "adapter": device_json(&adapter), "hyperparameters": cfg,
-                   "forward_only_test_accuracy": before.accuracy(), "forward_only_test_loss": before.mean_loss(),
-                   "test_accuracy": after.accuracy(), "test_loss": after.mean_loss(),
-                   "training_seconds": total, "epochs": epochs})
-        );
+    eprintln!("training time: {:.1} s", training_seconds);
+    let tp = Instant::now();
+    let after_params = engine.params()?;
+    let mut names = filter_pictures(&c.out_dir, &params, Some(&after_params))?;
+    names.extend(stage_pictures(&c.out_dir, "after", engine.as_mut(), &data.test, &preds_after)?);
+    viz::curves_png(&c.out_dir.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
+    names.push("curves.png".into());
+    pictures.extend(names);
+    picture_seconds += tp.elapsed().as_secs_f64();
+    eprintln!("pictures: {} files in {} ({:.2} s)", pictures.len(), c.out_dir.display(), picture_seconds);
+    Ok(RunOutcome { adapter, cfg, before, after, epochs, training_seconds, picture_seconds, pictures })
+}
+
+fn compare_cmd(t: &TrainArgs) -> Result<()> {
+    let o = run_training(t)?;
+    let device_line = o.adapter.as_ref().map_or("CPU reference".to_string(), |a| a.line());
+    let report = gpu_cnn::report::StudyReport {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        date: gpu_cnn::bench::utc_now(),
+        gpu_cnn_commit: env!("GPU_CNN_GIT_COMMIT").to_string(),
+        device_line,
+        adapter: device_json(&o.adapter),
+        hyperparameters: o.cfg.clone(),
+        forward_only_test_accuracy: o.before.accuracy(),
+        forward_only_test_loss: o.before.mean_loss(),
+        test_accuracy: o.after.accuracy(),
+        test_loss: o.after.mean_loss(),
+        epochs: o.epochs.clone(),
+        training_seconds: o.training_seconds,
+        picture_seconds: o.picture_seconds,
+        pictures: o.pictures.clone(),
+    };
+    report
+        .write(&t.common.out_dir)
+        .with_context(|| format!("writing the report into {}", t.common.out_dir.display()))?;
+    eprintln!();
+    eprintln!("| | forward-only (random weights) | backpropagation (trained) |");
+    eprintln!("|---|---|---|");
+    eprintln!(
+        "| test accuracy | {:.2} % (study: 9.12 %) | {:.2} % (study: 98.89 %) |",
+        100.0 * o.before.accuracy(),
+        100.0 * o.after.accuracy()
+    );
+    eprintln!("| test loss | {:.4} | {:.4} |", o.before.mean_loss(), o.after.mean_loss());
+    eprintln!("report: {}", t.common.out_dir.join("report.md").display());
+    if t.common.json {
+        println!("{}", outcome_json("compare", &o));
+    }
+    Ok(())
+}
+
+fn bench_cmd(b: &BenchArgs) -> Result<()> {
+    let dir = b.data_dir.clone().unwrap_or_else(data::default_data_dir);
+    let data = data::load(&dir)?;
+    let cfg = gpu_cnn::bench::BenchConfig {
+        batch_size: b.batch_size,
+        steps: b.steps,
+        repeats: b.repeats,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let mut results = Vec::new();
+    if b.all_adapters {
+        let all = gpu::enumerate(b.backend);
+        if all.is_empty() {
+            eprintln!("no GPU adapter found; benchmarking the CPU reference only");
+        }
+        for (summary, adapter) in all {
+            eprintln!("bench: {}", summary.line());
+            match Gpu::open_adapter(summary.clone(), adapter)
+                .map_err(anyhow::Error::from)
+                .and_then(|g| gpu_cnn::bench::bench_gpu(g, &data, &cfg))
+            {
+                Ok(r) => results.push(r),
+                Err(e) => eprintln!("bench: {} failed: {}", summary.line(), one_line(&e)),
+            }
+        }
+        eprintln!("bench: CPU reference");
+        results.push(gpu_cnn::bench::bench_cpu(&data, &cfg)?);
+    } else {
+        let g = Gpu::open(&AdapterSelection { adapter: b.adapter.clone(), backend: b.backend })?;
+        eprintln!("bench: {}", g.adapter.line());
+        results.push(gpu_cnn::bench::bench_gpu(g, &data, &cfg)?);
+    }
+    let json = serde_json::to_string_pretty(&results)?;
+    if let Some(p) = &b.out {
+        gpu_cnn::report::write_atomic(p, json.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if b.json {
+        println!("{}", serde_json::to_string(&results)?);
+    }
+    eprintln!("\n{}", gpu_cnn::bench::table(&results));
+    Ok(())
+}
+
+fn bench_report(files: &[PathBuf]) -> Result<()> {
+    let mut all: Vec<gpu_cnn::bench::BenchResult> = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let mut rs: Vec<gpu_cnn::bench::BenchResult> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a `gpu-cnn bench --json` result", f.display()))?;
+        all.append(&mut rs);
+    }
+    println!("{}", gpu_cnn::bench::table(&all));
+    Ok(())
+}
+
+/// Saves a fresh checkpoint to `path` in a tight loop (values change every time) until the process is killed: the
+/// robustness test kills it at random moments and checks that `path` always loads.
+fn save_loop(path: &Path) -> Result<()> {
+    let mut params = model::init_params(1);
+    for i in 0u64.. {
+        params[0] = i as f32;
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("iteration".to_string(), i.to_string());
+        checkpoint::save(path, &Checkpoint { params: params.clone(), momentum: None, metadata })?;
+        if i == 0 {
+            eprintln!("saving");
+        }
     }
     Ok(())
 }

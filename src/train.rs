@@ -38,10 +38,18 @@ pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
     model::shuffled_indices(n, &mut rng)
 }
 
+/// A step loss above this means training diverged: at chance the loss is ln 10 ≈ 2.3, and a loss of 1000 means the
+/// right class's logit sits 1000 below the largest one. Such a run never comes back, so it stops (and saves nothing).
+pub const DIVERGED_LOSS: f32 = 1000.0;
+
+fn diverged(loss: f64) -> bool {
+    !loss.is_finite() || loss > DIVERGED_LOSS as f64
+}
+
 /// Why a run stopped before its last epoch.
 #[derive(thiserror::Error, Debug)]
 pub enum TrainError {
-    #[error("training diverged: the loss became {value} at epoch {epoch}, step {step} (try a smaller --lr)")]
+    #[error("training diverged: the loss became {value:e} at epoch {epoch}, step {step} (try a smaller --lr)")]
     NonFinite { epoch: usize, step: usize, value: f32 },
     #[error("interrupted (Ctrl-C) during epoch {epoch} after step {step}")]
     Interrupted { epoch: usize, step: usize },
@@ -64,13 +72,16 @@ pub fn run_epoch(
     let t0 = Instant::now();
     let mut stopped = false;
     let mut wrapped = |s: usize, m: &Metrics| {
+        if diverged(m.mean_loss()) {
+            return false; // the step losses below name the step
+        }
         let go = progress(s, m);
         stopped |= !go;
         go
     };
     let (m, losses) = engine.train_epoch(&order, cfg.lr, cfg.momentum, &mut wrapped)?;
     let seconds = t0.elapsed().as_secs_f64();
-    if let Some((step, &value)) = losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+    if let Some((step, &value)) = losses.iter().enumerate().find(|(_, &l)| diverged(l as f64)) {
         return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, value }.into());
     }
     if stopped || losses.len() < engine.steps_per_epoch() {

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use gpu_cnn::gpu::kernels::{conv2d, Kernel, Kernels, STEP_BYTES};
+use gpu_cnn::gpu::kernels::{conv2d, dense, Kernel, Kernels, STEP_BYTES};
 use gpu_cnn::gpu::Gpu;
 use gpu_cnn::model::normalize_pixel;
 use gpu_cnn::reference::*;
@@ -172,7 +172,12 @@ fn conv2d_backward_input_matches_reference() {
         );
         let (dyb, pb, dxb) = (t.buffer_f32(&dy), t.buffer_f32(&params), t.poisoned(reference.len()));
         t.set_step(0, n as u32, 0);
-        t.run(&k, &[&dyb, &pb, &dxb, &t.step], groups(n * h * h * cin.div_ceil(16), k.workgroup), true);
+        t.run(
+            &k,
+            &[&dyb, &pb, &dxb, &t.step],
+            groups(n * conv2d::threads_per_sample(cin, h, h) as usize, k.workgroup),
+            true,
+        );
         let what = format!("conv2d_backward_input n={n} cin={cin} cout={cout} h={h}");
         assert_close(&what, &t.read(&dxb, reference.len()), &reference, &bound(&sum_abs, cout * 9), RTOL);
     }
@@ -198,7 +203,7 @@ fn conv2d_backward_weight_matches_reference() {
         );
         let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
         t.set_step(0, n as u32, 0);
-        t.run(&k, &[&xb, &dyb, &gb, &t.step], (cout * cin) as u64, true);
+        t.run(&k, &[&xb, &dyb, &gb, &t.step], conv2d::backward_weight_groups(cin, cout), true);
         let got = t.read(&gb, len);
         let what = format!("conv2d_backward_weight n={n} cin={cin} cout={cout} h={h}");
         let k_terms = n * h * h;
@@ -260,7 +265,7 @@ fn maxpool_backward_matches_reference_exactly() {
             let k = t.kernel("maxpool_backward", &[c("C", ch), c("H", h), c("W", h), flag("RELU", relu)]);
             let (xb, dyb, dxb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(x.len()));
             t.set_step(0, n as u32, 0);
-            t.run(&k, &[&xb, &dyb, &dxb, &t.step], groups(x.len(), k.workgroup), true);
+            t.run(&k, &[&xb, &dyb, &dxb, &t.step], groups(dy.len(), k.workgroup), true); // one thread per window
             assert_exact(&format!("maxpool_backward n={n} c={ch} h={h} relu={relu}"), &t.read(&dxb, x.len()), &want);
         }
     }
@@ -291,7 +296,7 @@ fn dense_forward_matches_reference() {
             );
             let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(n * out));
             t.set_step(0, n as u32, 0);
-            t.run(&k, &[&xb, &pb, &yb, &t.step], groups(out.div_ceil(4) * n.div_ceil(4), k.workgroup), true);
+            t.run(&k, &[&xb, &pb, &yb, &t.step], groups(dense::threads(n, out) as usize, k.workgroup), true);
             let want: Vec<f64> = if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
             let what = format!("dense_forward n={n} in={inp} out={out} relu={relu}");
             assert_close(&what, &t.read(&yb, n * out), &want, &bound(&sum_abs, inp + 1), RTOL);
@@ -319,7 +324,7 @@ fn dense_backward_input_matches_reference() {
                 t.kernel("dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), flag("RELU", relu)]);
             let (dyb, pb, xb, dxb) = (t.buffer_f32(&dy), t.buffer_f32(&params), t.buffer_f32(&x), t.poisoned(n * inp));
             t.set_step(0, n as u32, 0);
-            t.run(&k, &[&dyb, &pb, &xb, &dxb, &t.step], groups(inp.div_ceil(4) * n.div_ceil(4), k.workgroup), true);
+            t.run(&k, &[&dyb, &pb, &xb, &dxb, &t.step], groups(dense::threads(n, inp) as usize, k.workgroup), true);
             let want: Vec<f64> = if relu {
                 let mut masked = vec![0.0f64; reference.len()];
                 relu_backward(&to_f64(&x), &reference, &mut masked);
@@ -350,7 +355,12 @@ fn dense_backward_weight_matches_reference() {
         let k = t.kernel("dense_backward_weight", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)]);
         let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
         t.set_step(0, n as u32, 0);
-        t.run(&k, &[&xb, &dyb, &gb, &t.step], groups((inp + 1).div_ceil(4) * out.div_ceil(4), k.workgroup), true);
+        t.run(
+            &k,
+            &[&xb, &dyb, &gb, &t.step],
+            groups(dense::backward_weight_threads(inp, out) as usize, k.workgroup),
+            true,
+        );
         let got = t.read(&gb, len);
         let what = format!("dense_backward_weight n={n} in={inp} out={out}");
         assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, n), RTOL);

@@ -48,12 +48,12 @@ pub const SHADERS: &[Shader] = &[
     shader!("load_batch.wgsl", ["load_batch"], [Read, Read, Read, ReadWrite, ReadWrite, Step], 256),
     shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Read, ReadWrite, Step], 64),
     shader!("conv2d_backward_input.wgsl", ["conv2d_backward_input"], [Read, Read, ReadWrite, Step], 64),
-    shader!("conv2d_backward_weight.wgsl", ["conv2d_backward_weight"], [Read, Read, ReadWrite, Step], 256),
+    shader!("conv2d_backward_weight.wgsl", ["conv2d_backward_weight"], [Read, Read, ReadWrite, Step], 64),
     shader!("maxpool_forward.wgsl", ["maxpool_forward"], [Read, ReadWrite, Step], 256),
     shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
-    shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 64),
-    shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 64),
-    shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 64),
+    shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
+    shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 8),
+    shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 8),
     shader!(
         "softmax_cross_entropy.wgsl",
         ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
@@ -73,14 +73,35 @@ pub fn shader_for(entry: &str) -> &'static Shader {
 /// The thread tiling of the convolution kernels: it mirrors the constants at the top of `conv2d_forward.wgsl` and
 /// `conv2d_backward_input.wgsl`, so the host can size their dispatches.
 pub mod conv2d {
-    /// Pixels of one output row per thread (a row segment).
+    /// Pixels of one row per thread (a row segment; each thread has two rows).
     pub const PX: usize = 16;
     /// Channels of the output (forward: output channels; backward input: input channels) per thread.
     pub const CO_B: usize = 16;
 
-    /// Threads per sample for an output of `channels` channels of `h`×`w` pixels.
+    /// Workgroups of conv2d_backward_weight (one per block of CO_B output channels and pair of input channels).
+    pub fn backward_weight_groups(cin: usize, cout: usize) -> u64 {
+        (cout.div_ceil(CO_B) * cin.div_ceil(2)) as u64
+    }
+
+    /// Threads per sample for an output of `channels` channels of `h`×`w` pixels (each thread: 2 rows × PX pixels × CO_B
+    /// channels).
     pub fn threads_per_sample(channels: usize, h: usize, w: usize) -> u64 {
         (h * w.div_ceil(PX) * channels.div_ceil(CO_B)) as u64
+    }
+}
+
+/// The thread tiling of the dense kernels: each thread computes a `T`×`T` tile (mirrors `T` in `dense_*.wgsl`).
+pub mod dense {
+    pub const T: usize = 16;
+
+    /// Threads of dense_forward (`out` features) or dense_backward_input (`out` = the layer's inputs) for a batch of n.
+    pub fn threads(n: usize, out: usize) -> u64 {
+        (n.div_ceil(T) * out.div_ceil(T)) as u64
+    }
+
+    /// Threads of dense_backward_weight: one per T×T tile of the [OUT, IN + 1] gradient (column IN is the bias).
+    pub fn backward_weight_threads(inp: usize, out: usize) -> u64 {
+        ((inp + 1).div_ceil(T) * out.div_ceil(T)) as u64
     }
 }
 
@@ -94,6 +115,8 @@ pub struct Kernel {
     pub layout: wgpu::BindGroupLayout,
     pub bindings: &'static [Access],
     pub workgroup: u32,
+    /// The override constants it was built with (for labels and FLOP counts).
+    pub constants: Vec<(String, f64)>,
 }
 
 /// Creates shader modules once and pipelines on demand.
@@ -165,7 +188,14 @@ impl Kernels {
             cache: None,
         });
         gpu.check()?;
-        Ok(Kernel { entry, pipeline, layout, bindings: shader.bindings, workgroup: shader.workgroup })
+        Ok(Kernel {
+            entry,
+            pipeline,
+            layout,
+            bindings: shader.bindings,
+            workgroup: shader.workgroup,
+            constants: constants.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        })
     }
 }
 

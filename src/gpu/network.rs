@@ -6,27 +6,14 @@
 //! command buffer per submission and reads back only metrics.
 
 use crate::data::Split;
-use crate::engine::{Engine, Metrics};
+use crate::engine::{Engine, Metrics, Probe};
 use crate::model::*;
 
-use super::kernels::{conv2d, Kernel, Kernels, STEP_BYTES};
+use super::kernels::{conv2d, dense, Kernel, Kernels, STEP_BYTES};
 use super::{pack_u8, Gpu, GpuError};
 
 /// Most test images `probe` can look at in one call.
 pub const PROBE_MAX: usize = 64;
-
-/// The activations of a few test images, read back from the GPU buffers (for pictures).
-#[derive(Clone, Debug)]
-pub struct Probe {
-    /// Normalized inputs [n, 784].
-    pub x: Vec<f32>,
-    /// conv1 + ReLU [n, 16, 28, 28].
-    pub a1: Vec<f32>,
-    /// conv2 + ReLU [n, 32, 14, 14].
-    pub a2: Vec<f32>,
-    /// Logits [n, 10].
-    pub logits: Vec<f32>,
-}
 
 /// Evaluation batch size (a chunk of the test set per forward pass).
 pub const EVAL_BATCH: usize = 250;
@@ -52,6 +39,31 @@ struct Op {
 }
 
 impl Op {
+    /// The entry point and its shape constants, e.g. `conv2d_forward CIN=16 COUT=32 H=14`.
+    fn label(&self) -> String {
+        let shape: Vec<String> = self
+            .kernel
+            .constants
+            .iter()
+            .filter(|(k, _)| !k.ends_with("_OFF"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} {}", self.kernel.entry, shape.join(" ")).trim().to_string()
+    }
+
+    /// FLOPs of one dispatch for a batch of n, from the kernel's shape constants.
+    fn flops(&self, n: usize) -> f64 {
+        let get = |k: &str| self.kernel.constants.iter().find(|(name, _)| name == k).map_or(0.0, |c| c.1);
+        let n = n as f64;
+        match self.kernel.entry {
+            "conv2d_forward" | "conv2d_backward_input" | "conv2d_backward_weight" => {
+                2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W")
+            }
+            "dense_forward" | "dense_backward_input" | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
+            _ => 0.0,
+        }
+    }
+
     fn record(&self, pass: &mut wgpu::ComputePass, step_offset: Option<u32>, n: usize) {
         let n = n as u64;
         match self.size {
@@ -62,6 +74,15 @@ impl Op {
             Size::Groups(g) => self.kernel.dispatch_workgroups(pass, &self.group, step_offset, g),
         }
     }
+}
+
+/// One op's time per dispatch, from `GpuNetwork::profile`.
+#[derive(Clone, Debug)]
+pub struct OpTime {
+    pub name: String,
+    pub seconds: f64,
+    /// Multiply-add FLOPs of one dispatch (0 for ops that only move data).
+    pub flops: f64,
 }
 
 /// A dataset on the device: images and labels as packed u8, and the sample order.
@@ -274,7 +295,6 @@ impl GpuNetwork {
                 &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)],
             )
         };
-        let blocks16 = |cout: usize| cout.div_ceil(16) as u64;
         let forward = vec![
             op(
                 conv(1, C1, H1, CONV1_W, CONV1_B)?,
@@ -291,12 +311,12 @@ impl GpuNetwork {
             op(
                 dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?,
                 &[&a.p2, &params_buf, &a.h, &steps],
-                Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 },
+                Size::Blocked { blocks: HIDDEN.div_ceil(dense::T) as u64, tb: dense::T as u64 },
             ),
             op(
                 dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?,
                 &[&a.h, &params_buf, &a.logits, &steps],
-                Size::Blocked { blocks: CLASSES.div_ceil(4) as u64, tb: 4 },
+                Size::Blocked { blocks: CLASSES.div_ceil(dense::T) as u64, tb: dense::T as u64 },
             ),
         ];
         let loss_bufs = [&a.logits, &a.y, &a.dlogits, &preds_buf, &metrics, &step_loss, &steps];
@@ -333,34 +353,37 @@ impl GpuNetwork {
                 &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)],
             )
         };
-        let dw_size =
-            |inp: usize, out: usize| Size::Groups(((inp + 1).div_ceil(4) * out.div_ceil(4)).div_ceil(64) as u64);
+        let dw_size = |inp: usize, out: usize| Size::Groups(dense::backward_weight_threads(inp, out).div_ceil(8));
         let backward = vec![
             op(dense_bw(HIDDEN, CLASSES, FC2_W, FC2_B)?, &[&a.h, &a.dlogits, &grads, &steps], dw_size(HIDDEN, CLASSES)),
             op(
                 dense_bi(HIDDEN, CLASSES, FC2_W, true)?,
                 &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps],
-                Size::Blocked { blocks: HIDDEN.div_ceil(4) as u64, tb: 4 },
+                Size::Blocked { blocks: HIDDEN.div_ceil(dense::T) as u64, tb: dense::T as u64 },
             ),
             op(dense_bw(FLAT, HIDDEN, FC1_W, FC1_B)?, &[&a.p2, &a.dh, &grads, &steps], dw_size(FLAT, HIDDEN)),
             op(
                 dense_bi(FLAT, HIDDEN, FC1_W, false)?,
                 &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps],
-                Size::Blocked { blocks: FLAT.div_ceil(4) as u64, tb: 4 },
+                Size::Blocked { blocks: FLAT.div_ceil(dense::T) as u64, tb: dense::T as u64 },
             ),
-            op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P1 * P1) as u64)),
+            op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P2 * P2) as u64)),
             op(
                 conv_bw(C1, C2, P1, CONV2_W, CONV2_B)?,
                 &[&a.p1, &a.dz2, &grads, &steps],
-                Size::Groups((C1 * C2) as u64),
+                Size::Groups(conv2d::backward_weight_groups(C1, C2)),
             ),
             op(
                 conv_bi(C1, C2, P1, CONV2_W)?,
                 &[&a.dz2, &params_buf, &a.dp1, &steps],
-                Size::PerSample((P1 * P1) as u64 * blocks16(C1)),
+                Size::PerSample(conv2d::threads_per_sample(C1, P1, P1)),
             ),
-            op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * H1 * H1) as u64)),
-            op(conv_bw(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &a.dz1, &grads, &steps], Size::Groups(C1 as u64)),
+            op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
+            op(
+                conv_bw(1, C1, H1, CONV1_W, CONV1_B)?,
+                &[&a.x, &a.dz1, &grads, &steps],
+                Size::Groups(conv2d::backward_weight_groups(1, C1)),
+            ),
         ];
         let sgd = op(
             kernels.kernel(&gpu, "sgd_step", &[])?,
@@ -618,6 +641,84 @@ impl GpuNetwork {
         Ok(out)
     }
 
+    /// Per-dispatch time of every op of a training step: the median of `reps` passes of one dispatch each, timed with
+    /// GPU timestamp queries where the adapter has them (readings validated: non-zero, end after start), else by the
+    /// wall clock of a submit-and-wait per pass. Returns the timer used and (op name, seconds, FLOPs per dispatch).
+    pub fn profile(&mut self, reps: usize) -> Result<(String, Vec<OpTime>), GpuError> {
+        let reps = reps.max(1);
+        let train_len = self.train.as_ref().map_or(0, |t| t.len);
+        let n = self.batch.min(train_len);
+        let order: Vec<u32> = (0..train_len as u32).collect();
+        self.train_steps_raw(&order, 0.0, 0.0, 1)?; // fills every buffer with real values
+        let off = Some(self.offset(0));
+        let mut ops: Vec<(&Op, Option<u32>, usize)> = vec![(self.load_train.as_ref().expect("training set"), off, n)];
+        ops.extend(self.forward.iter().map(|o| (o, off, n)));
+        ops.push((&self.loss_backward, off, n));
+        ops.extend(self.backward.iter().map(|o| (o, off, n)));
+        ops.push((&self.sgd, None, PARAM_COUNT));
+        let timestamps = self.gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut all_valid = timestamps;
+        let mut out = Vec::new();
+        for (op, off, n) in ops {
+            let mut times = Vec::with_capacity(reps);
+            if timestamps {
+                let count = 2 * reps as u32;
+                let qs = self.gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count,
+                });
+                let resolve = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("timestamps"),
+                    size: 8 * count as u64,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                });
+                let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                for r in 0..reps as u32 {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(op.kernel.entry),
+                        timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                            query_set: &qs,
+                            beginning_of_pass_write_index: Some(2 * r),
+                            end_of_pass_write_index: Some(2 * r + 1),
+                        }),
+                    });
+                    op.record(&mut pass, off, n);
+                }
+                enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+                self.gpu.queue.submit([enc.finish()]);
+                let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64, "timestamps")?;
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
+                let period = self.gpu.queue.get_timestamp_period() as f64;
+                for r in 0..reps {
+                    let (a, b) = (ticks[2 * r], ticks[2 * r + 1]);
+                    if a == 0 || b <= a {
+                        all_valid = false;
+                    }
+                    times.push(b.saturating_sub(a) as f64 * period * 1e-9);
+                }
+            }
+            if !all_valid {
+                times.clear();
+                for _ in 0..reps {
+                    let t0 = std::time::Instant::now();
+                    let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+                    {
+                        let mut pass = enc.begin_compute_pass(&Default::default());
+                        op.record(&mut pass, off, n);
+                    }
+                    let idx = self.gpu.queue.submit([enc.finish()]);
+                    self.gpu.wait(Some(idx), "profiling")?;
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            out.push(OpTime { name: op.label(), seconds: times[times.len() / 2], flops: op.flops(n) });
+        }
+        Ok((if all_valid { "gpu timestamps" } else { "wall clock" }.to_string(), out))
+    }
+
     /// Runs the forward pass on the chosen test images and reads back their activations and logits.
     pub fn probe(&mut self, samples: &[u32]) -> Result<Probe, GpuError> {
         let n = samples.len();
@@ -664,6 +765,9 @@ impl Engine for GpuNetwork {
     }
     fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
         Ok(GpuNetwork::evaluate(self, false)?)
+    }
+    fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
+        Ok(GpuNetwork::probe(self, samples)?)
     }
     fn steps_per_epoch(&self) -> usize {
         self.train_steps

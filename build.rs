@@ -1,0 +1,25 @@
+//! Records the wgpu version (from Cargo.lock) and the git commit for benchmark results.
+fn main() {
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let mut wgpu = "unknown".to_string();
+    let mut lines = lock.lines();
+    while let Some(l) = lines.next() {
+        if l == "name = \"wgpu\"" {
+            if let Some(v) = lines.next().and_then(|v| v.strip_prefix("version = \"")) {
+                wgpu = v.trim_end_matches('"').to_string();
+            }
+        }
+    }
+    println!("cargo:rustc-env=GPU_CNN_WGPU_VERSION={wgpu}");
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=GPU_CNN_GIT_COMMIT={commit}");
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+}
