@@ -110,10 +110,6 @@ pub struct BenchConfig {
     pub command: String,
 }
 
-fn meta() -> (String, String, String) {
-    (env!("GPU_CNN_WGPU_VERSION").to_string(), env!("GPU_CNN_GIT_COMMIT").to_string(), utc_now())
-}
-
 /// Benchmarks one adapter: start-up, training steps (warm-up, then `repeats` runs of `steps` steps), inference on the
 /// test set, and per-kernel times.
 pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<BenchResult> {
@@ -147,13 +143,27 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Be
             gflops: if o.seconds > 0.0 { o.flops / o.seconds / 1e9 } else { 0.0 },
         })
         .collect();
+    Ok(result(device, cfg, steps, startup_seconds, train, infer, kernel_timer, kernels))
+}
+
+/// Assembles a result with the run's metadata (wgpu version, commit, date) and the derived numbers.
+#[allow(clippy::too_many_arguments)]
+fn result(
+    device: DeviceInfo,
+    cfg: &BenchConfig,
+    steps: usize,
+    startup_seconds: f64,
+    train: Vec<f64>,
+    infer: Vec<f64>,
+    kernel_timer: String,
+    kernels: Vec<KernelTime>,
+) -> BenchResult {
     let train = Stats::of(train);
-    let (wgpu_version, gpu_cnn_commit, date) = meta();
-    Ok(BenchResult {
+    BenchResult {
         device,
-        wgpu_version,
-        gpu_cnn_commit,
-        date,
+        wgpu_version: env!("GPU_CNN_WGPU_VERSION").to_string(),
+        gpu_cnn_commit: env!("GPU_CNN_GIT_COMMIT").to_string(),
+        date: utc_now(),
         command: cfg.command.clone(),
         batch_size: cfg.batch_size,
         steps_per_run: steps,
@@ -164,7 +174,7 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Be
         inference_images_per_sec: Stats::of(infer),
         kernel_timer,
         kernels,
-    })
+    }
 }
 
 /// The same measurements on the CPU reference (fewer steps: it is the slow row).
@@ -188,24 +198,7 @@ pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<BenchResult>
         let (m, _) = cpu.evaluate()?;
         infer.push(m.count as f64 / t.elapsed().as_secs_f64());
     }
-    let train = Stats::of(train);
-    let (wgpu_version, gpu_cnn_commit, date) = meta();
-    Ok(BenchResult {
-        device: DeviceInfo::cpu_reference(),
-        wgpu_version,
-        gpu_cnn_commit,
-        date,
-        command: cfg.command.clone(),
-        batch_size: cfg.batch_size,
-        steps_per_run: steps,
-        startup_seconds,
-        epoch_seconds: 60_000.0 / train.median,
-        train_gflops: train.median * TRAIN_FLOPS_PER_IMAGE as f64 / 1e9,
-        train_images_per_sec: train,
-        inference_images_per_sec: Stats::of(infer),
-        kernel_timer: "none".into(),
-        kernels: Vec::new(),
-    })
+    Ok(result(DeviceInfo::cpu_reference(), cfg, steps, startup_seconds, train, infer, "none".into(), Vec::new()))
 }
 
 /// Side-by-side markdown table of results (one column per device).

@@ -112,10 +112,10 @@ struct TrainArgs {
     batch_size: usize,
     /// Learning rate.
     #[arg(long, default_value_t = 0.01, value_parser = learning_rate, allow_negative_numbers = true)]
-    lr: f32,
+    lr: f64,
     /// SGD momentum μ (v ← μ·v + g; w ← w − lr·v).
     #[arg(long, default_value_t = 0.9, value_parser = momentum, allow_negative_numbers = true)]
-    momentum: f32,
+    momentum: f64,
     /// Train on the first N training images only.
     #[arg(long, value_parser = positive_usize)]
     train_limit: Option<usize>,
@@ -169,16 +169,16 @@ fn positive_usize(s: &str) -> Result<usize, String> {
     }
 }
 
-fn learning_rate(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
+fn learning_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         Ok(v) => Err(format!("must be a finite number > 0, got {v}")),
         Err(_) => Err(format!("`{s}` is not a number")),
     }
 }
 
-fn momentum(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
+fn momentum(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
         Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
         Ok(v) => Err(format!("must be in [0, 1), got {v}")),
         Err(_) => Err(format!("`{s}` is not a number")),

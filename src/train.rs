@@ -13,8 +13,9 @@ use crate::model;
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
-    pub lr: f32,
-    pub momentum: f32,
+    /// Learning rate as the user gave it (the kernels use it as f32).
+    pub lr: f64,
+    pub momentum: f64,
     pub seed: u64,
     pub train_images: usize,
 }
@@ -79,7 +80,7 @@ pub fn run_epoch(
         stopped |= !go;
         go
     };
-    let (m, losses) = engine.train_epoch(&order, cfg.lr, cfg.momentum, &mut wrapped)?;
+    let (m, losses) = engine.train_epoch(&order, cfg.lr as f32, cfg.momentum as f32, &mut wrapped)?;
     let seconds = t0.elapsed().as_secs_f64();
     if let Some((step, &value)) = losses.iter().enumerate().find(|(_, &l)| diverged(l as f64)) {
         return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, value }.into());

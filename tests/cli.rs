@@ -178,3 +178,46 @@ fn adapters_lists_something_or_says_how_to_get_one() {
         assert!(a["name"].is_string() && a["backend"].is_string() && a["index"].is_number());
     }
 }
+
+#[test]
+fn compare_writes_every_picture_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gpu_cnn()
+        .args(["compare", "--epochs", "1", "--train-limit", "1280", "--json", "--out-dir"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v = json_of(&out.stdout);
+    let names = [
+        "filters_before.png",
+        "filters_after.png",
+        "activations_before.png",
+        "activations_after.png",
+        "predictions_before.png",
+        "predictions_after.png",
+        "confusion_before.png",
+        "confusion_after.png",
+        "curves.png",
+    ];
+    let mut decoded = std::collections::HashMap::new();
+    for n in names {
+        let img = image::open(dir.path().join(n)).unwrap_or_else(|e| panic!("{n}: {e}")).to_rgb8();
+        assert!(img.width() >= 300 && img.height() >= 200, "{n}: {}×{}", img.width(), img.height());
+        let px: Vec<f64> = img.pixels().map(|p| p.0.iter().map(|&c| c as f64).sum::<f64>()).collect();
+        let mean = px.iter().sum::<f64>() / px.len() as f64;
+        let var = px.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / px.len() as f64;
+        assert!(var > 0.0, "{n} is blank");
+        decoded.insert(n, img);
+    }
+    assert_eq!(decoded["filters_before.png"].dimensions(), decoded["filters_after.png"].dimensions());
+    assert_ne!(decoded["filters_before.png"], decoded["filters_after.png"], "training must change the filters");
+    assert_ne!(decoded["activations_before.png"], decoded["activations_after.png"]);
+    let report: Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["test_accuracy"], v["test_accuracy"], "report.json and --json disagree");
+    assert_eq!(report["forward_only_test_accuracy"], v["forward_only_test_accuracy"]);
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    let pct = format!("{:.2} %", 100.0 * v["test_accuracy"].as_f64().unwrap());
+    assert!(md.contains(&pct) && md.contains("98.89 %") && md.contains("filters_after.png"), "{md}");
+}
