@@ -221,3 +221,26 @@ fn compare_writes_every_picture_and_the_report() {
     let pct = format!("{:.2} %", 100.0 * v["test_accuracy"].as_f64().unwrap());
     assert!(md.contains(&pct) && md.contains("98.89 %") && md.contains("filters_after.png"), "{md}");
 }
+
+#[test]
+fn without_any_adapter_the_main_job_runs_on_the_cpu() {
+    // Hide every Vulkan driver and every EGL vendor (the GL backend): wgpu then finds no adapter at all.
+    let out = gpu_cnn()
+        .env("VK_ICD_FILENAMES", "/nonexistent")
+        .env("VK_DRIVER_FILES", "/nonexistent")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent")
+        .args(["forward-only", "--json", "--out-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v = json_of(&out.stdout);
+    if v["adapter"]["backend"] != "cpu" {
+        eprintln!("skipped: this machine's adapters cannot be hidden with the loader's environment variables");
+        return;
+    }
+    assert_eq!(stderr.matches("warning: no GPU adapter found").count(), 1, "{stderr}");
+    assert!((v["test_accuracy"].as_f64().unwrap() - 0.1007).abs() < 0.02);
+}
