@@ -6,12 +6,14 @@
 //   2 grads   f32 all gradients; dw [COUT, CIN, 3, 3] at W_OFF,
 //             db [COUT] at B_OFF                                         write
 //   3 step    uniform: n (batch length)
-// One workgroup per (block of CO_B = 16 output channels, input channel ci): its 160 sums are the nine taps and the bias
-// of each of the 16 channels. Each thread takes every WG-th row segment (sample, row, 16 pixels held as a mat4x4) of
-// the n·H rows and accumulates, for each channel co of the block,
-//   dw[co, ci, ky, kx] += Σ_x dy[b, co, y, x] · x[b, ci, y + ky − 1, x + kx − 1]   and   db[co] += Σ_x dy[b, co, y, x]:
-// the 18·3 input values around the segment are loaded once for all 16 channels, and each dy value once for its nine
-// taps. A fixed-order reduction in workgroup memory then sums the threads' partial sums: no atomics, deterministic.
+// One workgroup per (block of CO_B = 16 output channels, pair of input channels ci, ci + 1): its 2·160 sums are the
+// nine taps and the bias of each (output channel, input channel) pair. Each thread takes every WG-th row segment
+// (sample, row, 16 pixels held as a mat4x4) of the n·H rows and accumulates, for each channel co of the block,
+//   dw[co, ci, ky, kx] += Σ_x dy[b, co, y, x] · x[b, ci, y + ky − 1, x + kx − 1]   and   db[co] += Σ_x dy[b, co, y, x]
+// (likewise for ci + 1): the 3·18 input values around the segment are loaded once per input channel for all 16 output
+// channels, and each dy value once for the 2·9 taps. A fixed-order reduction in workgroup memory then sums the threads'
+// partial sums: no atomics, deterministic. A lone last input channel (CIN odd) is computed twice and stored once;
+// with CIN = 1 the second channel is compiled out.
 //
 // Written for lavapipe/llvmpipe (see conv2d_forward.wgsl): the hot loop uses constant indices only.
 
@@ -159,55 +161,58 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
         let y = (r / segs) % H;
         let ox0 = (r % segs) * PX;
         var win = windows9(b, ci, y, i32(ox0));
-        var win1 = windows9(b, ci1, y, i32(ox0));
         let g0 = dy_row(b, co0, y, ox0);
-        acc[0] = accumulate(acc[0], g0, &win);
-        acc1[0] = accumulate(acc1[0], g0, &win1);
         let g1 = dy_row(b, co0 + 1u, y, ox0);
-        acc[1] = accumulate(acc[1], g1, &win);
-        acc1[1] = accumulate(acc1[1], g1, &win1);
         let g2 = dy_row(b, co0 + 2u, y, ox0);
-        acc[2] = accumulate(acc[2], g2, &win);
-        acc1[2] = accumulate(acc1[2], g2, &win1);
         let g3 = dy_row(b, co0 + 3u, y, ox0);
-        acc[3] = accumulate(acc[3], g3, &win);
-        acc1[3] = accumulate(acc1[3], g3, &win1);
         let g4 = dy_row(b, co0 + 4u, y, ox0);
-        acc[4] = accumulate(acc[4], g4, &win);
-        acc1[4] = accumulate(acc1[4], g4, &win1);
         let g5 = dy_row(b, co0 + 5u, y, ox0);
-        acc[5] = accumulate(acc[5], g5, &win);
-        acc1[5] = accumulate(acc1[5], g5, &win1);
         let g6 = dy_row(b, co0 + 6u, y, ox0);
-        acc[6] = accumulate(acc[6], g6, &win);
-        acc1[6] = accumulate(acc1[6], g6, &win1);
         let g7 = dy_row(b, co0 + 7u, y, ox0);
-        acc[7] = accumulate(acc[7], g7, &win);
-        acc1[7] = accumulate(acc1[7], g7, &win1);
         let g8 = dy_row(b, co0 + 8u, y, ox0);
-        acc[8] = accumulate(acc[8], g8, &win);
-        acc1[8] = accumulate(acc1[8], g8, &win1);
         let g9 = dy_row(b, co0 + 9u, y, ox0);
-        acc[9] = accumulate(acc[9], g9, &win);
-        acc1[9] = accumulate(acc1[9], g9, &win1);
         let g10 = dy_row(b, co0 + 10u, y, ox0);
-        acc[10] = accumulate(acc[10], g10, &win);
-        acc1[10] = accumulate(acc1[10], g10, &win1);
         let g11 = dy_row(b, co0 + 11u, y, ox0);
-        acc[11] = accumulate(acc[11], g11, &win);
-        acc1[11] = accumulate(acc1[11], g11, &win1);
         let g12 = dy_row(b, co0 + 12u, y, ox0);
-        acc[12] = accumulate(acc[12], g12, &win);
-        acc1[12] = accumulate(acc1[12], g12, &win1);
         let g13 = dy_row(b, co0 + 13u, y, ox0);
-        acc[13] = accumulate(acc[13], g13, &win);
-        acc1[13] = accumulate(acc1[13], g13, &win1);
         let g14 = dy_row(b, co0 + 14u, y, ox0);
-        acc[14] = accumulate(acc[14], g14, &win);
-        acc1[14] = accumulate(acc1[14], g14, &win1);
         let g15 = dy_row(b, co0 + 15u, y, ox0);
+        acc[0] = accumulate(acc[0], g0, &win);
+        acc[1] = accumulate(acc[1], g1, &win);
+        acc[2] = accumulate(acc[2], g2, &win);
+        acc[3] = accumulate(acc[3], g3, &win);
+        acc[4] = accumulate(acc[4], g4, &win);
+        acc[5] = accumulate(acc[5], g5, &win);
+        acc[6] = accumulate(acc[6], g6, &win);
+        acc[7] = accumulate(acc[7], g7, &win);
+        acc[8] = accumulate(acc[8], g8, &win);
+        acc[9] = accumulate(acc[9], g9, &win);
+        acc[10] = accumulate(acc[10], g10, &win);
+        acc[11] = accumulate(acc[11], g11, &win);
+        acc[12] = accumulate(acc[12], g12, &win);
+        acc[13] = accumulate(acc[13], g13, &win);
+        acc[14] = accumulate(acc[14], g14, &win);
         acc[15] = accumulate(acc[15], g15, &win);
-        acc1[15] = accumulate(acc1[15], g15, &win1);
+        // A single input channel (CIN = 1, a compile-time constant) has no second one.
+        if CIN > 1u {
+            var win1 = windows9(b, ci1, y, i32(ox0));
+            acc1[0] = accumulate(acc1[0], g0, &win1);
+            acc1[1] = accumulate(acc1[1], g1, &win1);
+            acc1[2] = accumulate(acc1[2], g2, &win1);
+            acc1[3] = accumulate(acc1[3], g3, &win1);
+            acc1[4] = accumulate(acc1[4], g4, &win1);
+            acc1[5] = accumulate(acc1[5], g5, &win1);
+            acc1[6] = accumulate(acc1[6], g6, &win1);
+            acc1[7] = accumulate(acc1[7], g7, &win1);
+            acc1[8] = accumulate(acc1[8], g8, &win1);
+            acc1[9] = accumulate(acc1[9], g9, &win1);
+            acc1[10] = accumulate(acc1[10], g10, &win1);
+            acc1[11] = accumulate(acc1[11], g11, &win1);
+            acc1[12] = accumulate(acc1[12], g12, &win1);
+            acc1[13] = accumulate(acc1[13], g13, &win1);
+            acc1[14] = accumulate(acc1[14], g14, &win1);
+            acc1[15] = accumulate(acc1[15], g15, &win1);
+        }
     }
 
     // Reduce ROUND channels (ROUND·TERMS sums) at a time through workgroup memory, in a fixed order.
@@ -231,24 +236,26 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     publish(2u, acc[14], lid);
     publish(3u, acc[15], lid);
     reduce(co0 + 12u, ci, lid);
-    publish(0u, acc1[0], lid);
-    publish(1u, acc1[1], lid);
-    publish(2u, acc1[2], lid);
-    publish(3u, acc1[3], lid);
-    reduce(co0, ci + 1u, lid);
-    publish(0u, acc1[4], lid);
-    publish(1u, acc1[5], lid);
-    publish(2u, acc1[6], lid);
-    publish(3u, acc1[7], lid);
-    reduce(co0 + 4u, ci + 1u, lid);
-    publish(0u, acc1[8], lid);
-    publish(1u, acc1[9], lid);
-    publish(2u, acc1[10], lid);
-    publish(3u, acc1[11], lid);
-    reduce(co0 + 8u, ci + 1u, lid);
-    publish(0u, acc1[12], lid);
-    publish(1u, acc1[13], lid);
-    publish(2u, acc1[14], lid);
-    publish(3u, acc1[15], lid);
-    reduce(co0 + 12u, ci + 1u, lid);
+    if CIN > 1u {
+        publish(0u, acc1[0], lid);
+        publish(1u, acc1[1], lid);
+        publish(2u, acc1[2], lid);
+        publish(3u, acc1[3], lid);
+        reduce(co0, ci + 1u, lid);
+        publish(0u, acc1[4], lid);
+        publish(1u, acc1[5], lid);
+        publish(2u, acc1[6], lid);
+        publish(3u, acc1[7], lid);
+        reduce(co0 + 4u, ci + 1u, lid);
+        publish(0u, acc1[8], lid);
+        publish(1u, acc1[9], lid);
+        publish(2u, acc1[10], lid);
+        publish(3u, acc1[11], lid);
+        reduce(co0 + 8u, ci + 1u, lid);
+        publish(0u, acc1[12], lid);
+        publish(1u, acc1[13], lid);
+        publish(2u, acc1[14], lid);
+        publish(3u, acc1[15], lid);
+        reduce(co0 + 12u, ci + 1u, lid);
+    }
 }
