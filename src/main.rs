@@ -558,6 +558,20 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
                         eprintln!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
                         save_checkpoint(p, engine.as_ref(), &cfg, epoch)?;
                     }
+                    // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
+                    eprintln!("interrupted: writing the pictures of the network as it stands");
+                    let (_, preds) = engine.evaluate()?;
+                    filter_pictures(&c.out_dir, &params, Some(&engine.params()?))?;
+                    stage_pictures(&c.out_dir, "after", engine.as_mut(), &data.test, &preds)?;
+                    if !epochs.is_empty() {
+                        viz::curves_png(
+                            &c.out_dir.join("curves.png"),
+                            &step_losses,
+                            steps,
+                            &epochs,
+                            before.accuracy(),
+                        )?;
+                    }
                 } else if t.save.is_some() {
                     eprintln!("the last good checkpoint is kept; nothing was written over it");
                 }

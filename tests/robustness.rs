@@ -107,6 +107,11 @@ fn ctrl_c_saves_and_exits_non_zero() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let saved = checkpoint::load(&ck).unwrap_or_else(|e| panic!("no checkpoint after Ctrl-C: {e}\n{stderr}"));
+    // What it could write: the pictures of the network as it stood.
+    assert!(
+        dir.path().join("filters_after.png").exists() && dir.path().join("predictions_after.png").exists(),
+        "{stderr}"
+    );
     assert!(saved.params.iter().all(|v| v.is_finite()));
 }
 

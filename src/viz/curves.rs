@@ -108,7 +108,13 @@ pub fn curves_png(
         let dashed =
             DashedLineSeries::new([(0.0, reference), (span, reference)], 10, 6, rgb(REFERENCE).stroke_width(2));
         chart.draw_series(dashed).map_err(draw)?;
-        chart.draw_series(LineSeries::new(accuracy.iter().copied(), rgb(TEST).stroke_width(2))).map_err(draw)?;
+        // The trained network starts as the forward-only one: its line starts at epoch 0 on the reference, so the jump
+        // that backpropagation makes in the first epoch is drawn, not implied.
+        let from_start: Vec<(f64, f64)> = match epochs.first() {
+            Some(e) if e.epoch == 1 => [(0.0, reference)].into_iter().chain(accuracy.iter().copied()).collect(),
+            _ => accuracy.clone(),
+        };
+        chart.draw_series(LineSeries::new(from_start, rgb(TEST).stroke_width(2))).map_err(draw)?;
         chart.draw_series(accuracy.iter().map(|&p| Circle::new(p, 5, rgb(TEST).filled()))).map_err(draw)?;
         let line = [(0.0, reference), (span, reference)];
         let mut acc_px = Pixels::of(&chart, &epoch_ticks, &pct_ticks, &[&accuracy, &line], &[]);
