@@ -6,14 +6,19 @@
 //   2 grads   f32 all gradients; dw [COUT, CIN, 3, 3] at W_OFF,
 //             db [COUT] at B_OFF                                         write
 //   3 step    uniform: n (batch length)
-// One workgroup per (block of CO_B = 16 output channels, pair of input channels ci, ci + 1): its 2·160 sums are the
-// nine taps and the bias of each (output channel, input channel) pair. Each thread takes every WG-th row segment
-// (sample, row, 16 pixels held as a mat4x4) of the n·H rows and accumulates, for each channel co of the block,
+//   4 partials f32 per-part sums [SPLIT, COUT, CIN, 10] (used only with SPLIT > 1)   read_write
+// conv2d_backward_weight: one workgroup per (block of CO_B = 16 output channels, pair of input channels ci, ci + 1):
+// its 2·160 sums are the nine taps and the bias of each (output channel, input channel) pair. Each thread takes every
+// WG-th row segment (sample, row, 16 pixels held as a mat4x4) of the n·H rows and accumulates, for each channel co of the block,
 //   dw[co, ci, ky, kx] += Σ_x dy[b, co, y, x] · x[b, ci, y + ky − 1, x + kx − 1]   and   db[co] += Σ_x dy[b, co, y, x]
 // (likewise for ci + 1): the 3·18 input values around the segment are loaded once per input channel for all 16 output
 // channels, and each dy value once for the 2·9 taps. A fixed-order reduction in workgroup memory then sums the threads'
 // partial sums: no atomics, deterministic. A lone last input channel (CIN odd) is computed twice and stored once;
 // with CIN = 1 the second channel is compiled out.
+// With SPLIT > 1 (for layers with few channel blocks, which would otherwise run on one core) each block's rows are
+// split over SPLIT workgroups: part p takes the segments p·WG + lid, (p + SPLIT)·WG + lid, ... and stores its sums in
+// partials[p] instead of grads; conv2d_backward_weight_reduce then adds the SPLIT parts in order (one thread per sum)
+// and stores them in grads. Still no atomics and a fixed order: deterministic.
 //
 // Written for lavapipe/llvmpipe (see conv2d_forward.wgsl): the hot loop uses constant indices only.
 
@@ -30,6 +35,7 @@ override H: u32 = 14u;
 override W: u32 = 14u;
 override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
+override SPLIT: u32 = 1u;
 
 const PX: u32 = 16u; // pixels per row segment
 const CO_B: u32 = 16u; // output channels per workgroup (the host's conv2d::CO_B)
@@ -41,6 +47,7 @@ const WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> partial: array<f32, 2560>; // ROUND * TERMS * WG
 
@@ -113,8 +120,8 @@ fn publish(c: u32, v: array<f32, TERMS>, lid: u32) {
 }
 
 // After ROUND publish calls: thread t < ROUND·TERMS adds up sum t over the WG threads in lane order and stores it
-// (channels co .. co + ROUND).
-fn reduce(co: u32, ci: u32, lid: u32) {
+// (channels co .. co + ROUND) in grads, or with SPLIT > 1 in part `part` of partials.
+fn reduce(co: u32, ci: u32, part: u32, lid: u32) {
     workgroupBarrier();
     if lid < ROUND * TERMS {
         var s = 0.0;
@@ -123,7 +130,11 @@ fn reduce(co: u32, ci: u32, lid: u32) {
         }
         let c = co + lid / TERMS;
         let tap = lid % TERMS;
-        if c < COUT && ci < CIN {
+        if SPLIT > 1u {
+            if c < COUT && ci < CIN {
+                partials[((part * COUT + c) * CIN + ci) * TERMS + tap] = s;
+            }
+        } else if c < COUT && ci < CIN {
             if tap < 9u {
                 grads[W_OFF + (c * CIN + ci) * 9u + tap] = s;
             } else if ci == 0u {
@@ -146,17 +157,19 @@ fn windows9(b: u32, ci: u32, y: u32, ox: i32) -> array<mat4x4<f32>, 9> {
 
 @compute @workgroup_size(WG)
 fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let part = wid.x % SPLIT;
+    let block = wid.x / SPLIT;
     let cpairs = (CIN + 1u) / 2u;
-    let ci = (wid.x % cpairs) * 2u;
+    let ci = (block % cpairs) * 2u;
     let ci1 = min(ci + 1u, CIN - 1u); // a lone last channel is computed twice and stored once
-    let co0 = (wid.x / cpairs) * CO_B;
+    let co0 = (block / cpairs) * CO_B;
     let segs = (W + PX - 1u) / PX;
     let rows = step.n * H * segs;
 
     // acc[j]: channel co0 + j with input channel ci; acc1[j]: with ci + 1.
     var acc: array<array<f32, TERMS>, CO_B>;
     var acc1: array<array<f32, TERMS>, CO_B>;
-    for (var r = lid; r < rows; r += WG) {
+    for (var r = part * WG + lid; r < rows; r += WG * SPLIT) {
         let b = r / (H * segs);
         let y = (r / segs) % H;
         let ox0 = (r % segs) * PX;
@@ -220,42 +233,64 @@ fn conv2d_backward_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_
     publish(1u, acc[1], lid);
     publish(2u, acc[2], lid);
     publish(3u, acc[3], lid);
-    reduce(co0, ci, lid);
+    reduce(co0, ci, part, lid);
     publish(0u, acc[4], lid);
     publish(1u, acc[5], lid);
     publish(2u, acc[6], lid);
     publish(3u, acc[7], lid);
-    reduce(co0 + 4u, ci, lid);
+    reduce(co0 + 4u, ci, part, lid);
     publish(0u, acc[8], lid);
     publish(1u, acc[9], lid);
     publish(2u, acc[10], lid);
     publish(3u, acc[11], lid);
-    reduce(co0 + 8u, ci, lid);
+    reduce(co0 + 8u, ci, part, lid);
     publish(0u, acc[12], lid);
     publish(1u, acc[13], lid);
     publish(2u, acc[14], lid);
     publish(3u, acc[15], lid);
-    reduce(co0 + 12u, ci, lid);
+    reduce(co0 + 12u, ci, part, lid);
     if CIN > 1u {
         publish(0u, acc1[0], lid);
         publish(1u, acc1[1], lid);
         publish(2u, acc1[2], lid);
         publish(3u, acc1[3], lid);
-        reduce(co0, ci + 1u, lid);
+        reduce(co0, ci + 1u, part, lid);
         publish(0u, acc1[4], lid);
         publish(1u, acc1[5], lid);
         publish(2u, acc1[6], lid);
         publish(3u, acc1[7], lid);
-        reduce(co0 + 4u, ci + 1u, lid);
+        reduce(co0 + 4u, ci + 1u, part, lid);
         publish(0u, acc1[8], lid);
         publish(1u, acc1[9], lid);
         publish(2u, acc1[10], lid);
         publish(3u, acc1[11], lid);
-        reduce(co0 + 8u, ci + 1u, lid);
+        reduce(co0 + 8u, ci + 1u, part, lid);
         publish(0u, acc1[12], lid);
         publish(1u, acc1[13], lid);
         publish(2u, acc1[14], lid);
         publish(3u, acc1[15], lid);
-        reduce(co0 + 12u, ci + 1u, lid);
+        reduce(co0 + 12u, ci + 1u, part, lid);
+    }
+}
+
+// conv2d_backward_weight_reduce (SPLIT > 1): thread t sums partials[0..SPLIT][t] in part order and stores it as tap
+// t % 10 of (output channel, input channel) t / 10 in grads (tap 9, the bias, only from input channel 0).
+@compute @workgroup_size(WG)
+fn conv2d_backward_weight_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    let sums = COUT * CIN * TERMS;
+    if t >= sums {
+        return;
+    }
+    var s = 0.0;
+    for (var p = 0u; p < SPLIT; p++) {
+        s += partials[p * sums + t];
+    }
+    let pair = t / TERMS; // co * CIN + ci
+    let tap = t % TERMS;
+    if tap < 9u {
+        grads[W_OFF + pair * 9u + tap] = s;
+    } else if pair % CIN == 0u {
+        grads[B_OFF + pair / CIN] = s;
     }
 }

@@ -92,14 +92,23 @@ fn put(co: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
 }
 
 @compute @workgroup_size(WG)
-fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+fn conv2d_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    // The channel block comes from the workgroup id alone, so it is uniform across the workgroup: lavapipe then loads
+    // each weight once per workgroup (a scalar load) instead of once per lane (a gather).
     let segs = (W + PX - 1u) / PX;
     let tiles = step.n * H * segs;
-    let total = tiles * ((COUT + CO_B - 1u) / CO_B);
-    let t = min(i, total - 1u);
-    let co0 = (t / tiles) * CO_B;
-    let r = t % tiles;
+    let per_block = (tiles + WG - 1u) / WG;
+    let g = wid.x + wid.y * nwg.x;
+    if g >= per_block * ((COUT + CO_B - 1u) / CO_B) {
+        return;
+    }
+    let co0 = (g / per_block) * CO_B;
+    let i = (g % per_block) * WG + lid;
+    let r = min(i, tiles - 1u);
     let b = r / (H * segs);
     let y = (r / segs) % H;
     let ox0 = (r % segs) * PX;
@@ -144,7 +153,7 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             acc[15] += taps(wrow(w15 + kr), a, bb, c);
         }
     }
-    if i >= total {
+    if i >= tiles {
         return;
     }
     let out = b * COUT * H * W + y * W + ox0;

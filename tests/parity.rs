@@ -144,8 +144,7 @@ fn conv2d_forward_matches_reference() {
             );
             let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
             t.set_step(0, n as u32, 0);
-            let threads = n * conv2d::threads_per_sample(cout, h, h) as usize;
-            t.run(&k, &[&xb, &pb, &yb, &t.step], groups(threads, k.workgroup), true);
+            t.run(&k, &[&xb, &pb, &yb, &t.step], conv2d::groups(n, cout, h, h), true);
             let want: Vec<f64> = if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
             let what = format!("conv2d_forward n={n} cin={cin} cout={cout} h={h} relu={relu}");
             assert_close(&what, &t.read(&yb, want.len()), &want, &bound(&sum_abs, cin * 9 + 1), RTOL);
@@ -172,12 +171,7 @@ fn conv2d_backward_input_matches_reference() {
         );
         let (dyb, pb, dxb) = (t.buffer_f32(&dy), t.buffer_f32(&params), t.poisoned(reference.len()));
         t.set_step(0, n as u32, 0);
-        t.run(
-            &k,
-            &[&dyb, &pb, &dxb, &t.step],
-            groups(n * conv2d::threads_per_sample(cin, h, h) as usize, k.workgroup),
-            true,
-        );
+        t.run(&k, &[&dyb, &pb, &dxb, &t.step], conv2d::groups(n, cin, h, h), true);
         let what = format!("conv2d_backward_input n={n} cin={cin} cout={cout} h={h}");
         assert_close(&what, &t.read(&dxb, reference.len()), &reference, &bound(&sum_abs, cout * 9), RTOL);
     }
@@ -197,23 +191,38 @@ fn conv2d_backward_weight_matches_reference() {
         conv2d_backward_weight(&to_f64(&x), &to_f64(&dy), &mut dw, &mut db, n, cin, cout, h, h);
         let (mut dw_abs, mut db_abs) = (vec![0.0f64; dw.len()], vec![0.0f64; cout]);
         conv2d_backward_weight(&abs(&x), &abs(&dy), &mut dw_abs, &mut db_abs, n, cin, cout, h, h);
-        let k = t.kernel(
-            "conv2d_backward_weight",
-            &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)],
-        );
-        let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
-        t.set_step(0, n as u32, 0);
-        t.run(&k, &[&xb, &dyb, &gb, &t.step], conv2d::backward_weight_groups(cin, cout), true);
-        let got = t.read(&gb, len);
-        let what = format!("conv2d_backward_weight n={n} cin={cin} cout={cout} h={h}");
-        let k_terms = n * h * h;
-        assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, k_terms), RTOL);
-        assert_close(&format!("{what} db"), &got[b_off..b_off + cout], &db, &bound(&db_abs, k_terms), RTOL);
-        // Nothing outside the two tensors is written.
-        assert!(
-            got[..w_off].iter().chain(&got[b_off + cout..]).all(|v| v.is_nan()),
-            "{what}: wrote outside its tensors"
-        );
+        // SPLIT = 1 writes grads directly; SPLIT = 3 writes three parts that conv2d_backward_weight_reduce adds up.
+        for split in [1, 3] {
+            let consts = [
+                c("CIN", cin),
+                c("COUT", cout),
+                c("H", h),
+                c("W", h),
+                c("W_OFF", w_off),
+                c("B_OFF", b_off),
+                c("SPLIT", split),
+            ];
+            let k = t.kernel("conv2d_backward_weight", &consts);
+            let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
+            let pb = t.poisoned(conv2d::partials_len(cin, cout, split));
+            t.set_step(0, n as u32, 0);
+            let bufs = [&xb, &dyb, &gb, &t.step, &pb];
+            t.run(&k, &bufs, conv2d::backward_weight_groups(cin, cout) * split as u64, true);
+            if split > 1 {
+                let r = t.kernel("conv2d_backward_weight_reduce", &consts);
+                t.run(&r, &bufs, conv2d::backward_weight_reduce_groups(cin, cout), true);
+            }
+            let got = t.read(&gb, len);
+            let what = format!("conv2d_backward_weight n={n} cin={cin} cout={cout} h={h} split={split}");
+            let k_terms = n * h * h;
+            assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, k_terms), RTOL);
+            assert_close(&format!("{what} db"), &got[b_off..b_off + cout], &db, &bound(&db_abs, k_terms), RTOL);
+            // Nothing outside the two tensors is written.
+            assert!(
+                got[..w_off].iter().chain(&got[b_off + cout..]).all(|v| v.is_nan()),
+                "{what}: wrote outside its tensors"
+            );
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! naga and checks that each entry point's bindings (group 0, binding, read-only or read-write) match `bindings` here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use super::{Gpu, GpuError};
 
@@ -48,7 +50,12 @@ pub const SHADERS: &[Shader] = &[
     shader!("load_batch.wgsl", ["load_batch"], [Read, Read, Read, ReadWrite, ReadWrite, Step], 256),
     shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Read, ReadWrite, Step], 64),
     shader!("conv2d_backward_input.wgsl", ["conv2d_backward_input"], [Read, Read, ReadWrite, Step], 64),
-    shader!("conv2d_backward_weight.wgsl", ["conv2d_backward_weight"], [Read, Read, ReadWrite, Step], 64),
+    shader!(
+        "conv2d_backward_weight.wgsl",
+        ["conv2d_backward_weight", "conv2d_backward_weight_reduce"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
+        64
+    ),
     shader!("maxpool_forward.wgsl", ["maxpool_forward"], [Read, ReadWrite, Step], 256),
     shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
     shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
@@ -78,15 +85,40 @@ pub mod conv2d {
     /// Channels of the output (forward: output channels; backward input: input channels) per thread.
     pub const CO_B: usize = 16;
 
-    /// Workgroups of conv2d_backward_weight (one per block of CO_B output channels and pair of input channels).
+    /// Workgroups of conv2d_backward_weight with SPLIT = 1 (one per block of CO_B output channels and pair of input
+    /// channels); with SPLIT = s it takes s times as many.
     pub fn backward_weight_groups(cin: usize, cout: usize) -> u64 {
         (cout.div_ceil(CO_B) * cin.div_ceil(2)) as u64
     }
 
-    /// Threads per sample for an output of `channels` channels of `h`×`w` pixels (each thread: 2 rows × PX pixels × CO_B
-    /// channels).
-    pub fn threads_per_sample(channels: usize, h: usize, w: usize) -> u64 {
-        (h * w.div_ceil(PX) * channels.div_ceil(CO_B)) as u64
+    /// Floats of conv2d_backward_weight's `partials` buffer for SPLIT = `split` (at least one, for SPLIT = 1 where it
+    /// is bound but unused).
+    pub fn partials_len(cin: usize, cout: usize, split: usize) -> usize {
+        if split > 1 {
+            split * cout * cin * 10
+        } else {
+            1
+        }
+    }
+
+    /// Workgroups of conv2d_backward_weight_reduce: one thread per sum (COUT·CIN·10).
+    pub fn backward_weight_reduce_groups(cin: usize, cout: usize) -> u64 {
+        (cout * cin * 10).div_ceil(WG) as u64
+    }
+
+    /// Threads per workgroup of conv2d_forward and conv2d_backward_input (their `WG`).
+    pub const WG: usize = 64;
+
+    /// Row segments per sample of an `h`×`w` plane (each thread of conv2d_forward / conv2d_backward_input computes one
+    /// segment of PX pixels × CO_B channels).
+    pub fn tiles_per_sample(h: usize, w: usize) -> u64 {
+        (h * w.div_ceil(PX)) as u64
+    }
+
+    /// Workgroups of conv2d_forward (`channels` = output channels) or conv2d_backward_input (`channels` = input
+    /// channels) for a batch of n: per block of CO_B channels, enough workgroups for the n·h row segments.
+    pub fn groups(n: usize, channels: usize, h: usize, w: usize) -> u64 {
+        channels.div_ceil(CO_B) as u64 * (n as u64 * tiles_per_sample(h, w)).div_ceil(WG as u64)
     }
 }
 
@@ -109,6 +141,7 @@ pub mod dense {
 pub const STEP_BYTES: u64 = 16;
 
 /// A compute pipeline for one entry point with one set of override constants, and its bind group layout.
+#[derive(Clone)]
 pub struct Kernel {
     pub entry: &'static str,
     pub pipeline: wgpu::ComputePipeline,
@@ -119,9 +152,18 @@ pub struct Kernel {
     pub constants: Vec<(String, f64)>,
 }
 
-/// Creates shader modules once and pipelines on demand.
+/// One pipeline to build: an entry point and its override constants.
+pub type Spec = (&'static str, Vec<(&'static str, f64)>);
+
+/// Creates shader modules once and pipelines on demand (or ahead, in parallel, with `prepare`).
 pub struct Kernels {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
+    /// Pipelines built by `prepare`, by `spec_key`, until `kernel` takes them.
+    prepared: Mutex<HashMap<String, Kernel>>,
+}
+
+fn spec_key(entry: &str, constants: &[(&str, f64)]) -> String {
+    format!("{entry} {constants:?}")
 }
 
 impl Kernels {
@@ -135,11 +177,44 @@ impl Kernels {
             modules.insert(s.file, module);
         }
         gpu.check()?;
-        Ok(Kernels { modules })
+        Ok(Kernels { modules, prepared: Mutex::new(HashMap::new()) })
     }
 
-    /// A pipeline for `entry` with the given override constants.
+    /// Builds the pipelines of `specs` on `threads` threads (lavapipe compiles a pipeline on the thread that creates
+    /// it, and the big unrolled kernels take 0.1–0.5 s each), for `kernel` to take later. Give the costliest first.
+    pub fn prepare(&self, gpu: &Gpu, specs: &[Spec], threads: usize) -> Result<(), GpuError> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<Result<(), GpuError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((entry, constants)) = specs.get(i) else { return Ok(()) };
+                        let k = self.build(gpu, entry, constants)?;
+                        self.prepared.lock().expect("prepared pipelines").insert(spec_key(entry, constants), k);
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("pipeline thread")).collect()
+        });
+        results.into_iter().collect()
+    }
+
+    /// Pipelines built by `prepare` that `kernel` has not taken (0 once the network is built: a spec that never
+    /// matches would be built twice).
+    pub fn unused_prepared(&self) -> usize {
+        self.prepared.lock().map_or(0, |p| p.len())
+    }
+
+    /// A pipeline for `entry` with the given override constants (taken from `prepare`'s if it built it).
     pub fn kernel(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
+        if let Some(k) = self.prepared.lock().ok().and_then(|mut p| p.remove(&spec_key(entry, constants))) {
+            return Ok(k);
+        }
+        self.build(gpu, entry, constants)
+    }
+
+    fn build(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
         let shader = shader_for(entry);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
             .bindings

@@ -9,7 +9,7 @@ use crate::data::Split;
 use crate::engine::{Engine, Metrics, Probe};
 use crate::model::*;
 
-use super::kernels::{conv2d, dense, Kernel, Kernels, STEP_BYTES};
+use super::kernels::{conv2d, dense, Kernel, Kernels, Spec, STEP_BYTES};
 use super::{pack_u8, Gpu, GpuError};
 
 /// Most test images `probe` can look at in one call.
@@ -17,6 +17,11 @@ pub const PROBE_MAX: usize = 64;
 
 /// Evaluation batch size (a chunk of the test set per forward pass).
 pub const EVAL_BATCH: usize = 250;
+/// Workgroups per channel block of conv1's weight gradient (conv2d_backward_weight's SPLIT): conv1 has a single block,
+/// which would otherwise run on one core.
+const CONV1_BW_SPLIT: usize = 8;
+/// Threads that build pipelines at start-up.
+const PIPELINE_THREADS: usize = 2;
 /// Training steps recorded into one command buffer before it is submitted.
 pub const STEPS_PER_SUBMIT: usize = 32;
 
@@ -29,6 +34,8 @@ enum Size {
     Blocked { blocks: u64, tb: u64 },
     /// A fixed number of workgroups.
     Groups(u64),
+    /// `blocks · ⌈tiles · n / WG⌉` workgroups: per channel block, enough workgroups for `tiles` threads per sample.
+    Tiled { blocks: u64, tiles: u64 },
 }
 
 /// One recorded dispatch: a pipeline, its bind group and its size.
@@ -72,6 +79,10 @@ impl Op {
                 self.kernel.dispatch(pass, &self.group, step_offset, blocks * n.div_ceil(tb))
             }
             Size::Groups(g) => self.kernel.dispatch_workgroups(pass, &self.group, step_offset, g),
+            Size::Tiled { blocks, tiles } => {
+                let groups = blocks * (tiles * n).div_ceil(self.kernel.workgroup as u64);
+                self.kernel.dispatch_workgroups(pass, &self.group, step_offset, groups)
+            }
         }
     }
 }
@@ -225,6 +236,7 @@ impl GpuNetwork {
         };
         let params_buf = gpu.storage_init("params", bytemuck::cast_slice(params))?;
         let grads = st("grads", PARAM_COUNT)?;
+        let partials = st("conv1 weight-gradient parts", conv2d::partials_len(1, C1, CONV1_BW_SPLIT))?;
         let momentum = st("momentum", PARAM_COUNT)?;
         let hyper = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("hyper"),
@@ -272,41 +284,54 @@ impl GpuNetwork {
             Size::PerSample(IMAGE_PIXELS as u64),
         );
 
-        let conv = |cin, cout, h, w_off, b_off| {
-            kernels.kernel(
-                &gpu,
-                "conv2d_forward",
-                &[
-                    c("CIN", cin),
-                    c("COUT", cout),
-                    c("H", h),
-                    c("W", h),
-                    c("W_OFF", w_off),
-                    c("B_OFF", b_off),
-                    relu(true),
-                ],
-            )
+        // The pipelines of the big unrolled kernels, built ahead on two threads (costliest first), then taken below.
+        let conv_spec = |cin, cout, h, w_off, b_off| -> Spec {
+            let k = vec![c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)];
+            ("conv2d_forward", k.into_iter().chain([relu(true)]).collect())
+        };
+        let dense_spec = |inp, out, w_off, b_off, r| -> Spec {
+            ("dense_forward", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
+        };
+        let dense_bw_spec = |inp, out, w_off, b_off| -> Spec {
+            ("dense_backward_weight", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
+        };
+        let dense_bi_spec = |inp, out, w_off, r| -> Spec {
+            ("dense_backward_input", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
+        };
+        let conv_bw_spec = |entry, cin, cout, h, w_off, b_off, split| -> Spec {
+            let k = [c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)];
+            (entry, k.into_iter().chain([c("SPLIT", split)]).collect())
+        };
+        let conv_bi_spec = |cin, cout, h, w_off| -> Spec {
+            ("conv2d_backward_input", vec![c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)])
+        };
+        let ahead = vec![
+            conv_bw_spec("conv2d_backward_weight", C1, C2, P1, CONV2_W, CONV2_B, 1),
+            dense_bw_spec(FLAT, HIDDEN, FC1_W, FC1_B),
+            dense_bw_spec(HIDDEN, CLASSES, FC2_W, FC2_B),
+            conv_spec(1, C1, H1, CONV1_W, CONV1_B),
+            dense_spec(FLAT, HIDDEN, FC1_W, FC1_B, true),
+            conv_bw_spec("conv2d_backward_weight", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT),
+            dense_bi_spec(HIDDEN, CLASSES, FC2_W, true),
+            dense_bi_spec(FLAT, HIDDEN, FC1_W, false),
+            dense_spec(HIDDEN, CLASSES, FC2_W, FC2_B, false),
+            conv_spec(C1, C2, P1, CONV2_W, CONV2_B),
+            conv_bi_spec(C1, C2, P1, CONV2_W),
+        ];
+        kernels.prepare(&gpu, &ahead, PIPELINE_THREADS)?;
+        let take = |(entry, k): Spec| kernels.kernel(&gpu, entry, &k);
+
+        let conv = |cin, cout, h, w_off, b_off| take(conv_spec(cin, cout, h, w_off, b_off));
+        let conv_size = |channels: usize, h: usize| Size::Tiled {
+            blocks: channels.div_ceil(conv2d::CO_B) as u64,
+            tiles: conv2d::tiles_per_sample(h, h),
         };
         let pool = |ch, h| kernels.kernel(&gpu, "maxpool_forward", &[c("C", ch), c("H", h), c("W", h)]);
-        let dense = |inp, out, w_off, b_off, r| {
-            kernels.kernel(
-                &gpu,
-                "dense_forward",
-                &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)],
-            )
-        };
+        let dense = |inp, out, w_off, b_off, r| take(dense_spec(inp, out, w_off, b_off, r));
         let forward = vec![
-            op(
-                conv(1, C1, H1, CONV1_W, CONV1_B)?,
-                &[&a.x, &params_buf, &a.a1, &steps],
-                Size::PerSample(conv2d::threads_per_sample(C1, H1, H1)),
-            ),
+            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps], conv_size(C1, H1)),
             op(pool(C1, H1)?, &[&a.a1, &a.p1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
-            op(
-                conv(C1, C2, P1, CONV2_W, CONV2_B)?,
-                &[&a.p1, &params_buf, &a.a2, &steps],
-                Size::PerSample(conv2d::threads_per_sample(C2, P1, P1)),
-            ),
+            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps], conv_size(C2, P1)),
             op(pool(C2, P1)?, &[&a.a2, &a.p2, &steps], Size::PerSample(FLAT as u64)),
             op(
                 dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?,
@@ -328,31 +353,12 @@ impl GpuNetwork {
         let loss_forward =
             op(kernels.kernel(&gpu, "softmax_cross_entropy_forward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
 
-        let dense_bw = |inp: usize, out: usize, w_off, b_off| {
-            kernels.kernel(
-                &gpu,
-                "dense_backward_weight",
-                &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)],
-            )
-        };
-        let dense_bi = |inp, out, w_off, r| {
-            kernels.kernel(&gpu, "dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
-        };
+        let dense_bw = |inp, out, w_off, b_off| take(dense_bw_spec(inp, out, w_off, b_off));
+        let dense_bi = |inp, out, w_off, r| take(dense_bi_spec(inp, out, w_off, r));
         let pool_b = |ch, h| kernels.kernel(&gpu, "maxpool_backward", &[c("C", ch), c("H", h), c("W", h), relu(true)]);
-        let conv_bw = |cin, cout, h, w_off, b_off| {
-            kernels.kernel(
-                &gpu,
-                "conv2d_backward_weight",
-                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)],
-            )
-        };
-        let conv_bi = |cin, cout, h, w_off| {
-            kernels.kernel(
-                &gpu,
-                "conv2d_backward_input",
-                &[c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)],
-            )
-        };
+        let conv_bw =
+            |entry, cin, cout, h, w_off, b_off, split| take(conv_bw_spec(entry, cin, cout, h, w_off, b_off, split));
+        let conv_bi = |cin, cout, h, w_off| take(conv_bi_spec(cin, cout, h, w_off));
         let dw_size = |inp: usize, out: usize| Size::Groups(dense::backward_weight_threads(inp, out).div_ceil(8));
         let backward = vec![
             op(dense_bw(HIDDEN, CLASSES, FC2_W, FC2_B)?, &[&a.h, &a.dlogits, &grads, &steps], dw_size(HIDDEN, CLASSES)),
@@ -369,20 +375,21 @@ impl GpuNetwork {
             ),
             op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P2 * P2) as u64)),
             op(
-                conv_bw(C1, C2, P1, CONV2_W, CONV2_B)?,
-                &[&a.p1, &a.dz2, &grads, &steps],
+                conv_bw("conv2d_backward_weight", C1, C2, P1, CONV2_W, CONV2_B, 1)?,
+                &[&a.p1, &a.dz2, &grads, &steps, &partials],
                 Size::Groups(conv2d::backward_weight_groups(C1, C2)),
             ),
-            op(
-                conv_bi(C1, C2, P1, CONV2_W)?,
-                &[&a.dz2, &params_buf, &a.dp1, &steps],
-                Size::PerSample(conv2d::threads_per_sample(C1, P1, P1)),
-            ),
+            op(conv_bi(C1, C2, P1, CONV2_W)?, &[&a.dz2, &params_buf, &a.dp1, &steps], conv_size(C1, P1)),
             op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
             op(
-                conv_bw(1, C1, H1, CONV1_W, CONV1_B)?,
-                &[&a.x, &a.dz1, &grads, &steps],
-                Size::Groups(conv2d::backward_weight_groups(1, C1)),
+                conv_bw("conv2d_backward_weight", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
+                &[&a.x, &a.dz1, &grads, &steps, &partials],
+                Size::Groups(conv2d::backward_weight_groups(1, C1) * CONV1_BW_SPLIT as u64),
+            ),
+            op(
+                conv_bw("conv2d_backward_weight_reduce", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
+                &[&a.x, &a.dz1, &grads, &steps, &partials],
+                Size::Groups(conv2d::backward_weight_reduce_groups(1, C1)),
             ),
         ];
         let sgd = op(
@@ -390,6 +397,8 @@ impl GpuNetwork {
             &[&grads, &params_buf, &momentum, &hyper],
             Size::Groups(PARAM_COUNT.div_ceil(256) as u64),
         );
+
+        debug_assert_eq!(kernels.unused_prepared(), 0, "a pipeline built ahead was never used");
 
         // Step blocks: the training batches of an epoch, then the evaluation chunks.
         let mut blocks = vec![0u8; (step_stride * entries as u64) as usize];
@@ -609,36 +618,6 @@ impl GpuNetwork {
         let m = self.read_metrics()?;
         let preds = self.gpu.read_u32(&self.preds, 0, split.len, "the predictions")?;
         Ok((m, preds))
-    }
-
-    /// Wall-clock seconds of each op of a training step, each dispatched `reps` times in its own submission (after
-    /// one training step has filled every buffer). Names follow the shaders.
-    pub fn profile_ops(&mut self, reps: usize) -> Result<Vec<(String, f64)>, GpuError> {
-        let n = self.batch.min(self.train.as_ref().map_or(0, |t| t.len));
-        let order: Vec<u32> = (0..self.train.as_ref().map_or(0, |t| t.len) as u32).collect();
-        self.train_steps_raw(&order, 0.0, 0.0, 1)?;
-        let off = Some(self.offset(0));
-        let mut out = Vec::new();
-        let mut ops: Vec<(&Op, Option<u32>, usize)> = vec![(self.load_train.as_ref().expect("training set"), off, n)];
-        ops.extend(self.forward.iter().map(|o| (o, off, n)));
-        ops.push((&self.loss_backward, off, n));
-        ops.extend(self.backward.iter().map(|o| (o, off, n)));
-        ops.push((&self.sgd, None, PARAM_COUNT));
-        for (op, off, n) in ops {
-            let t0 = std::time::Instant::now();
-            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                for _ in 0..reps {
-                    op.record(&mut pass, off, n);
-                }
-            }
-            let idx = self.gpu.queue.submit([enc.finish()]);
-            self.gpu.wait(Some(idx), "profiling")?;
-            let label = format!("{} {:?}", op.kernel.entry, op.size);
-            out.push((label, t0.elapsed().as_secs_f64() / reps as f64));
-        }
-        Ok(out)
     }
 
     /// Per-dispatch time of every op of a training step: the median of `reps` passes of one dispatch each, timed with
