@@ -104,8 +104,9 @@ struct Common {
 struct TrainArgs {
     #[command(flatten)]
     common: Common,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 5, value_parser = positive_usize)]
+    /// Passes over the training set. 8 by default: the study's 98.89 % is passed by epoch 5 or so, but by a margin
+    /// that rounding differences between adapters can eat; by epoch 8 it is passed with room to spare.
+    #[arg(long, default_value_t = 8, value_parser = positive_usize)]
     epochs: usize,
     /// Images per SGD step.
     #[arg(long, default_value_t = 64, value_parser = positive_usize)]
