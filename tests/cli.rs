@@ -244,3 +244,45 @@ fn without_any_adapter_the_main_job_runs_on_the_cpu() {
     assert_eq!(stderr.matches("warning: no GPU adapter found").count(), 1, "{stderr}");
     assert!((v["test_accuracy"].as_f64().unwrap() - 0.1007).abs() < 0.02);
 }
+
+#[test]
+fn bench_writes_results_that_bench_report_merges() {
+    if gpu_cnn::gpu::Gpu::open(&Default::default()).is_err() {
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bench.json");
+    let out = gpu_cnn()
+        .args(["bench", "--steps", "2", "--repeats", "1", "--json", "--out"])
+        .arg(&file)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v[0];
+    for k in ["name", "vendor", "device_type", "backend", "driver", "driver_info"] {
+        assert!(r["device"][k].is_string(), "device.{k} in {r}");
+    }
+    for k in ["wgpu_version", "gpu_cnn_commit", "date", "command", "kernel_timer"] {
+        assert!(r[k].is_string(), "{k} in {r}");
+    }
+    assert!(r["train_images_per_sec"]["median"].as_f64().unwrap() > 0.0);
+    assert!(r["inference_images_per_sec"]["median"].as_f64().unwrap() > 0.0);
+    let kernels = r["kernels"].as_array().unwrap();
+    assert!(kernels.len() >= 18, "every op of a step is timed: {}", kernels.len());
+    assert!(kernels.iter().all(|k| k["ms"].as_f64().unwrap() > 0.0), "a kernel time is zero: {kernels:?}");
+    let report = gpu_cnn().arg("bench-report").arg(&file).arg(&file).assert().success().get_output().clone();
+    let table = String::from_utf8_lossy(&report.stdout);
+    let name = r["device"]["name"].as_str().unwrap();
+    assert!(table.contains("training images/s") && table.matches(name).count() >= 2, "{table}");
+    // Not a bench result: a clear error.
+    std::fs::write(dir.path().join("junk.json"), "{}").unwrap();
+    gpu_cnn()
+        .arg("bench-report")
+        .arg(dir.path().join("junk.json"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not a `gpu-cnn bench --json` result"));
+}
