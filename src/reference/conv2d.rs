@@ -3,7 +3,9 @@
 //! Shapes: input `x` `[n, cin, h, wd]`, weight `w` `[cout, cin, 3, 3]`, bias `b` `[cout]`, output `y` `[n, cout, h, wd]`.
 //! Padding is zeros: a tap that falls outside the image contributes nothing, so the loops below simply skip it.
 //!
-//!     y[i, co, oy, ox] = b[co] + Σ_ci Σ_ky Σ_kx w[co, ci, ky, kx] · x[i, ci, oy + ky − 1, ox + kx − 1]
+//! ```text
+//! y[i, co, oy, ox] = b[co] + Σ_ci Σ_ky Σ_kx w[co, ci, ky, kx] · x[i, ci, oy + ky − 1, ox + kx − 1]
+//! ```
 //!
 //! The kernels: `conv2d_forward` (no ReLU; that is `relu_forward`), `conv2d_backward_input` (the gradient with respect to
 //! `x`, a "full" correlation with the flipped kernel) and `conv2d_backward_weight` (gradients of `w` and `b`, summed over
@@ -73,7 +75,9 @@ pub fn conv2d_forward<T: Float>(
 
 /// The gradient with respect to the input, given `dy` `[n, cout, h, wd]`; `dx` `[n, cin, h, wd]` is overwritten:
 ///
-///     dx[i, ci, iy, ix] = Σ_co Σ_ky Σ_kx w[co, ci, ky, kx] · dy[i, co, iy − ky + 1, ix − kx + 1]
+/// ```text
+/// dx[i, ci, iy, ix] = Σ_co Σ_ky Σ_kx w[co, ci, ky, kx] · dy[i, co, iy − ky + 1, ix − kx + 1]
+/// ```
 ///
 /// (terms whose `dy` position is outside the image are zero). Sums in the order `co`, `ky`, `kx`.
 #[allow(clippy::too_many_arguments)]
@@ -117,8 +121,10 @@ pub fn conv2d_backward_input<T: Float>(
 /// The gradients with respect to the weight and the bias, summed over the batch; `dw` `[cout, cin, 3, 3]` and `db`
 /// `[cout]` are overwritten:
 ///
-///     dw[co, ci, ky, kx] = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox] · x[i, ci, oy + ky − 1, ox + kx − 1]
-///     db[co]             = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox]
+/// ```text
+/// dw[co, ci, ky, kx] = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox] · x[i, ci, oy + ky − 1, ox + kx − 1]
+/// db[co]             = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox]
+/// ```
 ///
 /// Sums in the order `i`, then row by row (`oy`, `ox`).
 #[allow(clippy::too_many_arguments)]

@@ -3,7 +3,9 @@
 //! Shapes: input `x` `[n, inp]`, weight `w` `[out, inp]` (PyTorch's layout: one row per output), bias `b` `[out]`,
 //! output `y` `[n, out]`.
 //!
-//!     y[i, o] = b[o] + Σ_j w[o, j] · x[i, j]
+//! ```text
+//! y[i, o] = b[o] + Σ_j w[o, j] · x[i, j]
+//! ```
 //!
 //! The loops run so that the innermost one walks contiguous memory: a dot product of two rows in the forward pass, a
 //! scaled row added to another ("axpy") in both backward passes.
@@ -31,7 +33,9 @@ pub fn dense_forward<T: Float>(x: &[T], w: &[T], b: &[T], y: &mut [T], n: usize,
 
 /// The gradient with respect to the input, `dx = dy·w`; `dx` `[n, inp]` is overwritten:
 ///
-///     dx[i, j] = Σ_o dy[i, o] · w[o, j]
+/// ```text
+/// dx[i, j] = Σ_o dy[i, o] · w[o, j]
+/// ```
 pub fn dense_backward_input<T: Float>(dy: &[T], w: &[T], dx: &mut [T], n: usize, inp: usize, out: usize) {
     check_shapes(dx.len(), w.len(), dy.len(), n, inp, out);
     for i in 0..n {
@@ -50,8 +54,10 @@ pub fn dense_backward_input<T: Float>(dy: &[T], w: &[T], dx: &mut [T], n: usize,
 /// The gradients with respect to the weight and the bias, summed over the batch, `dw = dyᵀ·x` and `db = Σ_i dy[i]`;
 /// `dw` `[out, inp]` and `db` `[out]` are overwritten:
 ///
-///     dw[o, j] = Σ_i dy[i, o] · x[i, j]
-///     db[o]    = Σ_i dy[i, o]
+/// ```text
+/// dw[o, j] = Σ_i dy[i, o] · x[i, j]
+/// db[o]    = Σ_i dy[i, o]
+/// ```
 pub fn dense_backward_weight<T: Float>(
     x: &[T],
     dy: &[T],

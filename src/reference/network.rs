@@ -1,8 +1,10 @@
 //! The study's CNN on the CPU, built only from the reference ops of this module:
 //!
-//!     x [n,1,28,28] → conv1 (1→16, 3×3, pad 1) → ReLU → a1 [n,16,28,28] → maxpool 2×2 → p1 [n,16,14,14]
-//!       → conv2 (16→32, 3×3, pad 1) → ReLU → a2 [n,32,14,14] → maxpool 2×2 → p2 [n,32,7,7] = [n,1568] (flattened C,H,W)
-//!       → fc1 (1568→128) → ReLU → h [n,128] → fc2 (128→10) → logits [n,10] → softmax cross-entropy (mean over the batch)
+//! ```text
+//! x [n,1,28,28] → conv1 (1→16, 3×3, pad 1) → ReLU → a1 [n,16,28,28] → maxpool 2×2 → p1 [n,16,14,14]
+//!   → conv2 (16→32, 3×3, pad 1) → ReLU → a2 [n,32,14,14] → maxpool 2×2 → p2 [n,32,7,7] = [n,1568] (flattened C,H,W)
+//!   → fc1 (1568→128) → ReLU → h [n,128] → fc2 (128→10) → logits [n,10] → softmax cross-entropy (mean over the batch)
+//! ```
 //!
 //! Parameters are one flat vector in the layout of `crate::model` (`PARAM_TENSORS`), and so are the gradients.
 //! `forward`/`backward`/`loss_and_grads` are generic (f64 for gradient checks); `train_step` and `evaluate` are the f32

@@ -1,8 +1,10 @@
 //! Stochastic gradient descent with momentum, PyTorch's `torch.optim.SGD(lr, momentum)` (no dampening, no Nesterov, no
 //! weight decay):
 //!
-//!     v ← μ·v + g
-//!     w ← w − lr·v
+//! ```text
+//! v ← μ·v + g
+//! w ← w − lr·v
+//! ```
 //!
 //! One call updates the whole flat parameter vector (the GPU does the same in one kernel over one buffer). With `v`
 //! starting at zero, the first step is plain SGD, as in PyTorch.

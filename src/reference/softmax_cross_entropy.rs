@@ -4,8 +4,10 @@
 //!
 //! Numerically stable: with `m = max_c z[c]` for a row `z`,
 //!
-//!     loss      = log Σ_c exp(z[c] − m) + m − z[label]              (= −log softmax(z)[label])
-//!     dlogits   = (softmax(z) − onehot(label)) / n                  (the gradient of the MEAN loss)
+//! ```text
+//! loss      = log Σ_c exp(z[c] − m) + m − z[label]              (= −log softmax(z)[label])
+//! dlogits   = (softmax(z) − onehot(label)) / n                  (the gradient of the MEAN loss)
+//! ```
 //!
 //! with `softmax(z)[c] = exp(z[c] − m) / Σ_c' exp(z[c'] − m)`. The `1/n` of the mean enters here and nowhere else: every
 //! gradient upstream is then the gradient of the mean loss.
