@@ -8,9 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Dtype, SafeTensorError, TensorView};
 use safetensors::SafeTensors;
@@ -133,56 +132,12 @@ fn serialize(ckpt: &Checkpoint) -> Result<Vec<u8>, SafeTensorError> {
     safetensors::serialize(views, metadata)
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Removes the temp file unless disarmed (after a successful rename).
-struct TempGuard<'a> {
-    path: &'a Path,
-    armed: bool,
-}
-
-impl Drop for TempGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = fs::remove_file(self.path);
-        }
-    }
-}
-
-fn io_err(op: &'static str, path: &Path, source: io::Error) -> CheckpointError {
-    CheckpointError::Io { path: path.to_path_buf(), op, source }
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let file_name = path.file_name().ok_or_else(|| CheckpointError::Io {
-        path: path.to_path_buf(),
-        op: "saving",
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.tmp-{}-{n}", file_name.to_string_lossy(), std::process::id()));
-
-    let mut guard = TempGuard { path: &tmp, armed: false };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_err("creating temp file", &tmp, e))?;
-    guard.armed = true;
-    file.write_all(bytes).map_err(|e| io_err("writing temp file", &tmp, e))?;
-    file.sync_all().map_err(|e| io_err("syncing temp file", &tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| io_err("renaming temp file onto", path, e))?;
-    guard.armed = false;
-    // Make the rename itself durable. Directories cannot be opened for syncing on every platform; best effort.
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::atomic::write_atomic(path, bytes).map_err(|e| CheckpointError::Io {
+        path: e.path,
+        op: e.op,
+        source: e.source,
+    })
 }
 
 /// Where a training checkpoint keeps its optimizer state: beside the weights, `model.safetensors` →

@@ -5,6 +5,7 @@
 //! Data flows one way: `data` (IDX files) → `model` (shapes, parameters) → an engine (`gpu` or the CPU `reference`) →
 //! `train` (epochs, metrics) → pictures and reports, with the CLI (`src/main.rs`) on top.
 
+pub mod atomic;
 pub mod bench;
 pub mod checkpoint;
 pub mod cpu;

@@ -669,7 +669,9 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     }
     let json = serde_json::to_string_pretty(&results)?;
     if let Some(p) = &b.out {
-        gpu_cnn::report::write_atomic(p, json.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+        gpu_cnn::atomic::write_atomic(p, json.as_bytes())
+            .map_err(|e| e.source)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if b.json {
         println!("{}", serde_json::to_string(&results)?);

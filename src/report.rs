@@ -4,6 +4,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::atomic::write_atomic;
+
 use crate::train::{EpochReport, TrainConfig};
 
 /// The study's published numbers, shown beside ours.
@@ -108,19 +110,8 @@ impl StudyReport {
 
     /// Writes `report.md` and `report.json` into `dir` (each atomically: a temp file, then a rename).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        write_atomic(&dir.join("report.md"), self.markdown().as_bytes())?;
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        write_atomic(&dir.join("report.json"), &json)
+        let write = |name: &str, bytes: &[u8]| write_atomic(&dir.join(name), bytes).map_err(|e| e.source);
+        write("report.md", self.markdown().as_bytes())?;
+        write("report.json", &serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)
     }
-}
-
-/// Writes `bytes` to a temp file beside `path`, then renames it over `path`: a reader never sees half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let r = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
 }

@@ -1,10 +1,7 @@
 //! The drawing surface of the pixel-grid pictures: an RGB buffer with rectangles and enlarged value grids drawn straight
 //! into it, text queued and put on at the end by plotters (the embedded font), colour maps, and the atomic PNG write.
 
-use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -214,32 +211,14 @@ pub fn advance(size: f64) -> f64 {
 }
 
 /// Writes an RGB8 buffer as a PNG (best compression, no row filter: these pictures are flat blocks in a few hundred
-/// colours, which deflate alone packs a third smaller than after PNG's adaptive filtering): first to a temporary file in the target's directory, then renamed
-/// onto `path`, so the target is either the old file or the whole new one. The temporary file is removed on failure.
+/// colours, which deflate alone packs a third smaller than after PNG's adaptive filtering), atomically through
+/// `crate::atomic::write_atomic`: the target is either the old file or the whole new one.
 pub fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) -> Result<(), VizError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let io = |source| VizError::Io { path: path.to_path_buf(), source };
-    let name = path.file_name().ok_or_else(|| VizError::input(path, "the path has no file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}-{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let file = fs::File::create(&tmp).map_err(io)?;
-        let mut out = BufWriter::new(file);
-        PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::NoFilter)
-            .write_image(rgb, width, height, ExtendedColorType::Rgb8)
-            .map_err(|source| VizError::Encode { path: path.to_path_buf(), source })?;
-        out.flush().map_err(io)?;
-        out.into_inner().map_err(|e| io(e.into_error()))?.sync_all().map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut png = Vec::new();
+    PngEncoder::new_with_quality(&mut png, CompressionType::Best, FilterType::NoFilter)
+        .write_image(rgb, width, height, ExtendedColorType::Rgb8)
+        .map_err(|source| VizError::Encode { path: path.to_path_buf(), source })?;
+    crate::atomic::write_atomic(path, &png).map_err(|e| VizError::Io { path: path.to_path_buf(), source: e.source })
 }
 
 /// `t` in [0, 1] rounded to one of `n` evenly spaced levels. Colour maps are drawn in a few dozen steps: the eye cannot
