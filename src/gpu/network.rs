@@ -498,12 +498,7 @@ impl GpuNetwork {
         momentum: f32,
         progress: &mut dyn FnMut(usize, &Metrics) -> bool,
     ) -> Result<(Metrics, Vec<f32>), GpuError> {
-        let train = self.train.as_ref().expect("GpuNetwork was built without a training set");
-        assert_eq!(order.len(), train.len);
-        let hyper = Hyper { lr, momentum, count: PARAM_COUNT as u32, _pad: 0 };
-        self.gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
-        self.gpu.queue.write_buffer(&train.indices, 0, bytemuck::cast_slice(order));
-        self.clear_metrics();
+        self.begin_epoch(order, lr, momentum);
         let mut done = 0;
         let mut pending: Option<(wgpu::SubmissionIndex, usize)> = None;
         while done < self.train_steps {
@@ -544,6 +539,16 @@ impl GpuNetwork {
         Ok((m, losses))
     }
 
+    /// Uploads the epoch's sample order and the SGD hyperparameters, and zeroes the running metrics.
+    fn begin_epoch(&self, order: &[u32], lr: f32, momentum: f32) {
+        let train = self.train.as_ref().expect("GpuNetwork was built without a training set");
+        assert_eq!(order.len(), train.len);
+        let hyper = Hyper { lr, momentum, count: PARAM_COUNT as u32, _pad: 0 };
+        self.gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
+        self.gpu.queue.write_buffer(&train.indices, 0, bytemuck::cast_slice(order));
+        self.clear_metrics();
+    }
+
     /// Records one full training step (batch `s` of the epoch) into `pass`.
     fn record_train_step(&self, pass: &mut wgpu::ComputePass, s: usize) {
         let n = self.batch.min(self.train.as_ref().map_or(0, |t| t.len) - s * self.batch);
@@ -561,11 +566,7 @@ impl GpuNetwork {
 
     /// Runs training steps `0..steps` of an epoch in `order` without reading anything back (for benchmarks and tests).
     pub fn train_steps_raw(&mut self, order: &[u32], lr: f32, momentum: f32, steps: usize) -> Result<(), GpuError> {
-        let train = self.train.as_ref().expect("training set");
-        let hyper = Hyper { lr, momentum, count: PARAM_COUNT as u32, _pad: 0 };
-        self.gpu.queue.write_buffer(&self.hyper, 0, bytemuck::bytes_of(&hyper));
-        self.gpu.queue.write_buffer(&train.indices, 0, bytemuck::cast_slice(order));
-        self.clear_metrics();
+        self.begin_epoch(order, lr, momentum);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
