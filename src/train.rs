@@ -56,11 +56,6 @@ pub enum TrainError {
     Interrupted { epoch: usize, step: usize },
 }
 
-/// Evaluates the engine on the test set.
-pub fn evaluate(engine: &mut dyn Engine) -> anyhow::Result<(Metrics, Vec<u32>)> {
-    engine.evaluate()
-}
-
 /// Runs one epoch and evaluates: the epoch's report and its step losses. Checks every step loss for NaN/inf.
 pub fn run_epoch(
     engine: &mut dyn Engine,
