@@ -2,7 +2,8 @@
 //
 // Bindings (group 0):
 //   0 dy      f32 output gradient [n, COUT, H, W]                        read
-//   1 params  f32 all parameters; weight [COUT, CIN, 3, 3] at W_OFF      read
+//   1 params  uniform: the parameters' first WEIGHT_VEC4S·4 floats;
+//             weight [COUT, CIN, 3, 3] at W_OFF                        read
 //   2 dx      f32 input gradient [n, CIN, H, W]                          write
 //   3 step    uniform: n (batch length)
 // dx[b, ci, y, x] = Σ_co Σ_ky,kx dy[b, co, y + 1 − ky, x + 1 − kx] · w[co, ci, ky, kx]: a convolution of dy with the
@@ -30,9 +31,10 @@ override W_OFF: u32 = 0u;
 const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
 const CI_B: u32 = 16u; // input channels per thread (the host's conv2d::CO_B)
 const WG: u32 = 64u;
+const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the host's kernels::WEIGHT_WINDOW_BYTES / 16)
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
-@group(0) @binding(1) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 
@@ -63,7 +65,12 @@ fn ld(row: u32, ix: i32, ok: bool) -> f32 {
 
 // The three taps w, w + 1, w + 2 of one kernel row of one channel pair, flipped: window k meets tap 2 − k.
 fn wrow(w: u32) -> vec3<f32> {
-    return vec3<f32>(params[w + 2u], params[w + 1u], params[w]);
+    return vec3<f32>(param(w + 2u), param(w + 1u), param(w));
+}
+
+// Parameter i, read through the uniform window (see conv2d_forward.wgsl).
+fn param(i: u32) -> f32 {
+    return params[i / 4u][i % 4u];
 }
 
 // One kernel row applied to the three windows of a row.

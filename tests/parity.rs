@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use gpu_cnn::gpu::kernels::{conv2d, dense, Kernel, Kernels, STEP_BYTES};
+use gpu_cnn::gpu::kernels::{conv2d, dense, Kernel, Kernels, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 use gpu_cnn::gpu::Gpu;
 use gpu_cnn::model::normalize_pixel;
 use gpu_cnn::reference::*;
@@ -121,7 +121,8 @@ fn conv2d_forward_matches_reference() {
         // Weights and bias inside a larger parameter buffer, at offsets, as in the network.
         let w_off = 7;
         let b_off = w_off + cout * cin * 9 + 3;
-        let mut params = random(b_off + cout + 5, -0.5, 0.5, seed + 1);
+        // At least the uniform window the kernel reads the weights through (as in the network's parameter buffer).
+        let mut params = random((b_off + cout + 5).max(WEIGHT_WINDOW_BYTES as usize / 4), -0.5, 0.5, seed + 1);
         params[0] = 1.0;
         let w = params[w_off..w_off + cout * cin * 9].to_vec();
         let b = params[b_off..b_off + cout].to_vec();
@@ -159,7 +160,7 @@ fn conv2d_backward_input_matches_reference() {
         let seed = 200 + case as u64;
         let dy = random(n * cout * h * h, -1.0, 1.0, seed);
         let w_off = 11;
-        let params = random(w_off + cout * cin * 9 + 4, -0.5, 0.5, seed + 1);
+        let params = random((w_off + cout * cin * 9 + 4).max(WEIGHT_WINDOW_BYTES as usize / 4), -0.5, 0.5, seed + 1);
         let w = params[w_off..w_off + cout * cin * 9].to_vec();
         let mut reference = vec![0.0f64; n * cin * h * h];
         conv2d_backward_input(&to_f64(&dy), &to_f64(&w), &mut reference, n, cin, cout, h, h);

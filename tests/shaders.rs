@@ -55,7 +55,7 @@ fn every_shader_validates_and_matches_its_bindings() {
         assert_eq!(indices, (0..s.bindings.len() as u32).collect::<Vec<_>>(), "{}: binding numbers", s.file);
         for ((i, access, name), want) in declared.iter().zip(s.bindings) {
             let want_shader = match want {
-                Access::Step | Access::Uniform => Access::Uniform,
+                Access::Step | Access::Uniform | Access::Weights => Access::Uniform,
                 a => *a,
             };
             assert_eq!(
