@@ -1,28 +1,34 @@
-// conv2d_forward: 3×3 convolution, padding 1, stride 1, plus bias, optionally fused with ReLU.
+// conv2d_forward: 3×3 convolution, padding 1, stride 1, plus bias, optionally fused with ReLU and with the 2×2
+// max-pool that follows it.
 //
 // Bindings (group 0):
 //   0 x       f32 input [n, CIN, H, W]                                   read
 //   1 params  uniform: the parameters' first WEIGHT_VEC4S·4 floats;
 //             weight [COUT, CIN, 3, 3] at W_OFF, bias [COUT] at B_OFF  read
 //   2 y       f32 output [n, COUT, H, W]                                 write
-//   3 step    uniform: n (batch length)
-// Each thread computes a tile of CO_B = 16 output channels × PX = 16 pixels of one output row (a row segment, held as a
-// mat4x4: column q is pixels 4q..4q+3). Per input channel and kernel row it loads the 18 input values of the segment
-// and its halo once (each feeds up to 3·16 products) and each weight once (it feeds 16 products). Threads are ordered
-// (channel block, sample, row, segment).
+//   3 step    uniform: n (batch length), full (store y)
+//   4 pooled  f32 max-pooled output [n, COUT, H/2, W/2] (POOL only)      write
+// Each thread computes a tile of CO_B = 8 output channels × 2 rows × PX = 16 pixels (two row segments, each held as a
+// mat4x4: column q is pixels 4q..4q+3). Per input channel it loads the 4 input rows the two output rows need (18
+// values each: the segment and its halo) once, and per kernel row the 8 channels' weights once for both output rows.
+// Threads are ordered (channel block, sample, row pair, segment).
+// With POOL (H and W even), the thread also takes the maximum of each 2×2 window of its tile (after bias and ReLU: the
+// values it stores in y; ties go to the first in row-major order, as in the reference maxpool_forward and in
+// maxpool_backward) and stores it in `pooled`, which saves a max-pool pass over y. y is then stored only when
+// step.full is non-zero: training needs it for the backward pass, evaluation does not.
 //
-// Written for lavapipe/llvmpipe, where every storage load is a per-lane gather, loops are not unrolled and a local
-// array indexed by anything but a constant lives in memory: the tile is spelled out by hand with constant indices, so
-// the accumulators stay in registers (or LLVM's spill slots) and the loads per multiply-add are few. The weights come
-// through a uniform binding: lavapipe turns a uniform load into a plain gather, but a storage load into a loop over
-// the SIMD lanes, about 3× dearer (measured: conv2 4.5 → 3.0 ms). Threads past the end compute a clamped duplicate
-// tile and skip the stores.
+// Written for lavapipe/llvmpipe, where every storage load or store is a loop over the SIMD lanes, loops are not
+// unrolled and a local array indexed by anything but a constant lives in memory: the tile is spelled out by hand with
+// constant indices, so the accumulators stay in registers (or LLVM's spill slots) and the loads per multiply-add are
+// few. The weights come through a uniform binding: lavapipe turns a uniform load into a plain gather, about 3×
+// cheaper than a storage load (measured: conv2 4.5 → 3.0 ms). Threads past the end compute a clamped duplicate tile
+// and skip the stores.
 
 struct Step {
     start: u32,
     n: u32,
     index: u32,
-    _pad: u32,
+    full: u32,
 }
 
 override CIN: u32 = 1u;
@@ -32,9 +38,10 @@ override W: u32 = 28u;
 override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 override RELU: bool = true;
+override POOL: bool = false;
 
 const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
-const CO_B: u32 = 16u; // output channels per thread (the host's conv2d::CO_B)
+const CO_B: u32 = 8u; // output channels per thread (the host's conv2d::FORWARD_CO_B)
 const WG: u32 = 64u;
 const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the host's kernels::WEIGHT_WINDOW_BYTES / 16)
 
@@ -42,6 +49,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
 
 // The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row
 // outside the image, and columns outside it, read as 0 (the padding).
@@ -83,18 +91,83 @@ fn taps(q: vec3<f32>, a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>) -> mat4x4<
     return q.x * a + q.y * b + q.z * c;
 }
 
-fn put(co: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
+// acc0[j] += kernel row `kr` of channel j applied to the windows `a` (output row 0); acc1[j] likewise with `b`
+// (output row 1): each weight is loaded once for both rows.
+fn row_pair(
+    acc0: ptr<function, array<mat4x4<f32>, CO_B>>,
+    acc1: ptr<function, array<mat4x4<f32>, CO_B>>,
+    wo: array<u32, CO_B>,
+    kr: u32,
+    a: array<mat4x4<f32>, 3>,
+    b: array<mat4x4<f32>, 3>,
+) {
+    let q0 = wrow(wo[0] + kr);
+    (*acc0)[0] += taps(q0, a[0], a[1], a[2]);
+    (*acc1)[0] += taps(q0, b[0], b[1], b[2]);
+    let q1 = wrow(wo[1] + kr);
+    (*acc0)[1] += taps(q1, a[0], a[1], a[2]);
+    (*acc1)[1] += taps(q1, b[0], b[1], b[2]);
+    let q2 = wrow(wo[2] + kr);
+    (*acc0)[2] += taps(q2, a[0], a[1], a[2]);
+    (*acc1)[2] += taps(q2, b[0], b[1], b[2]);
+    let q3 = wrow(wo[3] + kr);
+    (*acc0)[3] += taps(q3, a[0], a[1], a[2]);
+    (*acc1)[3] += taps(q3, b[0], b[1], b[2]);
+    let q4 = wrow(wo[4] + kr);
+    (*acc0)[4] += taps(q4, a[0], a[1], a[2]);
+    (*acc1)[4] += taps(q4, b[0], b[1], b[2]);
+    let q5 = wrow(wo[5] + kr);
+    (*acc0)[5] += taps(q5, a[0], a[1], a[2]);
+    (*acc1)[5] += taps(q5, b[0], b[1], b[2]);
+    let q6 = wrow(wo[6] + kr);
+    (*acc0)[6] += taps(q6, a[0], a[1], a[2]);
+    (*acc1)[6] += taps(q6, b[0], b[1], b[2]);
+    let q7 = wrow(wo[7] + kr);
+    (*acc0)[7] += taps(q7, a[0], a[1], a[2]);
+    (*acc1)[7] += taps(q7, b[0], b[1], b[2]);
+}
+
+// Bias and ReLU.
+fn act(v: f32, bias: f32) -> f32 {
+    if RELU {
+        return max(v + bias, 0.0);
+    }
+    return v + bias;
+}
+
+// Stores channel co's two rows (m0 at row yy, m1 at row yy + 1 if inside the image) and, with POOL, their 2×2 maxima.
+fn put(co: u32, b: u32, yy: u32, ox0: u32, m0: mat4x4<f32>, m1: mat4x4<f32>) {
     if co >= COUT {
         return;
     }
     let bias = param(B_OFF + co);
-    for (var p = 0u; p < PX; p++) {
-        if ox0 + p < W {
-            var v = m[p / 4u][p % 4u] + bias;
-            if RELU {
-                v = max(v, 0.0);
+    if !POOL || step.full != 0u {
+        let out = (b * COUT + co) * H * W + yy * W + ox0;
+        for (var p = 0u; p < PX; p++) {
+            if ox0 + p < W {
+                y[out + p] = act(m0[p / 4u][p % 4u], bias);
+                if yy + 1u < H {
+                    y[out + W + p] = act(m1[p / 4u][p % 4u], bias);
+                }
             }
-            y[out + co * H * W + p] = v;
+        }
+    }
+    if POOL {
+        let ow = W / 2u;
+        let out = (b * COUT + co) * (H / 2u) * ow + (yy / 2u) * ow + ox0 / 2u;
+        for (var p = 0u; p < PX / 2u; p++) {
+            if ox0 / 2u + p < ow {
+                let l = 2u * p;
+                let r = l + 1u;
+                var m = act(m0[l / 4u][l % 4u], bias);
+                let v1 = act(m0[r / 4u][r % 4u], bias);
+                m = select(m, v1, v1 > m);
+                let v2 = act(m1[l / 4u][l % 4u], bias);
+                m = select(m, v2, v2 > m);
+                let v3 = act(m1[r / 4u][r % 4u], bias);
+                m = select(m, v3, v3 > m);
+                pooled[out + p] = m;
+            }
         }
     }
 }
@@ -105,10 +178,10 @@ fn conv2d_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    // The channel block comes from the workgroup id alone, so it is uniform across the workgroup: lavapipe then loads
-    // each weight once per workgroup (a scalar load) instead of once per lane (a gather).
+    // The channel block comes from the workgroup id alone, so it is uniform across the workgroup.
     let segs = (W + PX - 1u) / PX;
-    let tiles = step.n * H * segs;
+    let pairs = (H + 1u) / 2u;
+    let tiles = step.n * pairs * segs;
     let per_block = (tiles + WG - 1u) / WG;
     let g = wid.x + wid.y * nwg.x;
     if g >= per_block * ((COUT + CO_B - 1u) / CO_B) {
@@ -117,68 +190,43 @@ fn conv2d_forward(
     let co0 = (g / per_block) * CO_B;
     let i = (g % per_block) * WG + lid;
     let r = min(i, tiles - 1u);
-    let b = r / (H * segs);
-    let y = (r / segs) % H;
+    let b = r / (pairs * segs);
+    let yy = ((r / segs) % pairs) * 2u;
     let ox0 = (r % segs) * PX;
     let ox = i32(ox0);
+    let iy = i32(yy);
 
     // Weight offset of each channel of the block (clamped: a partial block repeats the last channel).
     var wo: array<u32, CO_B>;
     for (var j = 0u; j < CO_B; j++) {
         wo[j] = W_OFF + min(co0 + j, COUT - 1u) * CIN * 9u;
     }
-    let w0 = wo[0]; let w1 = wo[1]; let w2 = wo[2]; let w3 = wo[3];
-    let w4 = wo[4]; let w5 = wo[5]; let w6 = wo[6]; let w7 = wo[7];
-    let w8 = wo[8]; let w9 = wo[9]; let w10 = wo[10]; let w11 = wo[11];
-    let w12 = wo[12]; let w13 = wo[13]; let w14 = wo[14]; let w15 = wo[15];
+    let offs = array<u32, CO_B>(wo[0], wo[1], wo[2], wo[3], wo[4], wo[5], wo[6], wo[7]);
 
-    // acc[j]: channel co0 + j.
-    var acc: array<mat4x4<f32>, CO_B>;
+    // acc0[j], acc1[j]: channel co0 + j at rows yy and yy + 1.
+    var acc0: array<mat4x4<f32>, CO_B>;
+    var acc1: array<mat4x4<f32>, CO_B>;
     for (var ci = 0u; ci < CIN; ci++) {
         let plane = (b * CIN + ci) * H * W;
-        // Input row y − 1 + k meets kernel row k.
-        for (var k = 0u; k < 3u; k++) {
-            let win = windows(plane, i32(y + k) - 1, ox);
-            let a = win[0];
-            let bb = win[1];
-            let c = win[2];
-            let kr = ci * 9u + k * 3u;
-            acc[0] += taps(wrow(w0 + kr), a, bb, c);
-            acc[1] += taps(wrow(w1 + kr), a, bb, c);
-            acc[2] += taps(wrow(w2 + kr), a, bb, c);
-            acc[3] += taps(wrow(w3 + kr), a, bb, c);
-            acc[4] += taps(wrow(w4 + kr), a, bb, c);
-            acc[5] += taps(wrow(w5 + kr), a, bb, c);
-            acc[6] += taps(wrow(w6 + kr), a, bb, c);
-            acc[7] += taps(wrow(w7 + kr), a, bb, c);
-            acc[8] += taps(wrow(w8 + kr), a, bb, c);
-            acc[9] += taps(wrow(w9 + kr), a, bb, c);
-            acc[10] += taps(wrow(w10 + kr), a, bb, c);
-            acc[11] += taps(wrow(w11 + kr), a, bb, c);
-            acc[12] += taps(wrow(w12 + kr), a, bb, c);
-            acc[13] += taps(wrow(w13 + kr), a, bb, c);
-            acc[14] += taps(wrow(w14 + kr), a, bb, c);
-            acc[15] += taps(wrow(w15 + kr), a, bb, c);
-        }
+        // Input rows yy − 1 … yy + 2; output row 0 meets kernel row k at input row yy − 1 + k, output row 1 at yy + k.
+        let r0 = windows(plane, iy - 1, ox);
+        let r1 = windows(plane, iy, ox);
+        let r2 = windows(plane, iy + 1, ox);
+        let r3 = windows(plane, iy + 2, ox);
+        let kr = ci * 9u;
+        row_pair(&acc0, &acc1, offs, kr, r0, r1);
+        row_pair(&acc0, &acc1, offs, kr + 3u, r1, r2);
+        row_pair(&acc0, &acc1, offs, kr + 6u, r2, r3);
     }
     if i >= tiles {
         return;
     }
-    let out = b * COUT * H * W + y * W + ox0;
-    put(co0, out, ox0, acc[0]);
-    put(co0 + 1u, out, ox0, acc[1]);
-    put(co0 + 2u, out, ox0, acc[2]);
-    put(co0 + 3u, out, ox0, acc[3]);
-    put(co0 + 4u, out, ox0, acc[4]);
-    put(co0 + 5u, out, ox0, acc[5]);
-    put(co0 + 6u, out, ox0, acc[6]);
-    put(co0 + 7u, out, ox0, acc[7]);
-    put(co0 + 8u, out, ox0, acc[8]);
-    put(co0 + 9u, out, ox0, acc[9]);
-    put(co0 + 10u, out, ox0, acc[10]);
-    put(co0 + 11u, out, ox0, acc[11]);
-    put(co0 + 12u, out, ox0, acc[12]);
-    put(co0 + 13u, out, ox0, acc[13]);
-    put(co0 + 14u, out, ox0, acc[14]);
-    put(co0 + 15u, out, ox0, acc[15]);
+    put(co0, b, yy, ox0, acc0[0], acc1[0]);
+    put(co0 + 1u, b, yy, ox0, acc0[1], acc1[1]);
+    put(co0 + 2u, b, yy, ox0, acc0[2], acc1[2]);
+    put(co0 + 3u, b, yy, ox0, acc0[3], acc1[3]);
+    put(co0 + 4u, b, yy, ox0, acc0[4], acc1[4]);
+    put(co0 + 5u, b, yy, ox0, acc0[5], acc1[5]);
+    put(co0 + 6u, b, yy, ox0, acc0[6], acc1[6]);
+    put(co0 + 7u, b, yy, ox0, acc0[7], acc1[7]);
 }

@@ -6,8 +6,8 @@
 //   2 dx    f32 gradient of the pool input [n, C, H, W]                      write
 //   3 step  uniform: n (batch length)
 // Each thread owns one pooling window (a gather, so no atomics): it writes dy of the window to the window's first
-// maximum (strict >, as in maxpool_forward) and 0 to its other three elements. With RELU, a window whose maximum is
-// not > 0 gets 0 everywhere, which is relu_backward applied to maxpool_backward's result.
+// maximum (strict >, as in conv2d_forward's fused pool) and 0 to its other three elements. With RELU, a window whose
+// maximum is not > 0 gets 0 everywhere, which is relu_backward applied to maxpool_backward's result.
 // H and W are even (as the CPU reference requires).
 
 struct Step {

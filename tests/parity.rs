@@ -39,7 +39,12 @@ impl Harness {
     }
 
     fn set_step(&self, start: u32, n: u32, index: u32) {
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::cast_slice(&[start, n, index, 0u32]));
+        self.set_step_full(start, n, index, false);
+    }
+
+    /// The step block with its `full` flag (conv2d_forward: store the pre-pool output too).
+    fn set_step_full(&self, start: u32, n: u32, index: u32, full: bool) {
+        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::cast_slice(&[start, n, index, u32::from(full)]));
     }
 
     fn buffer_f32(&self, data: &[f32]) -> wgpu::Buffer {
@@ -131,24 +136,58 @@ fn conv2d_forward_matches_reference() {
         let mut sum_abs = vec![0.0f64; reference.len()];
         conv2d_forward(&abs(&x), &abs(&w), &abs(&b), &mut sum_abs, n, cin, cout, h, h);
         for relu in [false, true] {
-            let k = t.kernel(
-                "conv2d_forward",
-                &[
-                    c("CIN", cin),
-                    c("COUT", cout),
-                    c("H", h),
-                    c("W", h),
-                    c("W_OFF", w_off),
-                    c("B_OFF", b_off),
-                    flag("RELU", relu),
-                ],
-            );
-            let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
-            t.set_step(0, n as u32, 0);
-            t.run(&k, &[&xb, &pb, &yb, &t.step], conv2d::groups(n, cout, h, h), true);
             let want: Vec<f64> = if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
-            let what = format!("conv2d_forward n={n} cin={cin} cout={cout} h={h} relu={relu}");
-            assert_close(&what, &t.read(&yb, want.len()), &want, &bound(&sum_abs, cin * 9 + 1), RTOL);
+            let tol = bound(&sum_abs, cin * 9 + 1);
+            // The fused 2×2 max-pool of the reference output (its tolerance: the largest of its window's).
+            let (ph, pooled_len) = (h / 2, n * cout * (h / 2) * (h / 2));
+            let window = |i: usize| {
+                let (plane, o) = (i / (ph * ph), i % (ph * ph));
+                let base = plane * h * h + (o / ph) * 2 * h + (o % ph) * 2;
+                [base, base + 1, base + h, base + h + 1]
+            };
+            let want_pooled: Vec<f64> =
+                (0..pooled_len).map(|i| window(i).iter().map(|&j| want[j]).fold(f64::MIN, f64::max)).collect();
+            let tol_pooled = |i: usize| window(i).iter().map(|&j| tol(j)).fold(0.0, f64::max);
+            for (pool, full) in [(false, true), (true, true), (true, false)] {
+                if pool && h % 2 == 1 {
+                    continue; // max-pool needs even sizes
+                }
+                let k = t.kernel(
+                    "conv2d_forward",
+                    &[
+                        c("CIN", cin),
+                        c("COUT", cout),
+                        c("H", h),
+                        c("W", h),
+                        c("W_OFF", w_off),
+                        c("B_OFF", b_off),
+                        flag("RELU", relu),
+                        flag("POOL", pool),
+                    ],
+                );
+                let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
+                let pooled_b = t.poisoned(pooled_len.max(1));
+                t.set_step_full(0, n as u32, 0, full);
+                t.run(&k, &[&xb, &pb, &yb, &t.step, &pooled_b], conv2d::forward_groups(n, cout, h, h), true);
+                let what =
+                    format!("conv2d_forward n={n} cin={cin} cout={cout} h={h} relu={relu} pool={pool} full={full}");
+                let y = t.read(&yb, want.len());
+                if full {
+                    assert_close(&what, &y, &want, &tol, RTOL);
+                } else {
+                    assert!(y.iter().all(|v| v.is_nan()), "{what}: stored the pre-pool output without step.full");
+                }
+                if pool {
+                    let got = t.read(&pooled_b, pooled_len);
+                    assert_close(&format!("{what} (pooled)"), &got, &want_pooled, &tol_pooled, RTOL);
+                    if full {
+                        // Exactly the max of the stored values, ties to the first (as maxpool_backward assumes).
+                        let mut exact = vec![0.0f32; pooled_len];
+                        maxpool_forward(&y, &mut exact, n, cout, h, h);
+                        assert_exact(&format!("{what} (pooled vs its own output)"), &got, &exact);
+                    }
+                }
+            }
         }
     }
 }
@@ -229,31 +268,6 @@ fn conv2d_backward_weight_matches_reference() {
 
 /// (n, c, h): the network's pools, batch 1, odd batch, odd sizes.
 const POOL_SHAPES: &[(usize, usize, usize)] = &[(1, 16, 28), (3, 16, 28), (5, 32, 14), (3, 3, 6), (2, 5, 10)];
-
-#[test]
-fn maxpool_forward_matches_reference_exactly() {
-    let Some(t) = Harness::new("maxpool_forward") else { return };
-    for (case, &(n, ch, h)) in POOL_SHAPES.iter().enumerate() {
-        // Random values, and ReLU outputs (many exact zeros: ties) to pin down the tie rule.
-        for relu in [false, true] {
-            let mut x = random(n * ch * h * h, -1.0, 1.0, 400 + case as u64);
-            if relu {
-                x.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            let mut want = vec![0.0f32; n * ch * (h / 2) * (h / 2)];
-            maxpool_forward(&x, &mut want, n, ch, h, h);
-            let k = t.kernel("maxpool_forward", &[c("C", ch), c("H", h), c("W", h)]);
-            let (xb, yb) = (t.buffer_f32(&x), t.poisoned(want.len()));
-            t.set_step(0, n as u32, 0);
-            t.run(&k, &[&xb, &yb, &t.step], groups(want.len(), k.workgroup), true);
-            assert_exact(
-                &format!("maxpool_forward n={n} c={ch} h={h} relu-input={relu}"),
-                &t.read(&yb, want.len()),
-                &want,
-            );
-        }
-    }
-}
 
 #[test]
 fn maxpool_backward_matches_reference_exactly() {

@@ -2,7 +2,7 @@
 //! engine requests, is listed in `SHADERS`, and declares exactly the bindings the host binds (group 0, binding i,
 //! read-only or read-write storage, or uniform), with each entry point using only those.
 
-use gpu_cnn::gpu::kernels::{Access, SHADERS};
+use gpu_cnn::gpu::kernels::{Access, SHADERS, WEIGHT_WINDOW_BYTES};
 use naga::valid::{GlobalUse, ValidationFlags, Validator};
 use naga::AddressSpace;
 
@@ -48,6 +48,11 @@ fn every_shader_validates_and_matches_its_bindings() {
                 AddressSpace::Uniform => Access::Uniform,
                 other => panic!("{}: unexpected address space {other:?}", s.file),
             };
+            if s.bindings.get(binding.binding as usize) == Some(&Access::Weights) {
+                // The host binds exactly this many bytes of the parameter buffer.
+                let bytes = module.types[var.ty].inner.size(module.to_ctx());
+                assert_eq!(bytes as u64, WEIGHT_WINDOW_BYTES, "{}: the weight window's size", s.file);
+            }
             declared.push((binding.binding, access, var.name.clone().unwrap_or_default()));
         }
         declared.sort_by_key(|d| d.0);
@@ -85,10 +90,13 @@ fn every_shader_validates_and_matches_its_bindings() {
                 }
             }
         }
-        // The per-step block is 16 bytes, as the host lays it out.
+        // The per-step block is 16 bytes, as the host lays it out (the fourth word is the `full` flag, which only
+        // conv2d_forward reads).
         if s.bindings.contains(&Access::Step) {
+            let fourth = if s.file == "conv2d_forward.wgsl" { "full" } else { "_pad" };
+            let layout = format!("struct Step {{\n    start: u32,\n    n: u32,\n    index: u32,\n    {fourth}: u32,\n}}");
             assert!(
-                s.source.contains("struct Step {\n    start: u32,\n    n: u32,\n    index: u32,\n    _pad: u32,\n}"),
+                s.source.contains(&layout),
                 "{}: Step block layout",
                 s.file
             );

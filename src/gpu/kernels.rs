@@ -56,7 +56,7 @@ macro_rules! shader {
 
 pub const SHADERS: &[Shader] = &[
     shader!("load_batch.wgsl", ["load_batch"], [Read, Read, Read, ReadWrite, ReadWrite, Step], 256),
-    shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Weights, ReadWrite, Step], 64),
+    shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Weights, ReadWrite, Step, ReadWrite], 64),
     shader!("conv2d_backward_input.wgsl", ["conv2d_backward_input"], [Read, Weights, ReadWrite, Step], 64),
     shader!(
         "conv2d_backward_weight.wgsl",
@@ -64,7 +64,6 @@ pub const SHADERS: &[Shader] = &[
         [Read, Read, ReadWrite, Step, ReadWrite],
         64
     ),
-    shader!("maxpool_forward.wgsl", ["maxpool_forward"], [Read, ReadWrite, Step], 256),
     shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
     shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
     shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 8),
@@ -88,10 +87,23 @@ pub fn shader_for(entry: &str) -> &'static Shader {
 /// The thread tiling of the convolution kernels: it mirrors the constants at the top of `conv2d_forward.wgsl` and
 /// `conv2d_backward_input.wgsl`, so the host can size their dispatches.
 pub mod conv2d {
-    /// Pixels of one row per thread (a row segment; each thread has two rows).
+    /// Pixels of one row per thread (a row segment).
     pub const PX: usize = 16;
-    /// Channels of the output (forward: output channels; backward input: input channels) per thread.
+    /// Input channels per thread of conv2d_backward_input (one row segment each).
     pub const CO_B: usize = 16;
+    /// Output channels per thread of conv2d_forward (two row segments each: rows 2i and 2i + 1).
+    pub const FORWARD_CO_B: usize = 8;
+
+    /// Threads per sample of conv2d_forward on an `h`×`w` plane: one per pair of rows and segment.
+    pub fn forward_tiles_per_sample(h: usize, w: usize) -> u64 {
+        (h.div_ceil(2) * w.div_ceil(PX)) as u64
+    }
+
+    /// Workgroups of conv2d_forward for a batch of n: per block of FORWARD_CO_B output channels, enough workgroups
+    /// for its threads.
+    pub fn forward_groups(n: usize, cout: usize, h: usize, w: usize) -> u64 {
+        cout.div_ceil(FORWARD_CO_B) as u64 * (n as u64 * forward_tiles_per_sample(h, w)).div_ceil(WG as u64)
+    }
 
     /// Workgroups of conv2d_backward_weight with SPLIT = 1 (one per block of CO_B output channels and pair of input
     /// channels); with SPLIT = s it takes s times as many.
@@ -117,14 +129,14 @@ pub mod conv2d {
     /// Threads per workgroup of conv2d_forward and conv2d_backward_input (their `WG`).
     pub const WG: usize = 64;
 
-    /// Row segments per sample of an `h`×`w` plane (each thread of conv2d_forward / conv2d_backward_input computes one
-    /// segment of PX pixels × CO_B channels).
+    /// Row segments per sample of an `h`×`w` plane (each thread of conv2d_backward_input computes one segment of PX
+    /// pixels × CO_B channels).
     pub fn tiles_per_sample(h: usize, w: usize) -> u64 {
         (h * w.div_ceil(PX)) as u64
     }
 
-    /// Workgroups of conv2d_forward (`channels` = output channels) or conv2d_backward_input (`channels` = input
-    /// channels) for a batch of n: per block of CO_B channels, enough workgroups for the n·h row segments.
+    /// Workgroups of conv2d_backward_input (`channels` = input channels) for a batch of n: per block of CO_B
+    /// channels, enough workgroups for the n·h row segments.
     pub fn groups(n: usize, channels: usize, h: usize, w: usize) -> u64 {
         channels.div_ceil(CO_B) as u64 * (n as u64 * tiles_per_sample(h, w)).div_ceil(WG as u64)
     }

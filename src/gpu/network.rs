@@ -144,7 +144,9 @@ struct StepBlock {
     start: u32,
     n: u32,
     index: u32,
-    _pad: u32,
+    /// Non-zero where the backward pass (or a probe) needs the pre-pool activations: conv2d_forward then stores them
+    /// besides the pooled ones.
+    full: u32,
 }
 
 #[repr(C)]
@@ -287,7 +289,7 @@ impl GpuNetwork {
         // The pipelines of the big unrolled kernels, built ahead on two threads (costliest first), then taken below.
         let conv_spec = |cin, cout, h, w_off, b_off| -> Spec {
             let k = vec![c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)];
-            ("conv2d_forward", k.into_iter().chain([relu(true)]).collect())
+            ("conv2d_forward", k.into_iter().chain([relu(true), ("POOL", 1.0)]).collect())
         };
         let dense_spec = |inp, out, w_off, b_off, r| -> Spec {
             ("dense_forward", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
@@ -326,13 +328,15 @@ impl GpuNetwork {
             blocks: channels.div_ceil(conv2d::CO_B) as u64,
             tiles: conv2d::tiles_per_sample(h, h),
         };
-        let pool = |ch, h| kernels.kernel(&gpu, "maxpool_forward", &[c("C", ch), c("H", h), c("W", h)]);
+        let conv_fwd_size = |channels: usize, h: usize| Size::Tiled {
+            blocks: channels.div_ceil(conv2d::FORWARD_CO_B) as u64,
+            tiles: conv2d::forward_tiles_per_sample(h, h),
+        };
         let dense = |inp, out, w_off, b_off, r| take(dense_spec(inp, out, w_off, b_off, r));
         let forward = vec![
-            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps], conv_size(C1, H1)),
-            op(pool(C1, H1)?, &[&a.a1, &a.p1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
-            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps], conv_size(C2, P1)),
-            op(pool(C2, P1)?, &[&a.a2, &a.p2, &steps], Size::PerSample(FLAT as u64)),
+            // Convolution, bias, ReLU and max-pool in one kernel each.
+            op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps, &a.p1], conv_fwd_size(C1, H1)),
+            op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps, &a.p2], conv_fwd_size(C2, P1)),
             op(
                 dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?,
                 &[&a.p2, &params_buf, &a.h, &steps],
@@ -403,7 +407,8 @@ impl GpuNetwork {
         // Step blocks: the training batches of an epoch, then the evaluation chunks.
         let mut blocks = vec![0u8; (step_stride * entries as u64) as usize];
         let put = |blocks: &mut Vec<u8>, e: usize, start: usize, n: usize| {
-            let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, _pad: 0 };
+            let full = u32::from(e < train_steps);
+            let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, full };
             let o = e * step_stride as usize;
             blocks[o..o + STEP_BYTES as usize].copy_from_slice(bytemuck::bytes_of(&b));
         };
@@ -605,7 +610,7 @@ impl GpuNetwork {
             for ch in 0..chunks {
                 let n = EVAL_BATCH.min(split.len - ch * EVAL_BATCH);
                 let e = self.train_steps + ch;
-                self.write_step(e, ch * EVAL_BATCH, n);
+                self.write_step(e, ch * EVAL_BATCH, n, false);
                 let off = Some(self.offset(e));
                 load.record(&mut pass, off, n);
                 for op in &self.forward {
@@ -705,7 +710,7 @@ impl GpuNetwork {
         assert!(n > 0 && n <= PROBE_MAX && samples.iter().all(|&s| (s as usize) < self.test.len));
         self.gpu.queue.write_buffer(&self.probe_indices, 0, bytemuck::cast_slice(samples));
         let e = self.train_steps;
-        self.write_step(e, 0, n);
+        self.write_step(e, 0, n, true);
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -726,9 +731,10 @@ impl GpuNetwork {
         })
     }
 
-    fn write_step(&self, e: usize, start: usize, n: usize) {
+    /// Writes step block `e`; `full`: conv2d_forward also stores the pre-pool activations.
+    fn write_step(&self, e: usize, start: usize, n: usize, full: bool) {
         assert!(e < self.train_steps + self.eval_steps);
-        let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, _pad: 0 };
+        let b = StepBlock { start: start as u32, n: n as u32, index: e as u32, full: u32::from(full) };
         self.gpu.queue.write_buffer(&self.steps, self.offset(e) as u64, bytemuck::bytes_of(&b));
     }
 }
