@@ -1,8 +1,8 @@
 // conv2d_backward_weight: gradients of a 3×3, padding-1 convolution's weight and bias, summed over the batch.
 //
 // Bindings (group 0):
-//   0 x       f32 layer input [n, CIN, H, W]                              read
-//   1 dy      f32 output gradient [n, COUT, H, W]                         read
+//   0 x       f32 layer input [n, CIN, H, W], W even, read as pairs     read
+//   1 dy      f32 output gradient [n, COUT, H, W], read as pairs        read
 //   2 grads   f32 all gradients; dw [COUT, CIN, 3, 3] at W_OFF,
 //             db [COUT] at B_OFF                                         write
 //   3 step    uniform: n (batch length)
@@ -43,33 +43,40 @@ const TERMS: u32 = 10u; // nine taps and the bias per channel
 const ROUND: u32 = 4u; // channels reduced per round through workgroup memory
 const WG: u32 = 64u;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // read as pairs (W even)
+@group(0) @binding(1) var<storage, read> dy: array<vec2<f32>>; // read as pairs (W even)
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> partial: array<f32, 2560>; // ROUND * TERMS * WG
 
-// x[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0 (the padding).
-fn ldx(row: u32, ix: i32, ok: bool) -> f32 {
-    let v = x[row + u32(clamp(ix, 0, i32(W) - 1))];
-    return select(0.0, v, ok && ix >= 0 && ix < i32(W));
+// The pair x[row + ix], x[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0
+// (the padding). W, rows and segments are even, so a pair is aligned and wholly inside or outside the row.
+fn ldx2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
+    let v = x[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
+    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
 }
 
-// dy[row + ix], or 0 past the end of the row.
-fn ldy(row: u32, ix: u32) -> f32 {
-    return select(0.0, dy[row + min(ix, W - 1u)], ix < W);
+// The pair dy[row + ix], dy[row + ix + 1] (ix even), or 0 past the end of the row.
+fn ldy2(row: u32, ix: u32) -> vec2<f32> {
+    return select(vec2<f32>(0.0), dy[(row + min(ix, W - 2u)) / 2u], ix < W);
 }
 
-// The three windows of input row `row` under the taps kx = 0, 1, 2 of the 16 pixels from ox.
+// The three windows of input row `row` under the taps kx = 0, 1, 2 of the 16 pixels from ox (18 values, 10 pairs).
 fn windows(row: u32, ox: i32, ok: bool) -> array<mat4x4<f32>, 3> {
+    let p0 = ldx2(row, ox - 2, ok);
+    let p1 = ldx2(row, ox, ok);
+    let p2 = ldx2(row, ox + 2, ok);
+    let p3 = ldx2(row, ox + 4, ok);
+    let p4 = ldx2(row, ox + 6, ok);
+    let p5 = ldx2(row, ox + 8, ok);
+    let p6 = ldx2(row, ox + 10, ok);
+    let p7 = ldx2(row, ox + 12, ok);
+    let p8 = ldx2(row, ox + 14, ok);
+    let p9 = ldx2(row, ox + 16, ok);
     let v = array<f32, 18>(
-        ldx(row, ox - 1, ok), ldx(row, ox, ok), ldx(row, ox + 1, ok), ldx(row, ox + 2, ok),
-        ldx(row, ox + 3, ok), ldx(row, ox + 4, ok), ldx(row, ox + 5, ok), ldx(row, ox + 6, ok),
-        ldx(row, ox + 7, ok), ldx(row, ox + 8, ok), ldx(row, ox + 9, ok), ldx(row, ox + 10, ok),
-        ldx(row, ox + 11, ok), ldx(row, ox + 12, ok), ldx(row, ox + 13, ok), ldx(row, ox + 14, ok),
-        ldx(row, ox + 15, ok), ldx(row, ox + 16, ok),
+        p0.y, p1.x, p1.y, p2.x, p2.y, p3.x, p3.y, p4.x, p4.y, p5.x, p5.y, p6.x, p6.y, p7.x, p7.y, p8.x, p8.y, p9.x,
     );
     return array<mat4x4<f32>, 3>(
         mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]),
@@ -82,12 +89,15 @@ fn windows(row: u32, ox: i32, ok: bool) -> array<mat4x4<f32>, 3> {
 fn dy_row(b: u32, co: u32, y: u32, ox0: u32) -> mat4x4<f32> {
     let row = (b * COUT + min(co, COUT - 1u)) * H * W + y * W;
     let o = ox0;
-    return mat4x4<f32>(
-        ldy(row, o), ldy(row, o + 1u), ldy(row, o + 2u), ldy(row, o + 3u),
-        ldy(row, o + 4u), ldy(row, o + 5u), ldy(row, o + 6u), ldy(row, o + 7u),
-        ldy(row, o + 8u), ldy(row, o + 9u), ldy(row, o + 10u), ldy(row, o + 11u),
-        ldy(row, o + 12u), ldy(row, o + 13u), ldy(row, o + 14u), ldy(row, o + 15u),
-    );
+    let p0 = ldy2(row, o);
+    let p1 = ldy2(row, o + 2u);
+    let p2 = ldy2(row, o + 4u);
+    let p3 = ldy2(row, o + 6u);
+    let p4 = ldy2(row, o + 8u);
+    let p5 = ldy2(row, o + 10u);
+    let p6 = ldy2(row, o + 12u);
+    let p7 = ldy2(row, o + 14u);
+    return mat4x4<f32>(p0.x, p0.y, p1.x, p1.y, p2.x, p2.y, p3.x, p3.y, p4.x, p4.y, p5.x, p5.y, p6.x, p6.y, p7.x, p7.y);
 }
 
 fn dot16(a: mat4x4<f32>, b: mat4x4<f32>) -> f32 {

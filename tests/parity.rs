@@ -221,6 +221,9 @@ fn conv2d_backward_input_matches_reference() {
 fn conv2d_backward_weight_matches_reference() {
     let Some(t) = Harness::new("conv2d_backward_weight") else { return };
     for (case, &(n, cin, cout, h)) in CONV_SHAPES.iter().chain(&[(64, 16, 32, 14)]).enumerate() {
+        if h % 2 == 1 {
+            continue; // conv2d_backward_weight reads its rows as pairs: even widths only (the host asserts it)
+        }
         let seed = 300 + case as u64;
         let x = random(n * cin * h * h, -1.0, 2.0, seed);
         let dy = random(n * cout * h * h, -1.0, 1.0, seed + 1);

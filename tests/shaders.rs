@@ -94,12 +94,9 @@ fn every_shader_validates_and_matches_its_bindings() {
         // conv2d_forward reads).
         if s.bindings.contains(&Access::Step) {
             let fourth = if s.file == "conv2d_forward.wgsl" { "full" } else { "_pad" };
-            let layout = format!("struct Step {{\n    start: u32,\n    n: u32,\n    index: u32,\n    {fourth}: u32,\n}}");
-            assert!(
-                s.source.contains(&layout),
-                "{}: Step block layout",
-                s.file
-            );
+            let layout =
+                format!("struct Step {{\n    start: u32,\n    n: u32,\n    index: u32,\n    {fourth}: u32,\n}}");
+            assert!(s.source.contains(&layout), "{}: Step block layout", s.file);
         }
     }
 }

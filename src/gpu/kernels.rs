@@ -236,10 +236,10 @@ impl Kernels {
 
     fn build(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
         let shader = shader_for(entry);
-        if entry == "conv2d_forward" {
-            // It reads its input rows as aligned pairs.
+        if entry.starts_with("conv2d_forward") || entry.starts_with("conv2d_backward_weight") {
+            // They read their input rows as aligned pairs.
             let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
-            assert!(w as u64 % 2 == 0, "conv2d_forward: W = {w} must be even (the kernel reads pairs)");
+            assert!(w as u64 % 2 == 0, "{entry}: W = {w} must be even (the kernel reads pairs)");
         }
         let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
             .bindings
