@@ -1,7 +1,7 @@
 // conv2d_backward_input: gradient of a 3×3, padding-1 convolution with respect to its input.
 //
 // Bindings (group 0):
-//   0 dy      f32 output gradient [n, COUT, H, W]                        read
+//   0 dy      f32 output gradient [n, COUT, H, W], W even, read as pairs read
 //   1 params  uniform: the parameters' first WEIGHT_VEC4S·4 floats;
 //             weight [COUT, CIN, 3, 3] at W_OFF                        read
 //   2 dx      f32 input gradient [n, CIN, H, W]                          write
@@ -33,22 +33,29 @@ const CI_B: u32 = 16u; // input channels per thread (the host's conv2d::CO_B)
 const WG: u32 = 64u;
 const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the host's kernels::WEIGHT_WINDOW_BYTES / 16)
 
-@group(0) @binding(0) var<storage, read> dy: array<f32>;
+@group(0) @binding(0) var<storage, read> dy: array<vec2<f32>>; // read as pairs (W even)
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(3) var<uniform> step: Step;
 
 // The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row
-// outside the image, and columns outside it, read as 0 (the padding).
+// outside the image, and columns outside it, read as 0 (the padding). The 18 values come as 10 aligned pairs (see
+// conv2d_forward.wgsl).
 fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
     let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
     let ok = iy >= 0 && iy < i32(H);
+    let p0 = ld2(row, ox - 2, ok);
+    let p1 = ld2(row, ox, ok);
+    let p2 = ld2(row, ox + 2, ok);
+    let p3 = ld2(row, ox + 4, ok);
+    let p4 = ld2(row, ox + 6, ok);
+    let p5 = ld2(row, ox + 8, ok);
+    let p6 = ld2(row, ox + 10, ok);
+    let p7 = ld2(row, ox + 12, ok);
+    let p8 = ld2(row, ox + 14, ok);
+    let p9 = ld2(row, ox + 16, ok);
     let v = array<f32, 18>(
-        ld(row, ox - 1, ok), ld(row, ox, ok), ld(row, ox + 1, ok), ld(row, ox + 2, ok),
-        ld(row, ox + 3, ok), ld(row, ox + 4, ok), ld(row, ox + 5, ok), ld(row, ox + 6, ok),
-        ld(row, ox + 7, ok), ld(row, ox + 8, ok), ld(row, ox + 9, ok), ld(row, ox + 10, ok),
-        ld(row, ox + 11, ok), ld(row, ox + 12, ok), ld(row, ox + 13, ok), ld(row, ox + 14, ok),
-        ld(row, ox + 15, ok), ld(row, ox + 16, ok),
+        p0.y, p1.x, p1.y, p2.x, p2.y, p3.x, p3.y, p4.x, p4.y, p5.x, p5.y, p6.x, p6.y, p7.x, p7.y, p8.x, p8.y, p9.x,
     );
     return array<mat4x4<f32>, 3>(
         mat4x4<f32>(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]),
@@ -57,10 +64,10 @@ fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
     );
 }
 
-// dy[row + ix] if ix is inside the row and the row inside the image (`ok`), else 0.
-fn ld(row: u32, ix: i32, ok: bool) -> f32 {
-    let v = dy[row + u32(clamp(ix, 0, i32(W) - 1))];
-    return select(0.0, v, ok && ix >= 0 && ix < i32(W));
+// The pair dy[row + ix], dy[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0.
+fn ld2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
+    let v = dy[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
+    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
 }
 
 // The three taps w, w + 1, w + 2 of one kernel row of one channel pair, flipped: window k meets tap 2 − k.

@@ -236,10 +236,8 @@ impl Kernels {
 
     fn build(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
         let shader = shader_for(entry);
-        if entry.starts_with("conv2d_forward") || entry.starts_with("conv2d_backward_weight") {
-            // They read their input rows as aligned pairs.
-            let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
-            assert!(w as u64 % 2 == 0, "{entry}: W = {w} must be even (the kernel reads pairs)");
+        if let Err(e) = check_shape(entry, constants) {
+            panic!("{e}"); // a shape the network never asks for: a programming error
         }
         let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
             .bindings
@@ -365,6 +363,18 @@ impl Kernel {
         let (x, y) = split_groups(groups);
         pass.dispatch_workgroups(x, y, 1);
     }
+}
+
+/// Shapes a kernel cannot take: the convolutions read their rows as aligned pairs, so W must be even (the network's
+/// are 28 and 14).
+pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
+    if entry.starts_with("conv2d_") {
+        let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
+        if w as u64 % 2 != 0 {
+            return Err(format!("{entry}: W = {w} must be even (the kernel reads its rows as pairs)"));
+        }
+    }
+    Ok(())
 }
 
 /// Splits a workgroup count into (x, y) with x ≤ 65,535; the shaders compute their index as gid.x + gid.y·nwg.x·WG, so
