@@ -370,7 +370,7 @@ impl Kernel {
 pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
     if entry.starts_with("conv2d_") {
         let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
-        if w as u64 % 2 != 0 {
+        if !(w as u64).is_multiple_of(2) {
             return Err(format!("{entry}: W = {w} must be even (the kernel reads its rows as pairs)"));
         }
     }
