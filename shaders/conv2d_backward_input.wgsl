@@ -35,7 +35,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 
 @group(0) @binding(0) var<storage, read> dy: array<vec2<f32>>; // read as pairs (W even)
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<vec2<f32>>; // stored as pairs (W even)
 @group(0) @binding(3) var<uniform> step: Step;
 
 // The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row
@@ -89,9 +89,11 @@ fn put(ci: u32, out: u32, ox0: u32, m: mat4x4<f32>) {
     if ci >= CIN {
         return;
     }
-    for (var p = 0u; p < PX; p++) {
-        if ox0 + p < W {
-            dx[out + ci * H * W + p] = m[p / 4u][p % 4u];
+    // Pairs (W and ox0 even: a pair is wholly inside or outside the row).
+    let o = (out + ci * H * W) / 2u;
+    for (var q = 0u; q < PX / 2u; q++) {
+        if ox0 + 2u * q < W {
+            dx[o + q] = vec2<f32>(m[q / 2u][(q % 2u) * 2u], m[q / 2u][(q % 2u) * 2u + 1u]);
         }
     }
 }

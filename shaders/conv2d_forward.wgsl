@@ -47,7 +47,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 
 @group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // [n, CIN, H, W] as pairs (W even)
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec2<f32>>; // stored as pairs (W even)
 @group(0) @binding(3) var<uniform> step: Step;
 @group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
 
@@ -149,12 +149,15 @@ fn put(co: u32, b: u32, yy: u32, ox0: u32, m0: mat4x4<f32>, m1: mat4x4<f32>) {
     }
     let bias = param(B_OFF + co);
     if !POOL || step.full != 0u {
-        let out = (b * COUT + co) * H * W + yy * W + ox0;
-        for (var p = 0u; p < PX; p++) {
-            if ox0 + p < W {
-                y[out + p] = act(m0[p / 4u][p % 4u], bias);
+        // Pairs (W and ox0 even: a pair is wholly inside or outside the row).
+        let out = ((b * COUT + co) * H * W + yy * W + ox0) / 2u;
+        for (var q = 0u; q < PX / 2u; q++) {
+            if ox0 + 2u * q < W {
+                let c = q / 2u;
+                let r = (q % 2u) * 2u;
+                y[out + q] = vec2<f32>(act(m0[c][r], bias), act(m0[c][r + 1u], bias));
                 if yy + 1u < H {
-                    y[out + W + p] = act(m1[p / 4u][p % 4u], bias);
+                    y[out + W / 2u + q] = vec2<f32>(act(m1[c][r], bias), act(m1[c][r + 1u], bias));
                 }
             }
         }

@@ -8,7 +8,8 @@
 // Each thread owns one pooling window (a gather, so no atomics): it writes dy of the window to the window's first
 // maximum (strict >, as in conv2d_forward's fused pool) and 0 to its other three elements. With RELU, a window whose
 // maximum is not > 0 gets 0 everywhere, which is relu_backward applied to maxpool_backward's result.
-// H and W are even (as the CPU reference requires).
+// H and W are even (as the CPU reference requires), so each window row is one aligned pair: two pair loads and two
+// pair stores per window instead of four of each (lavapipe loops over the SIMD lanes once per load or store).
 
 struct Step {
     start: u32,
@@ -24,9 +25,9 @@ override RELU: bool = true;
 
 const WG: u32 = 256u;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // a window row is one aligned pair (W even)
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<vec2<f32>>;
 @group(0) @binding(3) var<uniform> step: Step;
 
 @compute @workgroup_size(WG)
@@ -41,8 +42,12 @@ fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let q = i % (ph * pw);
     let oy = q / pw;
     let ox = q % pw;
-    let base = plane * H * W + oy * 2u * W + ox * 2u;
-    let v = vec4<f32>(x[base], x[base + 1u], x[base + W], x[base + W + 1u]);
+    // The window's two rows as pairs (in units of pairs: W even, so both are aligned).
+    let top = (plane * H * W + oy * 2u * W + ox * 2u) / 2u;
+    let bottom = top + W / 2u;
+    let t = x[top];
+    let u = x[bottom];
+    let v = vec4<f32>(t, u);
     // The window's first maximum, in row-major order.
     var arg = 0u;
     var m = v.x;
@@ -59,8 +64,6 @@ fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         arg = 3u;
     }
     let g = select(dy[i], 0.0, RELU && !(m > 0.0));
-    dx[base] = select(0.0, g, arg == 0u);
-    dx[base + 1u] = select(0.0, g, arg == 1u);
-    dx[base + W] = select(0.0, g, arg == 2u);
-    dx[base + W + 1u] = select(0.0, g, arg == 3u);
+    dx[top] = vec2<f32>(select(0.0, g, arg == 0u), select(0.0, g, arg == 1u));
+    dx[bottom] = vec2<f32>(select(0.0, g, arg == 2u), select(0.0, g, arg == 3u));
 }
