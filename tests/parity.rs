@@ -159,39 +159,43 @@ fn conv2d_forward_matches_reference() {
                 (0..pooled_len).map(|i| window(i).iter().map(|&j| want[j]).fold(f64::MIN, f64::max)).collect();
             let tol_pooled = |i: usize| window(i).iter().map(|&j| tol(j)).fold(0.0, f64::max);
             for (pool, full) in [(false, true), (true, true), (true, false)] {
-                let k = t.kernel(
-                    "conv2d_forward",
-                    &[
-                        c("CIN", cin),
-                        c("COUT", cout),
-                        c("H", h),
-                        c("W", h),
-                        c("W_OFF", w_off),
-                        c("B_OFF", b_off),
-                        flag("RELU", relu),
-                        flag("POOL", pool),
-                    ],
-                );
-                let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
-                let pooled_b = t.poisoned(pooled_len.max(1));
-                t.set_step_full(0, n as u32, 0, full);
-                t.run(&k, &[&xb, &pb, &yb, &t.step, &pooled_b], conv2d::forward_groups(n, cout, h, h), true);
-                let what =
-                    format!("conv2d_forward n={n} cin={cin} cout={cout} h={h} relu={relu} pool={pool} full={full}");
-                let y = t.read(&yb, want.len());
-                if full {
-                    assert_close(&what, &y, &want, &tol, RTOL);
-                } else {
-                    assert!(y.iter().all(|v| v.is_nan()), "{what}: stored the pre-pool output without step.full");
+                let constants = [
+                    c("CIN", cin),
+                    c("COUT", cout),
+                    c("H", h),
+                    c("W", h),
+                    c("W_OFF", w_off),
+                    c("B_OFF", b_off),
+                    flag("RELU", relu),
+                    flag("POOL", pool),
+                ];
+                // The plain kernel, and the subgroup one where the adapter runs it (lavapipe does).
+                let mut variants = vec![("conv2d_forward", conv2d::forward_groups(n, cout, h, h))];
+                if t.gpu.subgroups_of_8 {
+                    variants.push(("conv2d_forward_subgroup", conv2d::forward_subgroup_groups(n, cout, h, h)));
                 }
-                if pool {
-                    let got = t.read(&pooled_b, pooled_len);
-                    assert_close(&format!("{what} (pooled)"), &got, &want_pooled, &tol_pooled, RTOL);
+                for (entry, groups) in variants {
+                    let k = t.kernel(entry, &constants);
+                    let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
+                    let pooled_b = t.poisoned(pooled_len.max(1));
+                    t.set_step_full(0, n as u32, 0, full);
+                    t.run(&k, &[&xb, &pb, &yb, &t.step, &pooled_b], groups, true);
+                    let what = format!("{entry} n={n} cin={cin} cout={cout} h={h} relu={relu} pool={pool} full={full}");
+                    let y = t.read(&yb, want.len());
                     if full {
-                        // Exactly the max of the stored values, ties to the first (as maxpool_backward assumes).
-                        let mut exact = vec![0.0f32; pooled_len];
-                        maxpool_forward(&y, &mut exact, n, cout, h, h);
-                        assert_exact(&format!("{what} (pooled vs its own output)"), &got, &exact);
+                        assert_close(&what, &y, &want, &tol, RTOL);
+                    } else {
+                        assert!(y.iter().all(|v| v.is_nan()), "{what}: stored the pre-pool output without step.full");
+                    }
+                    if pool {
+                        let got = t.read(&pooled_b, pooled_len);
+                        assert_close(&format!("{what} (pooled)"), &got, &want_pooled, &tol_pooled, RTOL);
+                        if full {
+                            // Exactly the max of the stored values, ties to the first (as maxpool_backward assumes).
+                            let mut exact = vec![0.0f32; pooled_len];
+                            maxpool_forward(&y, &mut exact, n, cout, h, h);
+                            assert_exact(&format!("{what} (pooled vs its own output)"), &got, &exact);
+                        }
                     }
                 }
             }

@@ -91,9 +91,9 @@ fn every_shader_validates_and_matches_its_bindings() {
             }
         }
         // The per-step block is 16 bytes, as the host lays it out (the fourth word is the `full` flag, which only
-        // conv2d_forward reads).
+        // the two forward convolutions read).
         if s.bindings.contains(&Access::Step) {
-            let fourth = if s.file == "conv2d_forward.wgsl" { "full" } else { "_pad" };
+            let fourth = if s.file.starts_with("conv2d_forward") { "full" } else { "_pad" };
             let layout =
                 format!("struct Step {{\n    start: u32,\n    n: u32,\n    index: u32,\n    {fourth}: u32,\n}}");
             assert!(s.source.contains(&layout), "{}: Step block layout", s.file);

@@ -38,18 +38,24 @@ pub struct Shader {
     pub bindings: &'static [Access],
     /// Threads per workgroup (the shader's `WG`).
     pub workgroup: u32,
+    /// Uses subgroup operations: built only on devices with `Gpu::subgroups_of_8`.
+    pub subgroups: bool,
 }
 
 use Access::*;
 
 macro_rules! shader {
     ($file:literal, [$($entry:literal),+], [$($b:expr),+], $wg:expr) => {
+        shader!($file, [$($entry),+], [$($b),+], $wg, false)
+    };
+    ($file:literal, [$($entry:literal),+], [$($b:expr),+], $wg:expr, $subgroups:expr) => {
         Shader {
             file: $file,
             source: include_str!(concat!("../../shaders/", $file)),
             entry_points: &[$($entry),+],
             bindings: &[$($b),+],
             workgroup: $wg,
+            subgroups: $subgroups,
         }
     };
 }
@@ -57,6 +63,13 @@ macro_rules! shader {
 pub const SHADERS: &[Shader] = &[
     shader!("load_batch.wgsl", ["load_batch"], [Read, Read, Read, ReadWrite, ReadWrite, Step], 256),
     shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Weights, ReadWrite, Step, ReadWrite], 64),
+    shader!(
+        "conv2d_forward_subgroup.wgsl",
+        ["conv2d_forward_subgroup"],
+        [Read, Weights, ReadWrite, Step, ReadWrite],
+        64,
+        true
+    ),
     shader!("conv2d_backward_input.wgsl", ["conv2d_backward_input"], [Read, Weights, ReadWrite, Step], 64),
     shader!(
         "conv2d_backward_weight.wgsl",
@@ -93,6 +106,14 @@ pub mod conv2d {
     pub const CO_B: usize = 16;
     /// Output channels per thread of conv2d_forward (two row segments each: rows 2i and 2i + 1).
     pub const FORWARD_CO_B: usize = 8;
+    /// conv2d_forward_subgroup: the subgroup width = output channels per block = tiles per workgroup.
+    pub const SUBGROUP: usize = 8;
+
+    /// Workgroups of conv2d_forward_subgroup for a batch of n: per block of SUBGROUP output channels, one workgroup
+    /// per SUBGROUP tiles (pairs of rows × segments).
+    pub fn forward_subgroup_groups(n: usize, cout: usize, h: usize, w: usize) -> u64 {
+        cout.div_ceil(SUBGROUP) as u64 * (n as u64 * forward_tiles_per_sample(h, w)).div_ceil(SUBGROUP as u64)
+    }
 
     /// Threads per sample of conv2d_forward on an `h`×`w` plane: one per pair of rows and segment.
     pub fn forward_tiles_per_sample(h: usize, w: usize) -> u64 {
@@ -189,7 +210,7 @@ fn spec_key(entry: &str, constants: &[(&str, f64)]) -> String {
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Result<Kernels, GpuError> {
         let mut modules = HashMap::new();
-        for s in SHADERS {
+        for s in SHADERS.iter().filter(|s| !s.subgroups || gpu.subgroups_of_8) {
             let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(s.file),
                 source: wgpu::ShaderSource::Wgsl(s.source.into()),

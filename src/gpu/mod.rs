@@ -196,11 +196,18 @@ pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter),
     }
 }
 
-/// The naga shader capabilities our shaders may use: none beyond core WGSL. The device is opened with no feature that
-/// would enable one (only `TIMESTAMP_QUERY`, for benchmarks, which is not a shader capability), so the shader-hygiene
-/// test validates every shader with exactly this set.
+/// The naga shader capabilities our shaders may use: subgroup operations (only `conv2d_forward_subgroup`, built only
+/// where the device has `Features::SUBGROUP`) and nothing else beyond core WGSL. The shader-hygiene test validates
+/// every shader with exactly this set.
 pub fn shader_capabilities() -> naga::valid::Capabilities {
-    naga::valid::Capabilities::empty()
+    naga::valid::Capabilities::SUBGROUP
+}
+
+/// Whether to use the kernels written for subgroups of exactly 8 invocations: the adapter has subgroups, always 8
+/// wide (lavapipe's 8-lane SIMD), and `GPU_CNN_SUBGROUPS` is not `0` (which forces the plain kernels, to compare).
+fn use_subgroups_of_8(features: wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
+    let off = std::env::var("GPU_CNN_SUBGROUPS").is_ok_and(|v| v == "0");
+    !off && features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size == 8 && info.subgroup_max_size == 8
 }
 
 /// An open device on one adapter.
@@ -210,6 +217,8 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The device runs the kernels written for subgroups of 8 (see `use_subgroups_of_8`).
+    pub subgroups_of_8: bool,
     timeout: Duration,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -230,7 +239,11 @@ impl Gpu {
         // Ask for what the adapter offers (its own storage-binding and buffer-size limits, so large batches fit where the
         // adapter allows); sizes are then checked against these limits up front with a clear message.
         let required_limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let subgroups_of_8 = use_subgroups_of_8(adapter.features(), &adapter.get_info());
+        let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        if subgroups_of_8 {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-cnn"),
             required_features: features,
@@ -262,6 +275,7 @@ impl Gpu {
             adapter: summary,
             limits: required_limits,
             features,
+            subgroups_of_8,
             timeout: Duration::from_secs(secs),
             errors,
             lost,

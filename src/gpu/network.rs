@@ -36,6 +36,8 @@ enum Size {
     Groups(u64),
     /// `blocks · ⌈tiles · n / WG⌉` workgroups: per channel block, enough workgroups for `tiles` threads per sample.
     Tiled { blocks: u64, tiles: u64 },
+    /// `blocks · ⌈tiles · n / per_group⌉` workgroups: per channel block, `per_group` tiles per workgroup.
+    TiledGroups { blocks: u64, tiles: u64, per_group: u64 },
 }
 
 /// One recorded dispatch: a pipeline, its bind group and its size.
@@ -63,7 +65,7 @@ impl Op {
         let get = |k: &str| self.kernel.constants.iter().find(|(name, _)| name == k).map_or(0.0, |c| c.1);
         let n = n as f64;
         match self.kernel.entry {
-            "conv2d_forward" | "conv2d_backward_input" | "conv2d_backward_weight" => {
+            "conv2d_forward" | "conv2d_forward_subgroup" | "conv2d_backward_input" | "conv2d_backward_weight" => {
                 2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W")
             }
             "dense_forward" | "dense_backward_input" | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
@@ -83,6 +85,12 @@ impl Op {
                 let groups = blocks * (tiles * n).div_ceil(self.kernel.workgroup as u64);
                 self.kernel.dispatch_workgroups(pass, &self.group, step_offset, groups)
             }
+            Size::TiledGroups { blocks, tiles, per_group } => self.kernel.dispatch_workgroups(
+                pass,
+                &self.group,
+                step_offset,
+                blocks * (tiles * n).div_ceil(per_group),
+            ),
         }
     }
 }
@@ -286,10 +294,12 @@ impl GpuNetwork {
             Size::PerSample(IMAGE_PIXELS as u64),
         );
 
+        // The forward convolution: the subgroup kernel where the adapter has subgroups of 8 (lavapipe), else the plain one.
+        let conv_entry = if gpu.subgroups_of_8 { "conv2d_forward_subgroup" } else { "conv2d_forward" };
         // The pipelines of the big unrolled kernels, built ahead on two threads (costliest first), then taken below.
         let conv_spec = |cin, cout, h, w_off, b_off| -> Spec {
             let k = vec![c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)];
-            ("conv2d_forward", k.into_iter().chain([relu(true), ("POOL", 1.0)]).collect())
+            (conv_entry, k.into_iter().chain([relu(true), ("POOL", 1.0)]).collect())
         };
         let dense_spec = |inp, out, w_off, b_off, r| -> Spec {
             ("dense_forward", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
@@ -328,9 +338,14 @@ impl GpuNetwork {
             blocks: channels.div_ceil(conv2d::CO_B) as u64,
             tiles: conv2d::tiles_per_sample(h, h),
         };
-        let conv_fwd_size = |channels: usize, h: usize| Size::Tiled {
-            blocks: channels.div_ceil(conv2d::FORWARD_CO_B) as u64,
-            tiles: conv2d::forward_tiles_per_sample(h, h),
+        let conv_fwd_size = |channels: usize, h: usize| {
+            let tiles = conv2d::forward_tiles_per_sample(h, h);
+            if gpu.subgroups_of_8 {
+                let per_group = conv2d::SUBGROUP as u64;
+                Size::TiledGroups { blocks: channels.div_ceil(conv2d::SUBGROUP) as u64, tiles, per_group }
+            } else {
+                Size::Tiled { blocks: channels.div_ceil(conv2d::FORWARD_CO_B) as u64, tiles }
+            }
         };
         let dense = |inp, out, w_off, b_off, r| take(dense_spec(inp, out, w_off, b_off, r));
         let forward = vec![
