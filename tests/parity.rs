@@ -253,26 +253,33 @@ fn conv2d_backward_weight_matches_reference() {
                 c("B_OFF", b_off),
                 c("SPLIT", split),
             ];
-            let k = t.kernel("conv2d_backward_weight", &consts);
-            let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
-            let pb = t.poisoned(conv2d::partials_len(cin, cout, split));
-            t.set_step(0, n as u32, 0);
-            let bufs = [&xb, &dyb, &gb, &t.step, &pb];
-            t.run(&k, &bufs, conv2d::backward_weight_groups(cin, cout) * split as u64, true);
-            if split > 1 {
-                let r = t.kernel("conv2d_backward_weight_reduce", &consts);
-                t.run(&r, &bufs, conv2d::backward_weight_reduce_groups(cin, cout), true);
+            // The plain kernel, and the subgroup one where the adapter runs it (lavapipe does).
+            let mut variants = vec![("conv2d_backward_weight", conv2d::backward_weight_groups(cin, cout))];
+            if t.gpu.subgroups_of_8 {
+                variants.push(("conv2d_backward_weight_subgroup", conv2d::backward_weight_subgroup_groups(cin, cout)));
             }
-            let got = t.read(&gb, len);
-            let what = format!("conv2d_backward_weight n={n} cin={cin} cout={cout} h={h} split={split}");
-            let k_terms = n * h * h;
-            assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, k_terms), RTOL);
-            assert_close(&format!("{what} db"), &got[b_off..b_off + cout], &db, &bound(&db_abs, k_terms), RTOL);
-            // Nothing outside the two tensors is written.
-            assert!(
-                got[..w_off].iter().chain(&got[b_off + cout..]).all(|v| v.is_nan()),
-                "{what}: wrote outside its tensors"
-            );
+            for (entry, groups) in variants {
+                let k = t.kernel(entry, &consts);
+                let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
+                let pb = t.poisoned(conv2d::partials_len(cin, cout, split));
+                t.set_step(0, n as u32, 0);
+                let bufs = [&xb, &dyb, &gb, &t.step, &pb];
+                t.run(&k, &bufs, groups * split as u64, true);
+                if split > 1 {
+                    let r = t.kernel("conv2d_backward_weight_reduce", &consts);
+                    t.run(&r, &bufs, conv2d::backward_weight_reduce_groups(cin, cout), true);
+                }
+                let got = t.read(&gb, len);
+                let what = format!("{entry} n={n} cin={cin} cout={cout} h={h} split={split}");
+                let k_terms = n * h * h;
+                assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, k_terms), RTOL);
+                assert_close(&format!("{what} db"), &got[b_off..b_off + cout], &db, &bound(&db_abs, k_terms), RTOL);
+                // Nothing outside the two tensors is written.
+                assert!(
+                    got[..w_off].iter().chain(&got[b_off + cout..]).all(|v| v.is_nan()),
+                    "{what}: wrote outside its tensors"
+                );
+            }
         }
     }
 }

@@ -77,6 +77,13 @@ pub const SHADERS: &[Shader] = &[
         [Read, Read, ReadWrite, Step, ReadWrite],
         64
     ),
+    shader!(
+        "conv2d_backward_weight_subgroup.wgsl",
+        ["conv2d_backward_weight_subgroup"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
+        64,
+        true
+    ),
     shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
     shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
     shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 8),
@@ -107,7 +114,16 @@ pub mod conv2d {
     /// Output channels per thread of conv2d_forward (two row segments each: rows 2i and 2i + 1).
     pub const FORWARD_CO_B: usize = 8;
     /// conv2d_forward_subgroup: the subgroup width = output channels per block = tiles per workgroup.
+    /// conv2d_backward_weight_subgroup: output channels per workgroup.
     pub const SUBGROUP: usize = 8;
+    /// Input channels per workgroup of conv2d_backward_weight_subgroup.
+    pub const SUBGROUP_CI_B: usize = 4;
+
+    /// Workgroups of conv2d_backward_weight_subgroup with SPLIT = 1 (one per block of SUBGROUP output channels and
+    /// SUBGROUP_CI_B input channels); with SPLIT = s it takes s times as many.
+    pub fn backward_weight_subgroup_groups(cin: usize, cout: usize) -> u64 {
+        (cout.div_ceil(SUBGROUP) * cin.div_ceil(SUBGROUP_CI_B)) as u64
+    }
 
     /// Workgroups of conv2d_forward_subgroup for a batch of n: per block of SUBGROUP output channels, one workgroup
     /// per SUBGROUP tiles (pairs of rows × segments).

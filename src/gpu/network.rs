@@ -65,9 +65,11 @@ impl Op {
         let get = |k: &str| self.kernel.constants.iter().find(|(name, _)| name == k).map_or(0.0, |c| c.1);
         let n = n as f64;
         match self.kernel.entry {
-            "conv2d_forward" | "conv2d_forward_subgroup" | "conv2d_backward_input" | "conv2d_backward_weight" => {
-                2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W")
-            }
+            "conv2d_forward"
+            | "conv2d_forward_subgroup"
+            | "conv2d_backward_input"
+            | "conv2d_backward_weight"
+            | "conv2d_backward_weight_subgroup" => 2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W"),
             "dense_forward" | "dense_backward_input" | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
             _ => 0.0,
         }
@@ -294,8 +296,17 @@ impl GpuNetwork {
             Size::PerSample(IMAGE_PIXELS as u64),
         );
 
-        // The forward convolution: the subgroup kernel where the adapter has subgroups of 8 (lavapipe), else the plain one.
+        // The forward convolution and the weight gradient: the subgroup kernels where the adapter has subgroups of 8
+        // (lavapipe), else the plain ones.
         let conv_entry = if gpu.subgroups_of_8 { "conv2d_forward_subgroup" } else { "conv2d_forward" };
+        let bw_entry = if gpu.subgroups_of_8 { "conv2d_backward_weight_subgroup" } else { "conv2d_backward_weight" };
+        let bw_groups = |cin: usize, cout: usize| {
+            if gpu.subgroups_of_8 {
+                conv2d::backward_weight_subgroup_groups(cin, cout)
+            } else {
+                conv2d::backward_weight_groups(cin, cout)
+            }
+        };
         // The pipelines of the big unrolled kernels, built ahead on two threads (costliest first), then taken below.
         let conv_spec = |cin, cout, h, w_off, b_off| -> Spec {
             let k = vec![c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)];
@@ -318,12 +329,12 @@ impl GpuNetwork {
             ("conv2d_backward_input", vec![c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off)])
         };
         let ahead = vec![
-            conv_bw_spec("conv2d_backward_weight", C1, C2, P1, CONV2_W, CONV2_B, 1),
+            conv_bw_spec(bw_entry, C1, C2, P1, CONV2_W, CONV2_B, 1),
             dense_bw_spec(FLAT, HIDDEN, FC1_W, FC1_B),
             dense_bw_spec(HIDDEN, CLASSES, FC2_W, FC2_B),
             conv_spec(1, C1, H1, CONV1_W, CONV1_B),
             dense_spec(FLAT, HIDDEN, FC1_W, FC1_B, true),
-            conv_bw_spec("conv2d_backward_weight", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT),
+            conv_bw_spec(bw_entry, 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT),
             dense_bi_spec(HIDDEN, CLASSES, FC2_W, true),
             dense_bi_spec(FLAT, HIDDEN, FC1_W, false),
             dense_spec(HIDDEN, CLASSES, FC2_W, FC2_B, false),
@@ -394,16 +405,16 @@ impl GpuNetwork {
             ),
             op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P2 * P2) as u64)),
             op(
-                conv_bw("conv2d_backward_weight", C1, C2, P1, CONV2_W, CONV2_B, 1)?,
+                conv_bw(bw_entry, C1, C2, P1, CONV2_W, CONV2_B, 1)?,
                 &[&a.p1, &a.dz2, &grads, &steps, &partials],
-                Size::Groups(conv2d::backward_weight_groups(C1, C2)),
+                Size::Groups(bw_groups(C1, C2)),
             ),
             op(conv_bi(C1, C2, P1, CONV2_W)?, &[&a.dz2, &params_buf, &a.dp1, &steps], conv_size(C1, P1)),
             op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
             op(
-                conv_bw("conv2d_backward_weight", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
+                conv_bw(bw_entry, 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
                 &[&a.x, &a.dz1, &grads, &steps, &partials],
-                Size::Groups(conv2d::backward_weight_groups(1, C1) * CONV1_BW_SPLIT as u64),
+                Size::Groups(bw_groups(1, C1) * CONV1_BW_SPLIT as u64),
             ),
             op(
                 conv_bw("conv2d_backward_weight_reduce", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
