@@ -7,6 +7,7 @@ use common::*;
 use gpu_cnn::checkpoint::{self, Checkpoint};
 use gpu_cnn::data::{self, Split};
 use gpu_cnn::gpu::network::GpuNetwork;
+use gpu_cnn::gpu::Gpu;
 use gpu_cnn::model::{self, normalize_pixel, PARAM_TENSORS};
 use gpu_cnn::reference::network;
 
@@ -27,6 +28,23 @@ fn batch_x(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
 #[test]
 fn one_training_step_matches_reference() {
     let Some(gpu) = gpu("one_training_step_matches_reference") else { return };
+    one_step_against_reference(gpu);
+}
+
+/// The same with the plain kernels where the adapter would run the subgroup ones (lavapipe), so both wirings of the
+/// network are checked end to end.
+#[test]
+fn one_training_step_matches_reference_with_plain_kernels() {
+    let Some(gpu) = gpu("one_training_step_matches_reference_with_plain_kernels") else { return };
+    if !gpu.subgroups_of_8 {
+        eprintln!("skipped: this adapter runs the plain kernels anyway (the test above covers them)");
+        return;
+    }
+    one_step_against_reference(Gpu::open_plain(&Default::default()).expect("the same adapter, opened plain"));
+}
+
+fn one_step_against_reference(gpu: Gpu) {
+    eprintln!("subgroup kernels: {}", gpu.subgroups_of_8);
     let d = mnist();
     let train = d.train.take(640);
     let params = model::init_params(7);

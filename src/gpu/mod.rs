@@ -235,11 +235,22 @@ impl Gpu {
         Self::open_adapter(summary, adapter)
     }
 
+    /// Opens the selected adapter for the plain kernels only (no subgroup kernels, as with `GPU_CNN_SUBGROUPS=0`): the
+    /// tests run the network both ways on an adapter that has subgroups.
+    pub fn open_plain(sel: &AdapterSelection) -> Result<Gpu, GpuError> {
+        let (summary, adapter) = choose(sel)?;
+        Self::open_with(summary, adapter, false)
+    }
+
     pub fn open_adapter(summary: AdapterSummary, adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
+        Self::open_with(summary, adapter, true)
+    }
+
+    fn open_with(summary: AdapterSummary, adapter: wgpu::Adapter, subgroups: bool) -> Result<Gpu, GpuError> {
         // Ask for what the adapter offers (its own storage-binding and buffer-size limits, so large batches fit where the
         // adapter allows); sizes are then checked against these limits up front with a clear message.
         let required_limits = adapter.limits();
-        let subgroups_of_8 = use_subgroups_of_8(adapter.features(), &adapter.get_info());
+        let subgroups_of_8 = subgroups && use_subgroups_of_8(adapter.features(), &adapter.get_info());
         let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         if subgroups_of_8 {
             features |= wgpu::Features::SUBGROUP;
