@@ -145,8 +145,9 @@ struct BenchArgs {
     /// Images per training step.
     #[arg(long, default_value_t = 64, value_parser = positive_usize)]
     batch_size: usize,
-    /// Training steps per timed run.
-    #[arg(long, default_value_t = 50, value_parser = positive_usize)]
+    /// Training steps per timed run (200: runs of ~4 s on lavapipe; 50-step runs were too short to separate kernel
+    /// variants on a noisy 2-core VM).
+    #[arg(long, default_value_t = 200, value_parser = positive_usize)]
     steps: usize,
     /// Timed runs (the median is reported).
     #[arg(long, default_value_t = 5, value_parser = positive_usize)]
