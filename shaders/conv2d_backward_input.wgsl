@@ -104,8 +104,8 @@ fn conv2d_backward_input(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    // The channel block comes from the workgroup id alone, so it is uniform across the workgroup: lavapipe then loads
-    // each weight once per workgroup (a scalar load) instead of once per lane (a gather).
+    // The channel block comes from the workgroup id alone, so it is uniform across the workgroup (drivers that notice
+    // may load each weight once; Mesa 22.3's lavapipe does not, hence the uniform-buffer window).
     let segs = (W + PX - 1u) / PX;
     let tiles = step.n * H * segs;
     let per_block = (tiles + WG - 1u) / WG;
