@@ -21,10 +21,17 @@ pub struct DeviceInfo {
     pub backend: String,
     pub driver: String,
     pub driver_info: String,
+    /// The adapter's subgroup widths (`AdapterSummary::subgroups`); empty in results from before it was recorded.
+    #[serde(default)]
+    pub subgroups: String,
+    /// Which kernel set ran: "subgroup (8 lanes)" or "plain" (see the README's "Kernel variants").
+    #[serde(default)]
+    pub kernels: String,
 }
 
 impl DeviceInfo {
-    pub fn of(a: &AdapterSummary) -> Self {
+    /// The adapter, and whether the run used the subgroup kernels.
+    pub fn of(a: &AdapterSummary, subgroup_kernels: bool) -> Self {
         DeviceInfo {
             name: a.name.clone(),
             vendor: a.vendor.clone(),
@@ -32,6 +39,8 @@ impl DeviceInfo {
             backend: a.backend.clone(),
             driver: a.driver.clone(),
             driver_info: a.driver_info.clone(),
+            subgroups: a.subgroups.clone(),
+            kernels: if subgroup_kernels { "subgroup (8 lanes)" } else { "plain" }.to_string(),
         }
     }
 
@@ -44,6 +53,8 @@ impl DeviceInfo {
             backend: "cpu".into(),
             driver: "gpu-cnn reference".into(),
             driver_info: String::new(),
+            subgroups: "–".into(),
+            kernels: "CPU reference".into(),
         }
     }
 }
@@ -113,7 +124,7 @@ pub struct BenchConfig {
 /// Benchmarks one adapter: start-up, training steps (warm-up, then `repeats` runs of `steps` steps), inference on the
 /// test set, and per-kernel times.
 pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<BenchResult> {
-    let device = DeviceInfo::of(&gpu.adapter);
+    let device = DeviceInfo::of(&gpu.adapter, gpu.subgroups_of_8);
     let params = model::init_params(model::DEFAULT_SEED);
     let t0 = Instant::now();
     let mut net = GpuNetwork::new(gpu, cfg.batch_size, Some(&data.train), &data.test, &params)?;
@@ -212,6 +223,10 @@ pub fn table(results: &[BenchResult]) -> String {
     };
     s.push_str(&row("device type", &|r| r.device.device_type.clone()));
     s.push_str(&row("driver", &|r| format!("{} {}", r.device.driver, r.device.driver_info).trim().to_string()));
+    s.push_str(&row("subgroup widths / kernel set", &|r| {
+        let or_dash = |v: &str| if v.is_empty() { "–".to_string() } else { v.to_string() };
+        format!("{} / {}", or_dash(&r.device.subgroups), or_dash(&r.device.kernels))
+    }));
     s.push_str(&row("batch size", &|r| r.batch_size.to_string()));
     s.push_str(&row("training images/s (median [min–max])", &|r| fmt_stats(&r.train_images_per_sec)));
     s.push_str(&row("epoch-equivalent (60k images), s", &|r| format!("{:.2}", r.epoch_seconds)));

@@ -262,7 +262,7 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
 fn device_json(adapter: &Option<AdapterSummary>) -> serde_json::Value {
     match adapter {
         Some(a) => {
-            json!({"name": a.name, "vendor": a.vendor, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "driver_info": a.driver_info})
+            json!({"name": a.name, "vendor": a.vendor, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "driver_info": a.driver_info, "subgroups": a.subgroups})
         }
         None => {
             json!({"name": "CPU reference", "vendor": "", "backend": "cpu", "device_type": "cpu", "driver": "gpu-cnn reference", "driver_info": ""})

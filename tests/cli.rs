@@ -176,6 +176,7 @@ fn adapters_lists_something_or_says_how_to_get_one() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     for a in v.as_array().unwrap() {
         assert!(a["name"].is_string() && a["backend"].is_string() && a["index"].is_number());
+        assert!(a["subgroups"].is_string(), "subgroup widths in {a}");
     }
 }
 
@@ -262,9 +263,12 @@ fn bench_writes_results_that_bench_report_merges() {
         .clone();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let r = &v[0];
-    for k in ["name", "vendor", "device_type", "backend", "driver", "driver_info"] {
+    for k in ["name", "vendor", "device_type", "backend", "driver", "driver_info", "subgroups", "kernels"] {
         assert!(r["device"][k].is_string(), "device.{k} in {r}");
     }
+    // The kernel set follows the adapter's subgroup widths (lavapipe: 8, so the subgroup kernels).
+    let kernels = r["device"]["kernels"].as_str().unwrap();
+    assert_eq!(kernels == "plain", r["device"]["subgroups"] != "8", "{r}");
     for k in ["wgpu_version", "gpu_cnn_commit", "date", "command", "kernel_timer"] {
         assert!(r[k].is_string(), "{k} in {r}");
     }

@@ -51,10 +51,19 @@ pub struct AdapterSummary {
     pub device_type: String,
     pub driver: String,
     pub driver_info: String,
+    /// Subgroup widths the adapter may use ("8", "32–64"), or "none" where it offers no subgroup operations.
+    pub subgroups: String,
 }
 
 impl AdapterSummary {
-    fn new(index: usize, info: &wgpu::AdapterInfo) -> Self {
+    fn new(index: usize, info: &wgpu::AdapterInfo, features: wgpu::Features) -> Self {
+        let subgroups = if !features.contains(wgpu::Features::SUBGROUP) {
+            "none".to_string()
+        } else if info.subgroup_min_size == info.subgroup_max_size {
+            info.subgroup_min_size.to_string()
+        } else {
+            format!("{}–{}", info.subgroup_min_size, info.subgroup_max_size)
+        };
         AdapterSummary {
             index,
             name: info.name.clone(),
@@ -63,6 +72,7 @@ impl AdapterSummary {
             device_type: device_type_name(info.device_type).to_string(),
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
+            subgroups,
         }
     }
 
@@ -70,12 +80,12 @@ impl AdapterSummary {
         self.device_type == "cpu"
     }
 
-    /// One line: name, backend, type, driver (and "software adapter" where it is one).
+    /// One line: name, backend, type, driver, subgroup widths (and "software adapter" where it is one).
     pub fn line(&self) -> String {
         let soft = if self.is_software() { ", a software adapter (runs on the CPU)" } else { "" };
         format!(
-            "{} ({}, {}, driver {} {}){}",
-            self.name, self.backend, self.device_type, self.driver, self.driver_info, soft
+            "{} ({}, {}, driver {} {}, subgroups {}){}",
+            self.name, self.backend, self.device_type, self.driver, self.driver_info, self.subgroups, soft
         )
     }
 }
@@ -135,7 +145,7 @@ pub fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary, wgpu
         let i = a.get_info();
         (backend_rank(i.backend), i.name.clone())
     });
-    adapters.into_iter().enumerate().map(|(i, a)| (AdapterSummary::new(i, &a.get_info()), a)).collect()
+    adapters.into_iter().enumerate().map(|(i, a)| (AdapterSummary::new(i, &a.get_info(), a.features()), a)).collect()
 }
 
 fn backend_rank(b: wgpu::Backend) -> u8 {
