@@ -113,18 +113,24 @@ fn bound(sum_abs: &[f64], k: usize) -> impl Fn(usize) -> f64 + '_ {
 const RTOL: f64 = 1e-5;
 
 /// (n, cin, cout, h): the network's two convolutions, batch 1, an odd batch, and sizes that are not multiples of the
-/// workgroup size or of the channel blocks. Widths are even: the kernels read rows as pairs (`conv_widths_must_be_even`).
+/// workgroup size or of the channel blocks. Widths are even: the kernels read rows as pairs (`kernels_refuse_shapes_they_cannot_take`).
 const CONV_SHAPES: &[(usize, usize, usize, usize)] =
     &[(1, 1, 16, 28), (3, 1, 16, 28), (1, 16, 32, 14), (5, 16, 32, 14), (3, 3, 5, 6), (2, 17, 19, 10)];
 
 #[test]
-fn conv_widths_must_be_even() {
+fn kernels_refuse_shapes_they_cannot_take() {
     for entry in ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight"] {
         let err = kernels::check_shape(entry, &[("CIN", 3.0), ("COUT", 5.0), ("H", 5.0), ("W", 5.0)]).unwrap_err();
         assert!(err.contains("W = 5 must be even"), "{err}");
         assert!(kernels::check_shape(entry, &[("H", 6.0), ("W", 6.0)]).is_ok());
     }
-    assert!(kernels::check_shape("dense_forward", &[("IN", 13.0)]).is_ok());
+    assert!(kernels::check_shape("dense_forward", &[("IN", 13.0), ("W_OFF", 3.0)]).is_ok());
+    // The subgroup dense kernel reads vec4s.
+    let err = kernels::check_shape("dense_forward_subgroup", &[("IN", 13.0), ("W_OFF", 4.0)]).unwrap_err();
+    assert!(err.contains("IN = 13 must be a multiple of 4"), "{err}");
+    let err = kernels::check_shape("dense_forward_subgroup", &[("IN", 12.0), ("W_OFF", 3.0)]).unwrap_err();
+    assert!(err.contains("W_OFF = 3 must be a multiple of 4"), "{err}");
+    assert!(kernels::check_shape("dense_forward_subgroup", &[("IN", 1568.0), ("W_OFF", 4800.0)]).is_ok());
 }
 
 #[test]
@@ -314,8 +320,17 @@ fn maxpool_backward_matches_reference_exactly() {
 }
 
 /// (n, inp, out): fc1, fc2, batch 1, odd batch, odd sizes.
-const DENSE_SHAPES: &[(usize, usize, usize)] =
-    &[(1, 1568, 128), (3, 1568, 128), (64, 1568, 128), (5, 128, 10), (64, 128, 10), (7, 13, 6), (2, 3, 1)];
+const DENSE_SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1568, 128),
+    (3, 1568, 128),
+    (64, 1568, 128),
+    (5, 128, 10),
+    (64, 128, 10),
+    (250, 128, 10),
+    (17, 20, 37),
+    (7, 13, 6),
+    (2, 3, 1),
+];
 
 #[test]
 fn dense_forward_matches_reference() {
@@ -323,25 +338,33 @@ fn dense_forward_matches_reference() {
     for (case, &(n, inp, out)) in DENSE_SHAPES.iter().enumerate() {
         let seed = 700 + case as u64;
         let x = random(n * inp, -1.0, 2.0, seed);
-        let w_off = 3;
-        let b_off = w_off + out * inp + 1;
-        let params = random(b_off + out + 2, -0.3, 0.3, seed + 1);
-        let (w, b) = (&params[w_off..w_off + out * inp], &params[b_off..b_off + out]);
-        let mut reference = vec![0.0f64; n * out];
-        dense_forward(&to_f64(&x), &to_f64(w), &to_f64(b), &mut reference, n, inp, out);
-        let mut sum_abs = vec![0.0f64; n * out];
-        dense_forward(&abs(&x), &abs(w), &abs(b), &mut sum_abs, n, inp, out);
-        for relu in [false, true] {
-            let k = t.kernel(
-                "dense_forward",
-                &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), flag("RELU", relu)],
-            );
-            let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(n * out));
-            t.set_step(0, n as u32, 0);
-            t.run(&k, &[&xb, &pb, &yb, &t.step], groups(dense::threads(n, out) as usize, k.workgroup), true);
-            let want: Vec<f64> = if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
-            let what = format!("dense_forward n={n} in={inp} out={out} relu={relu}");
-            assert_close(&what, &t.read(&yb, n * out), &want, &bound(&sum_abs, inp + 1), RTOL);
+        // The plain kernel (weights at an odd offset), and the subgroup one where the adapter runs it (lavapipe
+        // does) and the shape suits it (it reads vec4s: inputs and weight offset multiples of 4).
+        let mut variants = vec![("dense_forward", 3, groups(dense::threads(n, out) as usize, 8))];
+        if t.gpu.subgroups_of_8 && inp % 4 == 0 {
+            variants.push(("dense_forward_subgroup", 4, groups(dense::subgroup_threads(n, out) as usize, 64)));
+        }
+        for (entry, w_off, groups) in variants {
+            let b_off = w_off + out * inp + 1;
+            let params = random(b_off + out + 2, -0.3, 0.3, seed + 1);
+            let (w, b) = (&params[w_off..w_off + out * inp], &params[b_off..b_off + out]);
+            let mut reference = vec![0.0f64; n * out];
+            dense_forward(&to_f64(&x), &to_f64(w), &to_f64(b), &mut reference, n, inp, out);
+            let mut sum_abs = vec![0.0f64; n * out];
+            dense_forward(&abs(&x), &abs(w), &abs(b), &mut sum_abs, n, inp, out);
+            for relu in [false, true] {
+                let k = t.kernel(
+                    entry,
+                    &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), flag("RELU", relu)],
+                );
+                let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(n * out));
+                t.set_step(0, n as u32, 0);
+                t.run(&k, &[&xb, &pb, &yb, &t.step], groups, true);
+                let want: Vec<f64> =
+                    if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
+                let what = format!("{entry} n={n} in={inp} out={out} relu={relu}");
+                assert_close(&what, &t.read(&yb, n * out), &want, &bound(&sum_abs, inp + 1), RTOL);
+            }
         }
     }
 }

@@ -86,6 +86,7 @@ pub const SHADERS: &[Shader] = &[
     ),
     shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
     shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
+    shader!("dense_forward_subgroup.wgsl", ["dense_forward_subgroup"], [Read, Read, ReadWrite, Step], 64, true),
     shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 8),
     shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 8),
     shader!(
@@ -191,6 +192,16 @@ pub mod dense {
     /// Threads of dense_backward_weight: one per T×T tile of the [OUT, IN + 1] gradient (column IN is the bias).
     pub fn backward_weight_threads(inp: usize, out: usize) -> u64 {
         ((inp + 1).div_ceil(T) * out.div_ceil(T)) as u64
+    }
+
+    /// dense_forward_subgroup: subgroup width, and the samples × output features of one subgroup's tile.
+    pub const SUBGROUP: usize = 8;
+    pub const SUBGROUP_SAMPLES: usize = 16;
+    pub const SUBGROUP_OUTPUTS: usize = 32;
+
+    /// Threads of dense_forward_subgroup for a batch of n: one subgroup per tile.
+    pub fn subgroup_threads(n: usize, out: usize) -> u64 {
+        (n.div_ceil(SUBGROUP_SAMPLES) * out.div_ceil(SUBGROUP_OUTPUTS) * SUBGROUP) as u64
     }
 }
 
@@ -403,12 +414,21 @@ impl Kernel {
 }
 
 /// Shapes a kernel cannot take: the convolutions read their rows as aligned pairs, so W must be even (the network's
-/// are 28 and 14).
+/// are 28 and 14); dense_forward_subgroup reads vec4s, so IN and W_OFF must be multiples of 4 (1568, 128; 4800,
+/// 205632).
 pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
     if entry.starts_with("conv2d_") {
         let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
         if !(w as u64).is_multiple_of(2) {
             return Err(format!("{entry}: W = {w} must be even (the kernel reads its rows as pairs)"));
+        }
+    }
+    if entry == "dense_forward_subgroup" {
+        for name in ["IN", "W_OFF"] {
+            let v = constants.iter().find(|(k, _)| *k == name).map_or(0.0, |c| c.1);
+            if !(v as u64).is_multiple_of(4) {
+                return Err(format!("{entry}: {name} = {v} must be a multiple of 4 (the kernel reads vec4s)"));
+            }
         }
     }
     Ok(())

@@ -70,7 +70,9 @@ impl Op {
             | "conv2d_backward_input"
             | "conv2d_backward_weight"
             | "conv2d_backward_weight_subgroup" => 2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W"),
-            "dense_forward" | "dense_backward_input" | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
+            "dense_forward" | "dense_forward_subgroup" | "dense_backward_input" | "dense_backward_weight" => {
+                2.0 * n * get("IN") * get("OUT")
+            }
             _ => 0.0,
         }
     }
@@ -300,6 +302,15 @@ impl GpuNetwork {
         // (lavapipe), else the plain ones.
         let conv_entry = if gpu.subgroups_of_8 { "conv2d_forward_subgroup" } else { "conv2d_forward" };
         let bw_entry = if gpu.subgroups_of_8 { "conv2d_backward_weight_subgroup" } else { "conv2d_backward_weight" };
+        let dense_entry = if gpu.subgroups_of_8 { "dense_forward_subgroup" } else { "dense_forward" };
+        let dense_size = |out: usize| {
+            if gpu.subgroups_of_8 {
+                let blocks = (out.div_ceil(dense::SUBGROUP_OUTPUTS) * dense::SUBGROUP) as u64;
+                Size::Blocked { blocks, tb: dense::SUBGROUP_SAMPLES as u64 }
+            } else {
+                Size::Blocked { blocks: out.div_ceil(dense::T) as u64, tb: dense::T as u64 }
+            }
+        };
         let bw_groups = |cin: usize, cout: usize| {
             if gpu.subgroups_of_8 {
                 conv2d::backward_weight_subgroup_groups(cin, cout)
@@ -313,7 +324,7 @@ impl GpuNetwork {
             (conv_entry, k.into_iter().chain([relu(true), ("POOL", 1.0)]).collect())
         };
         let dense_spec = |inp, out, w_off, b_off, r| -> Spec {
-            ("dense_forward", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
+            (dense_entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
         };
         let dense_bw_spec = |inp, out, w_off, b_off| -> Spec {
             ("dense_backward_weight", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
@@ -363,15 +374,11 @@ impl GpuNetwork {
             // Convolution, bias, ReLU and max-pool in one kernel each.
             op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps, &a.p1], conv_fwd_size(C1, H1)),
             op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps, &a.p2], conv_fwd_size(C2, P1)),
-            op(
-                dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?,
-                &[&a.p2, &params_buf, &a.h, &steps],
-                Size::Blocked { blocks: HIDDEN.div_ceil(dense::T) as u64, tb: dense::T as u64 },
-            ),
+            op(dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?, &[&a.p2, &params_buf, &a.h, &steps], dense_size(HIDDEN)),
             op(
                 dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?,
                 &[&a.h, &params_buf, &a.logits, &steps],
-                Size::Blocked { blocks: CLASSES.div_ceil(dense::T) as u64, tb: dense::T as u64 },
+                dense_size(CLASSES),
             ),
         ];
         let loss_bufs = [&a.logits, &a.y, &a.dlogits, &preds_buf, &metrics, &step_loss, &steps];
