@@ -131,6 +131,11 @@ fn kernels_refuse_shapes_they_cannot_take() {
     let err = kernels::check_shape("dense_forward_subgroup", &[("IN", 12.0), ("W_OFF", 3.0)]).unwrap_err();
     assert!(err.contains("W_OFF = 3 must be a multiple of 4"), "{err}");
     assert!(kernels::check_shape("dense_forward_subgroup", &[("IN", 1568.0), ("W_OFF", 4800.0)]).is_ok());
+    let bi = |out: f64| {
+        kernels::check_shape("dense_backward_input_subgroup", &[("IN", 128.0), ("OUT", out), ("W_OFF", 8.0)])
+    };
+    assert!(bi(10.0).unwrap_err().contains("OUT = 10 must be a multiple of 4"));
+    assert!(bi(12.0).is_ok());
 }
 
 #[test]
@@ -375,30 +380,37 @@ fn dense_backward_input_matches_reference() {
     for (case, &(n, inp, out)) in DENSE_SHAPES.iter().enumerate() {
         let seed = 800 + case as u64;
         let dy = random(n * out, -1.0, 1.0, seed);
-        let w_off = 2;
-        let params = random(w_off + out * inp + 3, -0.3, 0.3, seed + 1);
-        let w = &params[w_off..w_off + out * inp];
         // The layer's input, as a ReLU output (zeros included) for the fused mask.
         let x: Vec<f32> = random(n * inp, -1.0, 1.0, seed + 2).iter().map(|v| v.max(0.0)).collect();
-        let mut reference = vec![0.0f64; n * inp];
-        dense_backward_input(&to_f64(&dy), &to_f64(w), &mut reference, n, inp, out);
-        let mut sum_abs = vec![0.0f64; n * inp];
-        dense_backward_input(&abs(&dy), &abs(w), &mut sum_abs, n, inp, out);
-        for relu in [false, true] {
-            let k =
-                t.kernel("dense_backward_input", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), flag("RELU", relu)]);
-            let (dyb, pb, xb, dxb) = (t.buffer_f32(&dy), t.buffer_f32(&params), t.buffer_f32(&x), t.poisoned(n * inp));
-            t.set_step(0, n as u32, 0);
-            t.run(&k, &[&dyb, &pb, &xb, &dxb, &t.step], groups(dense::threads(n, inp) as usize, k.workgroup), true);
-            let want: Vec<f64> = if relu {
-                let mut masked = vec![0.0f64; reference.len()];
-                relu_backward(&to_f64(&x), &reference, &mut masked);
-                masked
-            } else {
-                reference.clone()
-            };
-            let what = format!("dense_backward_input n={n} in={inp} out={out} relu={relu}");
-            assert_close(&what, &t.read(&dxb, n * inp), &want, &bound(&sum_abs, out), RTOL);
+        // The plain kernel (weights at an even, unaligned offset), and the subgroup one where the adapter runs it and
+        // the shape suits it (vec4s: inputs, outputs and the weight offset multiples of 4).
+        let mut variants = vec![("dense_backward_input", 2, groups(dense::threads(n, inp) as usize, 8))];
+        if t.gpu.subgroups_of_8 && inp % 4 == 0 && out % 4 == 0 {
+            variants.push(("dense_backward_input_subgroup", 8, groups(dense::subgroup_threads(n, inp) as usize, 64)));
+        }
+        for (entry, w_off, groups) in variants {
+            let params = random(w_off + out * inp + 3, -0.3, 0.3, seed + 1);
+            let w = &params[w_off..w_off + out * inp];
+            let mut reference = vec![0.0f64; n * inp];
+            dense_backward_input(&to_f64(&dy), &to_f64(w), &mut reference, n, inp, out);
+            let mut sum_abs = vec![0.0f64; n * inp];
+            dense_backward_input(&abs(&dy), &abs(w), &mut sum_abs, n, inp, out);
+            for relu in [false, true] {
+                let k = t.kernel(entry, &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), flag("RELU", relu)]);
+                let (dyb, pb, xb, dxb) =
+                    (t.buffer_f32(&dy), t.buffer_f32(&params), t.buffer_f32(&x), t.poisoned(n * inp));
+                t.set_step(0, n as u32, 0);
+                t.run(&k, &[&dyb, &pb, &xb, &dxb, &t.step], groups, true);
+                let want: Vec<f64> = if relu {
+                    let mut masked = vec![0.0f64; reference.len()];
+                    relu_backward(&to_f64(&x), &reference, &mut masked);
+                    masked
+                } else {
+                    reference.clone()
+                };
+                let what = format!("{entry} n={n} in={inp} out={out} relu={relu}");
+                assert_close(&what, &t.read(&dxb, n * inp), &want, &bound(&sum_abs, out), RTOL);
+            }
         }
     }
 }

@@ -88,6 +88,13 @@ pub const SHADERS: &[Shader] = &[
     shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
     shader!("dense_forward_subgroup.wgsl", ["dense_forward_subgroup"], [Read, Read, ReadWrite, Step], 64, true),
     shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 8),
+    shader!(
+        "dense_backward_input_subgroup.wgsl",
+        ["dense_backward_input_subgroup"],
+        [Read, Read, Read, ReadWrite, Step],
+        64,
+        true
+    ),
     shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 8),
     shader!(
         "softmax_cross_entropy.wgsl",
@@ -199,7 +206,8 @@ pub mod dense {
     pub const SUBGROUP_SAMPLES: usize = 16;
     pub const SUBGROUP_OUTPUTS: usize = 32;
 
-    /// Threads of dense_forward_subgroup for a batch of n: one subgroup per tile.
+    /// Threads of dense_forward_subgroup (`out` features) or dense_backward_input_subgroup (`out` = the layer's
+    /// inputs) for a batch of n: one subgroup per tile.
     pub fn subgroup_threads(n: usize, out: usize) -> u64 {
         (n.div_ceil(SUBGROUP_SAMPLES) * out.div_ceil(SUBGROUP_OUTPUTS) * SUBGROUP) as u64
     }
@@ -415,7 +423,7 @@ impl Kernel {
 
 /// Shapes a kernel cannot take: the convolutions read their rows as aligned pairs, so W must be even (the network's
 /// are 28 and 14); dense_forward_subgroup reads vec4s, so IN and W_OFF must be multiples of 4 (1568, 128; 4800,
-/// 205632).
+/// 205632), and dense_backward_input_subgroup OUT as well (fc1's 128; fc2's 10 is not, so fc2 takes the plain one).
 pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
     if entry.starts_with("conv2d_") {
         let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
@@ -423,8 +431,9 @@ pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String>
             return Err(format!("{entry}: W = {w} must be even (the kernel reads its rows as pairs)"));
         }
     }
-    if entry == "dense_forward_subgroup" {
-        for name in ["IN", "W_OFF"] {
+    if entry == "dense_forward_subgroup" || entry == "dense_backward_input_subgroup" {
+        let names: &[&str] = if entry == "dense_forward_subgroup" { &["IN", "W_OFF"] } else { &["IN", "OUT", "W_OFF"] };
+        for &name in names {
             let v = constants.iter().find(|(k, _)| *k == name).map_or(0.0, |c| c.1);
             if !(v as u64).is_multiple_of(4) {
                 return Err(format!("{entry}: {name} = {v} must be a multiple of 4 (the kernel reads vec4s)"));

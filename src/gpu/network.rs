@@ -70,9 +70,11 @@ impl Op {
             | "conv2d_backward_input"
             | "conv2d_backward_weight"
             | "conv2d_backward_weight_subgroup" => 2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W"),
-            "dense_forward" | "dense_forward_subgroup" | "dense_backward_input" | "dense_backward_weight" => {
-                2.0 * n * get("IN") * get("OUT")
-            }
+            "dense_forward"
+            | "dense_forward_subgroup"
+            | "dense_backward_input"
+            | "dense_backward_input_subgroup"
+            | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
             _ => 0.0,
         }
     }
@@ -303,6 +305,16 @@ impl GpuNetwork {
         let conv_entry = if gpu.subgroups_of_8 { "conv2d_forward_subgroup" } else { "conv2d_forward" };
         let bw_entry = if gpu.subgroups_of_8 { "conv2d_backward_weight_subgroup" } else { "conv2d_backward_weight" };
         let dense_entry = if gpu.subgroups_of_8 { "dense_forward_subgroup" } else { "dense_forward" };
+        // The input gradient's subgroup kernel reads dy as vec4s: fc1 (128 outputs) takes it, fc2 (10) the plain one.
+        let bi_subgroup = |inp: usize, out: usize| gpu.subgroups_of_8 && inp.is_multiple_of(4) && out.is_multiple_of(4);
+        let bi_size = |inp: usize, out: usize| {
+            if bi_subgroup(inp, out) {
+                let blocks = (inp.div_ceil(dense::SUBGROUP_OUTPUTS) * dense::SUBGROUP) as u64;
+                Size::Blocked { blocks, tb: dense::SUBGROUP_SAMPLES as u64 }
+            } else {
+                Size::Blocked { blocks: inp.div_ceil(dense::T) as u64, tb: dense::T as u64 }
+            }
+        };
         let dense_size = |out: usize| {
             if gpu.subgroups_of_8 {
                 let blocks = (out.div_ceil(dense::SUBGROUP_OUTPUTS) * dense::SUBGROUP) as u64;
@@ -329,8 +341,9 @@ impl GpuNetwork {
         let dense_bw_spec = |inp, out, w_off, b_off| -> Spec {
             ("dense_backward_weight", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
         };
-        let dense_bi_spec = |inp, out, w_off, r| -> Spec {
-            ("dense_backward_input", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
+        let dense_bi_spec = |inp: usize, out: usize, w_off, r| -> Spec {
+            let entry = if bi_subgroup(inp, out) { "dense_backward_input_subgroup" } else { "dense_backward_input" };
+            (entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
         };
         let conv_bw_spec = |entry, cin, cout, h, w_off, b_off, split| -> Spec {
             let k = [c("CIN", cin), c("COUT", cout), c("H", h), c("W", h), c("W_OFF", w_off), c("B_OFF", b_off)];
@@ -402,13 +415,13 @@ impl GpuNetwork {
             op(
                 dense_bi(HIDDEN, CLASSES, FC2_W, true)?,
                 &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps],
-                Size::Blocked { blocks: HIDDEN.div_ceil(dense::T) as u64, tb: dense::T as u64 },
+                bi_size(HIDDEN, CLASSES),
             ),
             op(dense_bw(FLAT, HIDDEN, FC1_W, FC1_B)?, &[&a.p2, &a.dh, &grads, &steps], dw_size(FLAT, HIDDEN)),
             op(
                 dense_bi(FLAT, HIDDEN, FC1_W, false)?,
                 &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps],
-                Size::Blocked { blocks: FLAT.div_ceil(dense::T) as u64, tb: dense::T as u64 },
+                bi_size(FLAT, HIDDEN),
             ),
             op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P2 * P2) as u64)),
             op(
