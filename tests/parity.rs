@@ -136,6 +136,14 @@ fn kernels_refuse_shapes_they_cannot_take() {
     };
     assert!(bi(10.0).unwrap_err().contains("OUT = 10 must be a multiple of 4"));
     assert!(bi(12.0).is_ok());
+    let bw = |b_off: f64| {
+        kernels::check_shape(
+            "dense_backward_weight_subgroup",
+            &[("IN", 128.0), ("OUT", 12.0), ("W_OFF", 4.0), ("B_OFF", b_off)],
+        )
+    };
+    assert!(bw(1542.0).unwrap_err().contains("B_OFF = 1542 must be a multiple of 4"));
+    assert!(bw(1544.0).is_ok());
 }
 
 #[test]
@@ -422,30 +430,37 @@ fn dense_backward_weight_matches_reference() {
         let seed = 900 + case as u64;
         let x = random(n * inp, -1.0, 2.0, seed);
         let dy = random(n * out, -1.0, 1.0, seed + 1);
-        let w_off = 4;
-        let b_off = w_off + out * inp + 2;
-        let len = b_off + out + 1;
         let (mut dw, mut db) = (vec![0.0f64; out * inp], vec![0.0f64; out]);
         dense_backward_weight(&to_f64(&x), &to_f64(&dy), &mut dw, &mut db, n, inp, out);
         let (mut dw_abs, mut db_abs) = (vec![0.0f64; out * inp], vec![0.0f64; out]);
         dense_backward_weight(&abs(&x), &abs(&dy), &mut dw_abs, &mut db_abs, n, inp, out);
-        let k = t.kernel("dense_backward_weight", &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)]);
-        let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
-        t.set_step(0, n as u32, 0);
-        t.run(
-            &k,
-            &[&xb, &dyb, &gb, &t.step],
-            groups(dense::backward_weight_threads(inp, out) as usize, k.workgroup),
-            true,
-        );
-        let got = t.read(&gb, len);
-        let what = format!("dense_backward_weight n={n} in={inp} out={out}");
-        assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, n), RTOL);
-        assert_close(&format!("{what} db"), &got[b_off..b_off + out], &db, &bound(&db_abs, n), RTOL);
-        assert!(
-            got[..w_off].iter().chain(&got[b_off + out..]).all(|v| v.is_nan()),
-            "{what}: wrote outside its tensors"
-        );
+        // The plain kernel (bias at an unaligned offset), and the subgroup one where the adapter runs it and the
+        // shape suits it (vec4s: inputs, outputs and both offsets multiples of 4).
+        let w_off = 4;
+        let mut variants = vec![(
+            "dense_backward_weight",
+            w_off + out * inp + 2,
+            groups(dense::backward_weight_threads(inp, out) as usize, 8),
+        )];
+        if t.gpu.subgroups_of_8 && inp % 4 == 0 && out % 4 == 0 {
+            let groups = dense::backward_weight_subgroup_groups(inp, out);
+            variants.push(("dense_backward_weight_subgroup", w_off + out * inp + 4, groups));
+        }
+        for (entry, b_off, groups) in variants {
+            let len = b_off + out + 1;
+            let k = t.kernel(entry, &[c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)]);
+            let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
+            t.set_step(0, n as u32, 0);
+            t.run(&k, &[&xb, &dyb, &gb, &t.step], groups, true);
+            let got = t.read(&gb, len);
+            let what = format!("{entry} n={n} in={inp} out={out}");
+            assert_close(&format!("{what} dw"), &got[w_off..w_off + dw.len()], &dw, &bound(&dw_abs, n), RTOL);
+            assert_close(&format!("{what} db"), &got[b_off..b_off + out], &db, &bound(&db_abs, n), RTOL);
+            assert!(
+                got[..w_off].iter().chain(&got[w_off + dw.len()..b_off]).chain(&got[b_off + out..]).all(|v| v.is_nan()),
+                "{what}: wrote outside its tensors"
+            );
+        }
     }
 }
 

@@ -97,6 +97,13 @@ pub const SHADERS: &[Shader] = &[
     ),
     shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 8),
     shader!(
+        "dense_backward_weight_subgroup.wgsl",
+        ["dense_backward_weight_subgroup"],
+        [Read, Read, ReadWrite, Step],
+        64,
+        true
+    ),
+    shader!(
         "softmax_cross_entropy.wgsl",
         ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
         [Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Step],
@@ -205,6 +212,12 @@ pub mod dense {
     pub const SUBGROUP: usize = 8;
     pub const SUBGROUP_SAMPLES: usize = 16;
     pub const SUBGROUP_OUTPUTS: usize = 32;
+
+    /// Workgroups of dense_backward_weight_subgroup: one subgroup per tile of SUBGROUP_SAMPLES outputs ×
+    /// SUBGROUP_OUTPUTS columns of [weight | bias], SUBGROUP tiles per workgroup.
+    pub fn backward_weight_subgroup_groups(inp: usize, out: usize) -> u64 {
+        ((inp + 1).div_ceil(SUBGROUP_OUTPUTS) * out.div_ceil(SUBGROUP_SAMPLES)).div_ceil(SUBGROUP) as u64
+    }
 
     /// Threads of dense_forward_subgroup (`out` features) or dense_backward_input_subgroup (`out` = the layer's
     /// inputs) for a batch of n: one subgroup per tile.
@@ -423,7 +436,8 @@ impl Kernel {
 
 /// Shapes a kernel cannot take: the convolutions read their rows as aligned pairs, so W must be even (the network's
 /// are 28 and 14); dense_forward_subgroup reads vec4s, so IN and W_OFF must be multiples of 4 (1568, 128; 4800,
-/// 205632), and dense_backward_input_subgroup OUT as well (fc1's 128; fc2's 10 is not, so fc2 takes the plain one).
+/// 205632), and dense_backward_input_subgroup and dense_backward_weight_subgroup OUT as well (and B_OFF, the latter)
+/// (fc1's 128; fc2's 10 is not, so fc2 takes the plain ones).
 pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
     if entry.starts_with("conv2d_") {
         let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
@@ -431,13 +445,16 @@ pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String>
             return Err(format!("{entry}: W = {w} must be even (the kernel reads its rows as pairs)"));
         }
     }
-    if entry == "dense_forward_subgroup" || entry == "dense_backward_input_subgroup" {
-        let names: &[&str] = if entry == "dense_forward_subgroup" { &["IN", "W_OFF"] } else { &["IN", "OUT", "W_OFF"] };
-        for &name in names {
-            let v = constants.iter().find(|(k, _)| *k == name).map_or(0.0, |c| c.1);
-            if !(v as u64).is_multiple_of(4) {
-                return Err(format!("{entry}: {name} = {v} must be a multiple of 4 (the kernel reads vec4s)"));
-            }
+    let vec4_constants: &[&str] = match entry {
+        "dense_forward_subgroup" => &["IN", "W_OFF"],
+        "dense_backward_input_subgroup" => &["IN", "OUT", "W_OFF"],
+        "dense_backward_weight_subgroup" => &["IN", "OUT", "W_OFF", "B_OFF"],
+        _ => &[],
+    };
+    for &name in vec4_constants {
+        let v = constants.iter().find(|(k, _)| *k == name).map_or(0.0, |c| c.1);
+        if !(v as u64).is_multiple_of(4) {
+            return Err(format!("{entry}: {name} = {v} must be a multiple of 4 (the kernel reads vec4s)"));
         }
     }
     Ok(())

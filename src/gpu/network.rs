@@ -64,17 +64,12 @@ impl Op {
     fn flops(&self, n: usize) -> f64 {
         let get = |k: &str| self.kernel.constants.iter().find(|(name, _)| name == k).map_or(0.0, |c| c.1);
         let n = n as f64;
-        match self.kernel.entry {
-            "conv2d_forward"
-            | "conv2d_forward_subgroup"
-            | "conv2d_backward_input"
-            | "conv2d_backward_weight"
-            | "conv2d_backward_weight_subgroup" => 2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W"),
-            "dense_forward"
-            | "dense_forward_subgroup"
-            | "dense_backward_input"
-            | "dense_backward_input_subgroup"
-            | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
+        // A subgroup variant does the same work as its plain twin.
+        match self.kernel.entry.trim_end_matches("_subgroup") {
+            "conv2d_forward" | "conv2d_backward_input" | "conv2d_backward_weight" => {
+                2.0 * n * get("CIN") * get("COUT") * 9.0 * get("H") * get("W")
+            }
+            "dense_forward" | "dense_backward_input" | "dense_backward_weight" => 2.0 * n * get("IN") * get("OUT"),
             _ => 0.0,
         }
     }
@@ -305,7 +300,7 @@ impl GpuNetwork {
         let conv_entry = if gpu.subgroups_of_8 { "conv2d_forward_subgroup" } else { "conv2d_forward" };
         let bw_entry = if gpu.subgroups_of_8 { "conv2d_backward_weight_subgroup" } else { "conv2d_backward_weight" };
         let dense_entry = if gpu.subgroups_of_8 { "dense_forward_subgroup" } else { "dense_forward" };
-        // The input gradient's subgroup kernel reads dy as vec4s: fc1 (128 outputs) takes it, fc2 (10) the plain one.
+        // The gradients' subgroup kernels read dy as vec4s: fc1 (128 outputs) takes them, fc2 (10) the plain ones.
         let bi_subgroup = |inp: usize, out: usize| gpu.subgroups_of_8 && inp.is_multiple_of(4) && out.is_multiple_of(4);
         let bi_size = |inp: usize, out: usize| {
             if bi_subgroup(inp, out) {
@@ -338,8 +333,9 @@ impl GpuNetwork {
         let dense_spec = |inp, out, w_off, b_off, r| -> Spec {
             (dense_entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
         };
-        let dense_bw_spec = |inp, out, w_off, b_off| -> Spec {
-            ("dense_backward_weight", vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
+        let dense_bw_spec = |inp: usize, out: usize, w_off, b_off| -> Spec {
+            let entry = if bi_subgroup(inp, out) { "dense_backward_weight_subgroup" } else { "dense_backward_weight" };
+            (entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
         };
         let dense_bi_spec = |inp: usize, out: usize, w_off, r| -> Spec {
             let entry = if bi_subgroup(inp, out) { "dense_backward_input_subgroup" } else { "dense_backward_input" };
@@ -409,7 +405,13 @@ impl GpuNetwork {
         let conv_bw =
             |entry, cin, cout, h, w_off, b_off, split| take(conv_bw_spec(entry, cin, cout, h, w_off, b_off, split));
         let conv_bi = |cin, cout, h, w_off| take(conv_bi_spec(cin, cout, h, w_off));
-        let dw_size = |inp: usize, out: usize| Size::Groups(dense::backward_weight_threads(inp, out).div_ceil(8));
+        let dw_size = |inp: usize, out: usize| {
+            if bi_subgroup(inp, out) {
+                Size::Groups(dense::backward_weight_subgroup_groups(inp, out))
+            } else {
+                Size::Groups(dense::backward_weight_threads(inp, out).div_ceil(8))
+            }
+        };
         let backward = vec![
             op(dense_bw(HIDDEN, CLASSES, FC2_W, FC2_B)?, &[&a.h, &a.dlogits, &grads, &steps], dw_size(HIDDEN, CLASSES)),
             op(
