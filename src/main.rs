@@ -674,10 +674,13 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
             .map_err(|e| e.source)
             .with_context(|| format!("writing {}", p.display()))?;
     }
+    // The result goes to stdout: the JSON with --json (the table then goes to stderr, for the eye), else the table.
     if b.json {
         println!("{}", serde_json::to_string(&results)?);
+        eprintln!("\n{}", gpu_cnn::bench::table(&results));
+    } else {
+        println!("{}", gpu_cnn::bench::table(&results));
     }
-    eprintln!("\n{}", gpu_cnn::bench::table(&results));
     Ok(())
 }
 

@@ -283,6 +283,10 @@ fn bench_writes_results_that_bench_report_merges() {
     let table = String::from_utf8_lossy(&report.stdout);
     let name = r["device"]["name"].as_str().unwrap();
     assert!(table.contains("training images/s") && table.matches(name).count() >= 2, "{table}");
+    // Without --json the table is the result, on stdout.
+    let plain = gpu_cnn().args(["bench", "--steps", "1", "--repeats", "1"]).assert().success().get_output().clone();
+    let table = String::from_utf8_lossy(&plain.stdout);
+    assert!(table.contains("training images/s") && table.contains(name), "{table}");
     // Not a bench result: a clear error.
     std::fs::write(dir.path().join("junk.json"), "{}").unwrap();
     gpu_cnn()
