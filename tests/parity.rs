@@ -101,6 +101,11 @@ fn groups(threads: usize, wg: u32) -> u64 {
     (threads as u64).div_ceil(wg as u64)
 }
 
+/// Workgroups for `threads` threads of `entry`, by its workgroup size in the kernel table.
+fn groups_of(entry: &str, threads: u64) -> u64 {
+    groups(threads as usize, kernels::shader_for(entry).workgroup)
+}
+
 fn abs(v: &[f32]) -> Vec<f64> {
     v.iter().map(|x| x.abs() as f64).collect()
 }
@@ -353,9 +358,10 @@ fn dense_forward_matches_reference() {
         let x = random(n * inp, -1.0, 2.0, seed);
         // The plain kernel (weights at an odd offset), and the subgroup one where the adapter runs it (lavapipe
         // does) and the shape suits it (it reads vec4s: inputs and weight offset multiples of 4).
-        let mut variants = vec![("dense_forward", 3, groups(dense::threads(n, out) as usize, 8))];
+        let mut variants = vec![("dense_forward", 3, groups_of("dense_forward", dense::threads(n, out)))];
         if t.gpu.subgroups_of_8 && inp % 4 == 0 {
-            variants.push(("dense_forward_subgroup", 4, groups(dense::subgroup_threads(n, out) as usize, 64)));
+            let g = groups_of("dense_forward_subgroup", dense::subgroup_threads(n, out));
+            variants.push(("dense_forward_subgroup", 4, g));
         }
         for (entry, w_off, groups) in variants {
             let b_off = w_off + out * inp + 1;
@@ -392,9 +398,10 @@ fn dense_backward_input_matches_reference() {
         let x: Vec<f32> = random(n * inp, -1.0, 1.0, seed + 2).iter().map(|v| v.max(0.0)).collect();
         // The plain kernel (weights at an even, unaligned offset), and the subgroup one where the adapter runs it and
         // the shape suits it (vec4s: inputs, outputs and the weight offset multiples of 4).
-        let mut variants = vec![("dense_backward_input", 2, groups(dense::threads(n, inp) as usize, 8))];
+        let mut variants = vec![("dense_backward_input", 2, groups_of("dense_backward_input", dense::threads(n, inp)))];
         if t.gpu.subgroups_of_8 && inp % 4 == 0 && out % 4 == 0 {
-            variants.push(("dense_backward_input_subgroup", 8, groups(dense::subgroup_threads(n, inp) as usize, 64)));
+            let g = groups_of("dense_backward_input_subgroup", dense::subgroup_threads(n, inp));
+            variants.push(("dense_backward_input_subgroup", 8, g));
         }
         for (entry, w_off, groups) in variants {
             let params = random(w_off + out * inp + 3, -0.3, 0.3, seed + 1);
@@ -440,7 +447,7 @@ fn dense_backward_weight_matches_reference() {
         let mut variants = vec![(
             "dense_backward_weight",
             w_off + out * inp + 2,
-            groups(dense::backward_weight_threads(inp, out) as usize, 8),
+            groups_of("dense_backward_weight", dense::backward_weight_threads(inp, out)),
         )];
         if t.gpu.subgroups_of_8 && inp % 4 == 0 && out % 4 == 0 {
             let groups = dense::backward_weight_subgroup_groups(inp, out);

@@ -25,19 +25,33 @@ const PIPELINE_THREADS: usize = 2;
 /// Training steps recorded into one command buffer before it is submitted.
 pub const STEPS_PER_SUBMIT: usize = 32;
 
-/// How many threads (or workgroups) one dispatch of an op needs for a batch of n.
-#[derive(Clone, Copy, Debug)]
+/// How many threads or workgroups one dispatch of an op needs for a batch of n: the sizing functions of
+/// `kernels::conv2d` and `kernels::dense` (the ones the parity tests dispatch with), or a count per sample.
 enum Size {
-    /// `per_sample · n` threads.
-    PerSample(u64),
-    /// `blocks · ⌈n / tb⌉` threads (register-blocked over the batch).
-    Blocked { blocks: u64, tb: u64 },
-    /// A fixed number of workgroups.
-    Groups(u64),
-    /// `blocks · ⌈tiles · n / WG⌉` workgroups: per channel block, enough workgroups for `tiles` threads per sample.
-    Tiled { blocks: u64, tiles: u64 },
-    /// `blocks · ⌈tiles · n / per_group⌉` workgroups: per channel block, `per_group` tiles per workgroup.
-    TiledGroups { blocks: u64, tiles: u64, per_group: u64 },
+    /// `f(n)` threads, rounded up to whole workgroups.
+    Threads(Box<dyn Fn(usize) -> u64>),
+    /// `f(n)` workgroups.
+    Groups(Box<dyn Fn(usize) -> u64>),
+}
+
+impl Size {
+    fn threads(f: impl Fn(usize) -> u64 + 'static) -> Size {
+        Size::Threads(Box::new(f))
+    }
+
+    fn groups(f: impl Fn(usize) -> u64 + 'static) -> Size {
+        Size::Groups(Box::new(f))
+    }
+
+    /// `per_sample` threads per sample of the batch.
+    fn per_sample(per_sample: usize) -> Size {
+        Size::threads(move |n| (per_sample * n) as u64)
+    }
+
+    /// The same number of workgroups whatever the batch.
+    fn fixed(groups: u64) -> Size {
+        Size::groups(move |_| groups)
+    }
 }
 
 /// One recorded dispatch: a pipeline, its bind group and its size.
@@ -75,23 +89,9 @@ impl Op {
     }
 
     fn record(&self, pass: &mut wgpu::ComputePass, step_offset: Option<u32>, n: usize) {
-        let n = n as u64;
-        match self.size {
-            Size::PerSample(p) => self.kernel.dispatch(pass, &self.group, step_offset, p * n),
-            Size::Blocked { blocks, tb } => {
-                self.kernel.dispatch(pass, &self.group, step_offset, blocks * n.div_ceil(tb))
-            }
-            Size::Groups(g) => self.kernel.dispatch_workgroups(pass, &self.group, step_offset, g),
-            Size::Tiled { blocks, tiles } => {
-                let groups = blocks * (tiles * n).div_ceil(self.kernel.workgroup as u64);
-                self.kernel.dispatch_workgroups(pass, &self.group, step_offset, groups)
-            }
-            Size::TiledGroups { blocks, tiles, per_group } => self.kernel.dispatch_workgroups(
-                pass,
-                &self.group,
-                step_offset,
-                blocks * (tiles * n).div_ceil(per_group),
-            ),
+        match &self.size {
+            Size::Threads(f) => self.kernel.dispatch(pass, &self.group, step_offset, f(n)),
+            Size::Groups(f) => self.kernel.dispatch_workgroups(pass, &self.group, step_offset, f(n)),
         }
     }
 }
@@ -283,7 +283,7 @@ impl GpuNetwork {
             Ok(op(
                 k,
                 &[&split.images, &split.labels, &split.indices, &a.x, &a.y, &steps],
-                Size::PerSample(IMAGE_PIXELS as u64),
+                Size::per_sample(IMAGE_PIXELS),
             ))
         };
         let load_train = train.as_ref().map(load).transpose()?;
@@ -292,7 +292,7 @@ impl GpuNetwork {
         let load_probe = op(
             kernels.kernel(&gpu, "load_batch", &[])?,
             &[&test.images, &test.labels, &probe_indices, &a.x, &a.y, &steps],
-            Size::PerSample(IMAGE_PIXELS as u64),
+            Size::per_sample(IMAGE_PIXELS),
         );
 
         // The forward convolution and the weight gradient: the subgroup kernels where the adapter has subgroups of 8
@@ -302,20 +302,12 @@ impl GpuNetwork {
         let dense_entry = if gpu.subgroups_of_8 { "dense_forward_subgroup" } else { "dense_forward" };
         // The gradients' subgroup kernels read dy as vec4s: fc1 (128 outputs) takes them, fc2 (10) the plain ones.
         let bi_subgroup = |inp: usize, out: usize| gpu.subgroups_of_8 && inp.is_multiple_of(4) && out.is_multiple_of(4);
-        let bi_size = |inp: usize, out: usize| {
-            if bi_subgroup(inp, out) {
-                let blocks = (inp.div_ceil(dense::SUBGROUP_OUTPUTS) * dense::SUBGROUP) as u64;
-                Size::Blocked { blocks, tb: dense::SUBGROUP_SAMPLES as u64 }
+        // Threads of a dense forward (`out` features) or input-gradient (`out` = the layer's inputs) kernel.
+        let dense_size = |subgroup: bool, out: usize| {
+            if subgroup {
+                Size::threads(move |n| dense::subgroup_threads(n, out))
             } else {
-                Size::Blocked { blocks: inp.div_ceil(dense::T) as u64, tb: dense::T as u64 }
-            }
-        };
-        let dense_size = |out: usize| {
-            if gpu.subgroups_of_8 {
-                let blocks = (out.div_ceil(dense::SUBGROUP_OUTPUTS) * dense::SUBGROUP) as u64;
-                Size::Blocked { blocks, tb: dense::SUBGROUP_SAMPLES as u64 }
-            } else {
-                Size::Blocked { blocks: out.div_ceil(dense::T) as u64, tb: dense::T as u64 }
+                Size::threads(move |n| dense::threads(n, out))
             }
         };
         let bw_groups = |cin: usize, cout: usize| {
@@ -365,17 +357,11 @@ impl GpuNetwork {
         let take = |(entry, k): Spec| kernels.kernel(&gpu, entry, &k);
 
         let conv = |cin, cout, h, w_off, b_off| take(conv_spec(cin, cout, h, w_off, b_off));
-        let conv_size = |channels: usize, h: usize| Size::Tiled {
-            blocks: channels.div_ceil(conv2d::CO_B) as u64,
-            tiles: conv2d::tiles_per_sample(h, h),
-        };
-        let conv_fwd_size = |channels: usize, h: usize| {
-            let tiles = conv2d::forward_tiles_per_sample(h, h);
+        let conv_fwd_size = |cout: usize, h: usize| {
             if gpu.subgroups_of_8 {
-                let per_group = conv2d::SUBGROUP as u64;
-                Size::TiledGroups { blocks: channels.div_ceil(conv2d::SUBGROUP) as u64, tiles, per_group }
+                Size::groups(move |n| conv2d::forward_subgroup_groups(n, cout, h, h))
             } else {
-                Size::Tiled { blocks: channels.div_ceil(conv2d::FORWARD_CO_B) as u64, tiles }
+                Size::groups(move |n| conv2d::forward_groups(n, cout, h, h))
             }
         };
         let dense = |inp, out, w_off, b_off, r| take(dense_spec(inp, out, w_off, b_off, r));
@@ -383,21 +369,22 @@ impl GpuNetwork {
             // Convolution, bias, ReLU and max-pool in one kernel each.
             op(conv(1, C1, H1, CONV1_W, CONV1_B)?, &[&a.x, &params_buf, &a.a1, &steps, &a.p1], conv_fwd_size(C1, H1)),
             op(conv(C1, C2, P1, CONV2_W, CONV2_B)?, &[&a.p1, &params_buf, &a.a2, &steps, &a.p2], conv_fwd_size(C2, P1)),
-            op(dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?, &[&a.p2, &params_buf, &a.h, &steps], dense_size(HIDDEN)),
+            op(
+                dense(FLAT, HIDDEN, FC1_W, FC1_B, true)?,
+                &[&a.p2, &params_buf, &a.h, &steps],
+                dense_size(gpu.subgroups_of_8, HIDDEN),
+            ),
             op(
                 dense(HIDDEN, CLASSES, FC2_W, FC2_B, false)?,
                 &[&a.h, &params_buf, &a.logits, &steps],
-                dense_size(CLASSES),
+                dense_size(gpu.subgroups_of_8, CLASSES),
             ),
         ];
         let loss_bufs = [&a.logits, &a.y, &a.dlogits, &preds_buf, &metrics, &step_loss, &steps];
-        let loss_backward = op(
-            kernels.kernel(&gpu, "softmax_cross_entropy_backward", &[c("K", CLASSES)])?,
-            &loss_bufs,
-            Size::Groups(1),
-        );
+        let loss_backward =
+            op(kernels.kernel(&gpu, "softmax_cross_entropy_backward", &[c("K", CLASSES)])?, &loss_bufs, Size::fixed(1));
         let loss_forward =
-            op(kernels.kernel(&gpu, "softmax_cross_entropy_forward", &[c("K", CLASSES)])?, &loss_bufs, Size::Groups(1));
+            op(kernels.kernel(&gpu, "softmax_cross_entropy_forward", &[c("K", CLASSES)])?, &loss_bufs, Size::fixed(1));
 
         let dense_bw = |inp, out, w_off, b_off| take(dense_bw_spec(inp, out, w_off, b_off));
         let dense_bi = |inp, out, w_off, r| take(dense_bi_spec(inp, out, w_off, r));
@@ -407,9 +394,10 @@ impl GpuNetwork {
         let conv_bi = |cin, cout, h, w_off| take(conv_bi_spec(cin, cout, h, w_off));
         let dw_size = |inp: usize, out: usize| {
             if bi_subgroup(inp, out) {
-                Size::Groups(dense::backward_weight_subgroup_groups(inp, out))
+                Size::fixed(dense::backward_weight_subgroup_groups(inp, out))
             } else {
-                Size::Groups(dense::backward_weight_threads(inp, out).div_ceil(8))
+                let threads = dense::backward_weight_threads(inp, out);
+                Size::threads(move |_| threads)
             }
         };
         let backward = vec![
@@ -417,37 +405,41 @@ impl GpuNetwork {
             op(
                 dense_bi(HIDDEN, CLASSES, FC2_W, true)?,
                 &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps],
-                bi_size(HIDDEN, CLASSES),
+                dense_size(bi_subgroup(HIDDEN, CLASSES), HIDDEN),
             ),
             op(dense_bw(FLAT, HIDDEN, FC1_W, FC1_B)?, &[&a.p2, &a.dh, &grads, &steps], dw_size(FLAT, HIDDEN)),
             op(
                 dense_bi(FLAT, HIDDEN, FC1_W, false)?,
                 &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps],
-                bi_size(FLAT, HIDDEN),
+                dense_size(bi_subgroup(FLAT, HIDDEN), FLAT),
             ),
-            op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::PerSample((C2 * P2 * P2) as u64)),
+            op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::per_sample(C2 * P2 * P2)),
             op(
                 conv_bw(bw_entry, C1, C2, P1, CONV2_W, CONV2_B, 1)?,
                 &[&a.p1, &a.dz2, &grads, &steps, &partials],
-                Size::Groups(bw_groups(C1, C2)),
+                Size::fixed(bw_groups(C1, C2)),
             ),
-            op(conv_bi(C1, C2, P1, CONV2_W)?, &[&a.dz2, &params_buf, &a.dp1, &steps], conv_size(C1, P1)),
-            op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::PerSample((C1 * P1 * P1) as u64)),
+            op(
+                conv_bi(C1, C2, P1, CONV2_W)?,
+                &[&a.dz2, &params_buf, &a.dp1, &steps],
+                Size::groups(|n| conv2d::groups(n, C1, P1, P1)),
+            ),
+            op(pool_b(C1, H1)?, &[&a.a1, &a.dp1, &a.dz1, &steps], Size::per_sample(C1 * P1 * P1)),
             op(
                 conv_bw(bw_entry, 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
                 &[&a.x, &a.dz1, &grads, &steps, &partials],
-                Size::Groups(bw_groups(1, C1) * CONV1_BW_SPLIT as u64),
+                Size::fixed(bw_groups(1, C1) * CONV1_BW_SPLIT as u64),
             ),
             op(
                 conv_bw("conv2d_backward_weight_reduce", 1, C1, H1, CONV1_W, CONV1_B, CONV1_BW_SPLIT)?,
                 &[&a.x, &a.dz1, &grads, &steps, &partials],
-                Size::Groups(conv2d::backward_weight_reduce_groups(1, C1)),
+                Size::fixed(conv2d::backward_weight_reduce_groups(1, C1)),
             ),
         ];
         let sgd = op(
             kernels.kernel(&gpu, "sgd_step", &[])?,
             &[&grads, &params_buf, &momentum, &hyper],
-            Size::Groups(PARAM_COUNT.div_ceil(256) as u64),
+            Size::fixed(PARAM_COUNT.div_ceil(256) as u64),
         );
 
         debug_assert_eq!(kernels.unused_prepared(), 0, "a pipeline built ahead was never used");
