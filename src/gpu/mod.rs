@@ -206,7 +206,7 @@ pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter),
     }
 }
 
-/// The naga shader capabilities our shaders may use: subgroup operations (only `conv2d_forward_subgroup`, built only
+/// The naga shader capabilities our shaders may use: subgroup operations (only the `*_subgroup` kernels, built only
 /// where the device has `Features::SUBGROUP`) and nothing else beyond core WGSL. The shader-hygiene test validates
 /// every shader with exactly this set.
 pub fn shader_capabilities() -> naga::valid::Capabilities {
