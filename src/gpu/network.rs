@@ -301,7 +301,8 @@ impl GpuNetwork {
         let bw_entry = if gpu.subgroups_of_8 { "conv2d_backward_weight_subgroup" } else { "conv2d_backward_weight" };
         let dense_entry = if gpu.subgroups_of_8 { "dense_forward_subgroup" } else { "dense_forward" };
         // The gradients' subgroup kernels read dy as vec4s: fc1 (128 outputs) takes them, fc2 (10) the plain ones.
-        let bi_subgroup = |inp: usize, out: usize| gpu.subgroups_of_8 && inp.is_multiple_of(4) && out.is_multiple_of(4);
+        let grad_subgroup =
+            |inp: usize, out: usize| gpu.subgroups_of_8 && inp.is_multiple_of(4) && out.is_multiple_of(4);
         // Threads of a dense forward (`out` features) or input-gradient (`out` = the layer's inputs) kernel.
         let dense_size = |subgroup: bool, out: usize| {
             if subgroup {
@@ -326,11 +327,12 @@ impl GpuNetwork {
             (dense_entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off), relu(r)])
         };
         let dense_bw_spec = |inp: usize, out: usize, w_off, b_off| -> Spec {
-            let entry = if bi_subgroup(inp, out) { "dense_backward_weight_subgroup" } else { "dense_backward_weight" };
+            let entry =
+                if grad_subgroup(inp, out) { "dense_backward_weight_subgroup" } else { "dense_backward_weight" };
             (entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), c("B_OFF", b_off)])
         };
         let dense_bi_spec = |inp: usize, out: usize, w_off, r| -> Spec {
-            let entry = if bi_subgroup(inp, out) { "dense_backward_input_subgroup" } else { "dense_backward_input" };
+            let entry = if grad_subgroup(inp, out) { "dense_backward_input_subgroup" } else { "dense_backward_input" };
             (entry, vec![c("IN", inp), c("OUT", out), c("W_OFF", w_off), relu(r)])
         };
         let conv_bw_spec = |entry, cin, cout, h, w_off, b_off, split| -> Spec {
@@ -393,7 +395,7 @@ impl GpuNetwork {
             |entry, cin, cout, h, w_off, b_off, split| take(conv_bw_spec(entry, cin, cout, h, w_off, b_off, split));
         let conv_bi = |cin, cout, h, w_off| take(conv_bi_spec(cin, cout, h, w_off));
         let dw_size = |inp: usize, out: usize| {
-            if bi_subgroup(inp, out) {
+            if grad_subgroup(inp, out) {
                 Size::fixed(dense::backward_weight_subgroup_groups(inp, out))
             } else {
                 let threads = dense::backward_weight_threads(inp, out);
@@ -405,13 +407,13 @@ impl GpuNetwork {
             op(
                 dense_bi(HIDDEN, CLASSES, FC2_W, true)?,
                 &[&a.dlogits, &params_buf, &a.h, &a.dh, &steps],
-                dense_size(bi_subgroup(HIDDEN, CLASSES), HIDDEN),
+                dense_size(grad_subgroup(HIDDEN, CLASSES), HIDDEN),
             ),
             op(dense_bw(FLAT, HIDDEN, FC1_W, FC1_B)?, &[&a.p2, &a.dh, &grads, &steps], dw_size(FLAT, HIDDEN)),
             op(
                 dense_bi(FLAT, HIDDEN, FC1_W, false)?,
                 &[&a.dh, &params_buf, &a.p2, &a.dp2, &steps],
-                dense_size(bi_subgroup(FLAT, HIDDEN), FLAT),
+                dense_size(grad_subgroup(FLAT, HIDDEN), FLAT),
             ),
             op(pool_b(C2, P1)?, &[&a.a2, &a.dp2, &a.dz2, &steps], Size::per_sample(C2 * P2 * P2)),
             op(
