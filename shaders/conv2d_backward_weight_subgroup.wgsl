@@ -20,6 +20,9 @@
 // workgroup memory: no atomics, deterministic. With CIN = 1 the three other input channels are compiled out; a
 // partial block computes clamped duplicates and skips their stores.
 
+
+enable subgroups;
+
 struct Step {
     start: u32,
     n: u32,

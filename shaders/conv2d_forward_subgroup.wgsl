@@ -18,6 +18,9 @@
 // accumulators. A workgroup is 8 subgroups: 8 tiles of one block of 8 channels. Lanes of a channel past COUT compute a
 // clamped duplicate and skip the stores; a subgroup past the last tile returns as a whole.
 
+
+enable subgroups;
+
 struct Step {
     start: u32,
     n: u32,

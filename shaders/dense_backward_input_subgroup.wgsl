@@ -16,6 +16,9 @@
 // dense_forward_subgroup.wgsl). A workgroup is 8 subgroups, 8 tiles. A partial tile repeats its last sample or
 // features (clamped loads) and skips those stores; a subgroup past the last tile returns as a whole.
 
+
+enable subgroups;
+
 struct Step {
     start: u32,
     n: u32,

@@ -15,6 +15,9 @@
 // subgroupShuffle (see dense_forward_subgroup.wgsl). A workgroup is 8 subgroups, 8 tiles. A partial tile computes
 // clamped duplicates and skips those stores; a subgroup past the last tile returns as a whole.
 
+
+enable subgroups;
+
 struct Step {
     start: u32,
     n: u32,

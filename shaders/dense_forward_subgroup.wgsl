@@ -15,6 +15,9 @@
 // 8 subgroups, 8 tiles. A partial tile repeats its last sample or feature (clamped loads) and skips those stores; a
 // subgroup past the last tile returns as a whole.
 
+
+enable subgroups;
+
 struct Step {
     start: u32,
     n: u32,

@@ -1,12 +1,12 @@
 // load_batch: gathers one batch of images from the u8 dataset on the device, normalizes it and copies its labels.
 //
 // Bindings (group 0):
-//   0 images   u8 pixels packed four to a u32 (little-endian), [count, 784]      read
-//   1 labels   u8 labels packed four to a u32, [count]                           read
-//   2 indices  u32 sample order for the epoch (a permutation, or 0..count)       read
-//   3 x        f32 normalized batch [n, 784]                                     write
-//   4 y        u32 labels of the batch [n]                                       write
-//   5 step     uniform: start (first position in `indices`), n (batch length)
+//   0 data     u8 packed four to a u32 (little-endian): the pixels [count, 784], then
+//              from byte LABELS the labels [count]                               read
+//   1 indices  u32 sample order for the epoch (a permutation, or 0..count)       read
+//   2 x        f32 normalized batch [n, 784]                                     write
+//   3 y        u32 labels of the batch [n]                                       write
+//   4 step     uniform: start (first position in `indices`), n (batch length)
 // Each thread produces one pixel of x: x = (p / 255 - 0.1307) / 0.3081; the thread of pixel 0 also copies the label.
 
 struct Step {
@@ -16,20 +16,21 @@ struct Step {
     _pad: u32,
 }
 
+override LABELS: u32 = 0u; // byte offset of the labels in `data` (count·784, a multiple of 4)
+
 const PIXELS: u32 = 784u;
 const MEAN: f32 = 0.1307;
 const STD: f32 = 0.3081;
 const WG: u32 = 256u;
 
-@group(0) @binding(0) var<storage, read> images: array<u32>;
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-@group(0) @binding(2) var<storage, read> indices: array<u32>;
-@group(0) @binding(3) var<storage, read_write> x: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<u32>;
-@group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(0) var<storage, read> data: array<u32>;
+@group(0) @binding(1) var<storage, read> indices: array<u32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<u32>;
+@group(0) @binding(4) var<uniform> step: Step;
 
-fn byte_at_images(i: u32) -> u32 {
-    return (images[i / 4u] >> ((i % 4u) * 8u)) & 0xffu;
+fn byte_at(i: u32) -> u32 {
+    return (data[i / 4u] >> ((i % 4u) * 8u)) & 0xffu;
 }
 
 @compute @workgroup_size(WG)
@@ -41,9 +42,9 @@ fn load_batch(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let b = i / PIXELS;
     let p = i % PIXELS;
     let sample = indices[step.start + b];
-    let v = byte_at_images(sample * PIXELS + p);
+    let v = byte_at(sample * PIXELS + p);
     x[i] = (f32(v) / 255.0 - MEAN) / STD;
     if p == 0u {
-        y[b] = (labels[sample / 4u] >> ((sample % 4u) * 8u)) & 0xffu;
+        y[b] = byte_at(LABELS + sample);
     }
 }

@@ -5,10 +5,10 @@
 //   1 labels     u32 [n]                                                      read
 //   2 dlogits    f32 [n, K]: (softmax − onehot) / n, the gradient of the mean loss   write
 //                (softmax_cross_entropy_backward only; _forward leaves it untouched)
-//   3 preds      u32 [count]: predicted class of sample start + b                 write
-//   4 metrics    f32 [4]: += Σ loss, += correct, += n, running totals       read-write
-//   5 step_loss  f32 [steps]: mean loss of the batch at position `index`     write
-//   6 step       uniform: start, n, index
+//   3 stats      words: [0..3] the metrics, f32 running totals += Σ loss, += correct, += n;
+//                from LOSSES f32 [steps], the mean loss of the batch at position `index`;
+//                from PREDS u32 [count], the predicted class of sample start + b      read-write
+//   4 step       uniform: start, n, index
 // One workgroup: its threads stride over the batch (one sample each), then a fixed-order tree reduction sums the
 // losses and correct predictions, and thread 0 adds them to the running totals. No atomics: deterministic.
 
@@ -20,6 +20,8 @@ struct Step {
 }
 
 override K: u32 = 10u;
+override LOSSES: u32 = 4u; // offsets (in words) in `stats`
+override PREDS: u32 = 4u;
 
 const WG: u32 = 256u;
 const MAX_K: u32 = 16u;
@@ -27,10 +29,8 @@ const MAX_K: u32 = 16u;
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dlogits: array<f32>;
-@group(0) @binding(3) var<storage, read_write> preds: array<u32>;
-@group(0) @binding(4) var<storage, read_write> metrics: array<f32>;
-@group(0) @binding(5) var<storage, read_write> step_loss: array<f32>;
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(3) var<storage, read_write> stats: array<u32>; // f32 values as their bits
+@group(0) @binding(4) var<uniform> step: Step;
 
 var<workgroup> loss_sum: array<f32, WG>;
 var<workgroup> correct_sum: array<f32, WG>;
@@ -55,7 +55,7 @@ fn sample(b: u32, backward: bool) -> vec2<f32> {
     }
     let label = labels[b];
     let loss = log(sum) - (logits[row + label] - m);
-    preds[step.start + b] = arg;
+    stats[PREDS + step.start + b] = arg;
     if backward {
         let scale = 1.0 / f32(step.n);
         for (var k = 0u; k < K; k++) {
@@ -78,10 +78,10 @@ fn reduce_and_record(lid: u32, local: vec2<f32>) {
         workgroupBarrier();
     }
     if lid == 0u {
-        metrics[0] += loss_sum[0];
-        metrics[1] += correct_sum[0];
-        metrics[2] += f32(step.n);
-        step_loss[step.index] = loss_sum[0] / f32(step.n);
+        stats[0] = bitcast<u32>(bitcast<f32>(stats[0]) + loss_sum[0]);
+        stats[1] = bitcast<u32>(bitcast<f32>(stats[1]) + correct_sum[0]);
+        stats[2] = bitcast<u32>(bitcast<f32>(stats[2]) + f32(step.n));
+        stats[LOSSES + step.index] = bitcast<u32>(loss_sum[0] / f32(step.n));
     }
 }
 

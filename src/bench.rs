@@ -24,14 +24,15 @@ pub struct DeviceInfo {
     /// The adapter's subgroup widths (`AdapterSummary::subgroups`); empty in results from before it was recorded.
     #[serde(default)]
     pub subgroups: String,
-    /// Which kernel set ran: "subgroup (8 lanes)" or "plain" (see the README's "Kernel variants").
+    /// Which kernels ran: "tiled", "simd" or "simd, 8-lane subgroups" (see the README's "Kernel families"); results from
+    /// before the families say "subgroup (8 lanes)" or "plain".
     #[serde(default)]
     pub kernels: String,
 }
 
 impl DeviceInfo {
-    /// The adapter, and whether the run used the subgroup kernels.
-    pub fn of(a: &AdapterSummary, subgroup_kernels: bool) -> Self {
+    /// The adapter, and the kernels the run used.
+    pub fn of(a: &AdapterSummary, kernels: &crate::gpu::ops::Caps) -> Self {
         DeviceInfo {
             name: a.name.clone(),
             vendor: a.vendor.clone(),
@@ -40,7 +41,7 @@ impl DeviceInfo {
             driver: a.driver.clone(),
             driver_info: a.driver_info.clone(),
             subgroups: a.subgroups.clone(),
-            kernels: if subgroup_kernels { "subgroup (8 lanes)" } else { "plain" }.to_string(),
+            kernels: kernels.describe(),
         }
     }
 
@@ -124,7 +125,7 @@ pub struct BenchConfig {
 /// Benchmarks one adapter: start-up, training steps (warm-up, then `repeats` runs of `steps` steps), inference on the
 /// test set, and per-kernel times.
 pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<BenchResult> {
-    let device = DeviceInfo::of(&gpu.adapter, gpu.subgroups_of_8);
+    let device = DeviceInfo::of(&gpu.adapter, &gpu.caps);
     let params = model::init_params(model::DEFAULT_SEED);
     let t0 = Instant::now();
     let mut net = GpuNetwork::new(gpu, cfg.batch_size, Some(&data.train), &data.test, &params)?;

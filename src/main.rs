@@ -653,7 +653,7 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
         }
         for (summary, adapter) in all {
             eprintln!("bench: {}", summary.line());
-            match Gpu::open_adapter(summary.clone(), adapter)
+            match Gpu::open_adapter(summary.clone(), adapter, gpu::OpenOptions::from_env()?)
                 .map_err(anyhow::Error::from)
                 .and_then(|g| gpu_cnn::bench::bench_gpu(g, &data, &cfg))
             {

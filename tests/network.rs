@@ -7,6 +7,7 @@ use common::*;
 use gpu_cnn::checkpoint::{self, Checkpoint};
 use gpu_cnn::data::{self, Split};
 use gpu_cnn::gpu::network::GpuNetwork;
+use gpu_cnn::gpu::ops::{Caps, Family};
 use gpu_cnn::gpu::Gpu;
 use gpu_cnn::model::{self, normalize_pixel, PARAM_TENSORS};
 use gpu_cnn::reference::network;
@@ -25,31 +26,37 @@ fn batch_x(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
     (x, y)
 }
 
+/// The kernel families to check on this device, each with the device opened for it.
+fn families(test: &str) -> Vec<(Caps, Gpu)> {
+    let Some(first) = gpu_for_families(test) else { return Vec::new() };
+    let mut out = Vec::new();
+    let simd_fits = gpu_cnn::gpu::limits::unmet(Family::Simd, false, &first.limits).is_none();
+    if first.subgroups_of_8 {
+        out.push((Caps::simd(true), gpu_for_families(test).expect("the same adapter")));
+    }
+    if simd_fits {
+        out.push((Caps::simd(false), gpu_for_families(test).expect("the same adapter")));
+    }
+    out.push((Caps::tiled(), first));
+    out
+}
+
+/// One full training step from the same weights on one real batch, with each kernel family, against the f64
+/// reference: the loss, every gradient, every parameter after SGD.
 #[test]
 fn one_training_step_matches_reference() {
-    let Some(gpu) = gpu("one_training_step_matches_reference") else { return };
-    one_step_against_reference(gpu);
-}
-
-/// The same with the plain kernels where the adapter would run the subgroup ones (lavapipe), so both wirings of the
-/// network are checked end to end.
-#[test]
-fn one_training_step_matches_reference_with_plain_kernels() {
-    let Some(gpu) = gpu("one_training_step_matches_reference_with_plain_kernels") else { return };
-    if !gpu.subgroups_of_8 {
-        eprintln!("skipped: this adapter runs the plain kernels anyway (the test above covers them)");
-        return;
+    for (caps, gpu) in families("one_training_step_matches_reference") {
+        one_step_against_reference(gpu, caps);
     }
-    one_step_against_reference(Gpu::open_plain(&Default::default()).expect("the same adapter, opened plain"));
 }
 
-fn one_step_against_reference(gpu: Gpu) {
-    eprintln!("subgroup kernels: {}", gpu.subgroups_of_8);
+fn one_step_against_reference(gpu: Gpu, caps: Caps) {
+    eprintln!("kernels: {}", caps.describe());
     let d = mnist();
     let train = d.train.take(640);
     let params = model::init_params(7);
     let batch = 64;
-    let mut net = GpuNetwork::new(gpu, batch, Some(&train), &d.test.take(500), &params).unwrap();
+    let mut net = GpuNetwork::with_caps(gpu, caps, batch, Some(&train), &d.test.take(500), &params).unwrap();
     let order = gpu_cnn::train::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     net.train_steps_raw(&order, lr, mu, 1).unwrap();
@@ -59,17 +66,29 @@ fn one_step_against_reference(gpu: Gpu) {
 
     let (x, y) = batch_x(&train, &order[..batch]);
     let (ref_loss, ref_grads) = network::loss_and_grads(&to_f64(&params), &to_f64(&x), &y);
+    // The same computation in f32 on the CPU: how far an honest f32 implementation lands from the f64 truth.
+    let (_, grads32) = network::loss_and_grads(&params, &x, &y);
     // The loss is a mean of 64 f32 log-sum-exps over a deep f32 pipeline: 1e-5 relative is ~100 ulps of slack.
     assert!((gpu_loss - ref_loss).abs() <= 1e-5 * ref_loss, "loss: gpu {gpu_loss} vs reference {ref_loss}");
     eprintln!("step loss: gpu {gpu_loss:.8} reference {ref_loss:.8}");
-    // Gradients: every element within 1e-5 of its tensor's largest gradient (f32 rounding compounds through five
-    // layers: measured ≤ 1.1e-6 on lavapipe; an indexing or routing mistake is off by the size of a gradient itself).
+    // Gradients: f32 rounding compounds through five layers, and the weight gradients are long sums that cancel
+    // (conv1's: 50,176 terms per weight), so the error scale differs per tensor and per adapter's summation order.
+    // Each tensor may be off by 4× what the f32 CPU reference is off, or 2e-6 of its largest gradient, whichever is
+    // larger; an indexing or routing mistake is off by the size of a gradient itself.
     for t in PARAM_TENSORS {
         let r = &ref_grads[t.range()];
         let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let cpu32 = grads32[t.range()].iter().zip(r).map(|(&g, &r)| (g as f64 - r).abs()).fold(0.0, f64::max);
         let worst = gpu_grads[t.range()].iter().zip(r).map(|(&g, &r)| (g as f64 - r).abs()).fold(0.0, f64::max);
-        eprintln!("grad {}: worst |gpu − ref| / max|ref| = {:.2e}", t.name, worst / scale);
-        assert!(worst <= 1e-5 * scale, "grad {}: worst diff {worst:e} vs scale {scale:e}", t.name);
+        let tol = (4.0 * cpu32).max(2e-6 * scale);
+        eprintln!(
+            "grad {}: worst |gpu − ref| / max|ref| = {:.2e} (f32 CPU reference {:.2e}, tolerance {:.2e})",
+            t.name,
+            worst / scale,
+            cpu32 / scale,
+            tol / scale
+        );
+        assert!(worst <= tol, "grad {}: worst diff {worst:e} vs tolerance {tol:e} (scale {scale:e})", t.name);
     }
     // SGD from zero momentum: v = g, w ← w − lr·g.
     let mut want = params.clone();
@@ -81,12 +100,21 @@ fn one_step_against_reference(gpu: Gpu) {
 
 #[test]
 fn twenty_steps_track_reference_losses() {
-    let Some(gpu) = gpu("twenty_steps_track_reference_losses") else { return };
+    for (caps, gpu) in families("twenty_steps_track_reference_losses") {
+        if caps.family == Family::Simd && !caps.subgroups_of_8 && gpu.subgroups_of_8 {
+            continue; // the plain simd kernels are covered by the one-step test
+        }
+        twenty_steps(gpu, caps);
+    }
+}
+
+fn twenty_steps(gpu: Gpu, caps: Caps) {
+    eprintln!("kernels: {}", caps.describe());
     let d = mnist();
     let batch = 32;
     let train = d.train.take(batch * 20);
     let mut params = model::init_params(3);
-    let mut net = GpuNetwork::new(gpu, batch, Some(&train), &d.test.take(250), &params).unwrap();
+    let mut net = GpuNetwork::with_caps(gpu, caps, batch, Some(&train), &d.test.take(250), &params).unwrap();
     let order = gpu_cnn::train::epoch_order(3, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     net.train_steps_raw(&order, lr, mu, 20).unwrap();
@@ -108,14 +136,15 @@ fn twenty_steps_track_reference_losses() {
 
 /// Trains `epochs` epochs on a small split; returns every step loss and the final parameters.
 fn run(
-    gpu: gpu_cnn::gpu::Gpu,
+    gpu: Gpu,
+    caps: Caps,
     train: &Split,
     test: &Split,
     start: Option<&Checkpoint>,
     epochs: std::ops::Range<usize>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let params = start.map_or_else(|| model::init_params(11), |c| c.params.clone());
-    let mut net = GpuNetwork::new(gpu, 64, Some(train), test, &params).unwrap();
+    let mut net = GpuNetwork::with_caps(gpu, caps, 64, Some(train), test, &params).unwrap();
     if let Some(m) = start.and_then(|c| c.momentum.as_ref()) {
         net.set_momentum(m);
     }
@@ -128,14 +157,26 @@ fn run(
     (losses, net.params().unwrap(), net.momentum().unwrap())
 }
 
+/// Same seed, same adapter: the same losses and parameters bit for bit, and a run saved and resumed equals one that
+/// was not interrupted, with the device's own kernels and with the tiled family (its split sums are added in a fixed
+/// order: no atomics, no race).
 #[test]
 fn training_is_bit_identical_and_resumable() {
     let Some(gpu1) = gpu("training_is_bit_identical_and_resumable") else { return };
     let d = mnist();
-    let train = d.train.take(64 * 12 + 17); // a short last batch too
-    let test = d.test.take(250);
-    let (losses_a, params_a, _) = run(gpu1, &train, &test, None, 0..2);
-    let (losses_b, params_b, _) = run(gpu("second run").unwrap(), &train, &test, None, 0..2);
+    let own = gpu1.caps;
+    bit_identical_and_resumable(gpu1, own, &d.train.take(64 * 12 + 17), &d.test.take(250));
+    if own.family != Family::Tiled {
+        let tiled = gpu("training_is_bit_identical_and_resumable, tiled").unwrap();
+        bit_identical_and_resumable(tiled, Caps::tiled(), &d.train.take(64 * 2 + 17), &d.test.take(100));
+    }
+}
+
+fn bit_identical_and_resumable(gpu1: Gpu, caps: Caps, train: &Split, test: &Split) {
+    eprintln!("kernels: {}", caps.describe());
+    let (train, test) = (train.clone(), test.clone());
+    let (losses_a, params_a, _) = run(gpu1, caps, &train, &test, None, 0..2);
+    let (losses_b, params_b, _) = run(gpu("second run").unwrap(), caps, &train, &test, None, 0..2);
     assert_eq!(
         losses_a.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
         losses_b.iter().map(|l| l.to_bits()).collect::<Vec<_>>(),
@@ -144,14 +185,14 @@ fn training_is_bit_identical_and_resumable() {
     assert!(params_a.iter().zip(&params_b).all(|(a, b)| a.to_bits() == b.to_bits()), "params differ");
 
     // Save after epoch 1, reload from the file, train epoch 2: identical to the uninterrupted run.
-    let (losses_1, params_1, momentum_1) = run(gpu("first half").unwrap(), &train, &test, None, 0..1);
+    let (losses_1, params_1, momentum_1) = run(gpu("first half").unwrap(), caps, &train, &test, None, 0..1);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mid.safetensors");
     let meta = [("epochs_done".to_string(), "1".to_string())].into_iter().collect();
     checkpoint::save_training(&path, &Checkpoint { params: params_1, momentum: Some(momentum_1), metadata: meta })
         .unwrap();
     let loaded = checkpoint::load_training(&path).unwrap();
-    let (losses_2, params_2, _) = run(gpu("second half").unwrap(), &train, &test, Some(&loaded), 1..2);
+    let (losses_2, params_2, _) = run(gpu("second half").unwrap(), caps, &train, &test, Some(&loaded), 1..2);
     let resumed: Vec<u32> = losses_1.iter().chain(&losses_2).map(|l| l.to_bits()).collect();
     assert_eq!(resumed, losses_a.iter().map(|l| l.to_bits()).collect::<Vec<_>>(), "resumed losses differ");
     assert!(params_2.iter().zip(&params_a).all(|(a, b)| a.to_bits() == b.to_bits()), "resumed params differ");
@@ -159,11 +200,21 @@ fn training_is_bit_identical_and_resumable() {
 
 #[test]
 fn evaluation_matches_reference() {
-    let Some(gpu) = gpu("evaluation_matches_reference") else { return };
+    for (caps, gpu) in families("evaluation_matches_reference") {
+        if caps.family == Family::Simd && !caps.subgroups_of_8 && gpu.subgroups_of_8 {
+            continue;
+        }
+        evaluation(gpu, caps);
+    }
+}
+
+fn evaluation(gpu: Gpu, caps: Caps) {
+    eprintln!("kernels: {}", caps.describe());
     let d = mnist();
-    let test = d.test.take(777);
+    // More than one evaluation chunk of either family, and a partial last one.
+    let test = d.test.take(2777);
     let params = model::init_params(5);
-    let mut net = GpuNetwork::new(gpu, 64, None, &test, &params).unwrap();
+    let mut net = GpuNetwork::with_caps(gpu, caps, 64, None, &test, &params).unwrap();
     let (m, preds) = GpuNetwork::evaluate(&mut net, false).unwrap();
     let all: Vec<u32> = (0..test.len() as u32).collect();
     let (x, y) = batch_x(&test, &all);
@@ -177,11 +228,17 @@ fn evaluation_matches_reference() {
 
 #[test]
 fn probe_reads_back_the_forward_activations() {
-    let Some(gpu) = gpu("probe_reads_back_the_forward_activations") else { return };
+    for (caps, gpu) in families("probe_reads_back_the_forward_activations") {
+        probe(gpu, caps);
+    }
+}
+
+fn probe(gpu: Gpu, caps: Caps) {
+    eprintln!("kernels: {}", caps.describe());
     let d = mnist();
     let test = d.test.take(300);
     let params = model::init_params(9);
-    let mut net = GpuNetwork::new(gpu, 64, None, &test, &params).unwrap();
+    let mut net = GpuNetwork::with_caps(gpu, caps, 64, None, &test, &params).unwrap();
     let samples = [3u32, 299, 0, 42];
     let p = net.probe(&samples).unwrap();
     let (x, _) = batch_x(&test, &samples);

@@ -2,11 +2,12 @@
 //! engine requests, is listed in `SHADERS`, and declares exactly the bindings the host binds (group 0, binding i,
 //! read-only or read-write storage, or uniform), with each entry point using only those.
 
-use gpu_cnn::gpu::kernels::{Access, SHADERS, WEIGHT_WINDOW_BYTES};
+use gpu_cnn::gpu::kernels::{self, Access, SHADERS, WEIGHT_WINDOW_BYTES};
 use naga::valid::{GlobalUse, ValidationFlags, Validator};
 use naga::AddressSpace;
 
 fn validate(file: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let source = &*kernels::wgsl_for_naga(source);
     let module =
         naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
     let info = Validator::new(ValidationFlags::all(), gpu_cnn::gpu::shader_capabilities())
@@ -105,7 +106,7 @@ fn every_shader_validates_and_matches_its_bindings() {
 fn a_broken_shader_fails_validation() {
     // The checker itself must be able to fail. A type error:
     let caps = gpu_cnn::gpu::shader_capabilities();
-    let rejects = |src: &str| match naga::front::wgsl::parse_str(src) {
+    let rejects = |src: &str| match naga::front::wgsl::parse_str(&kernels::wgsl_for_naga(src)) {
         Err(_) => true,
         Ok(m) => Validator::new(ValidationFlags::all(), caps).validate(&m).is_err(),
     };
@@ -119,5 +120,58 @@ fn a_broken_shader_fails_validation() {
         // An output declared read-only is written by the kernel: rejected.
         let ro = s.source.replacen("var<storage, read_write>", "var<storage, read>", 1);
         assert!(rejects(&ro), "{}: write to a read-only binding accepted", s.file);
+    }
+}
+
+#[test]
+fn workgroup_memory_is_what_the_table_says() {
+    // The limits check (`gpu::limits`) trusts the table's workgroup_bytes: it must be what the shader declares.
+    for s in SHADERS {
+        let (module, _) = validate(s.file, s.source);
+        let bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == AddressSpace::WorkGroup)
+            .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+            .sum();
+        assert_eq!(bytes, s.workgroup_bytes, "{}: workgroup memory", s.file);
+    }
+}
+
+/// The lines of `source` between the tile core's markers.
+fn tile_core(source: &str) -> Option<&str> {
+    let start = source.find("// ---- tile core")?;
+    let end = source.find("// ---- end of the tile core ----")?;
+    Some(&source[start..end])
+}
+
+#[test]
+fn every_tiled_kernel_shares_one_tile_core() {
+    // WGSL has no include: the tiled family's matrix-product core is repeated in each of its files, and must stay
+    // the same in all of them.
+    let tiled: Vec<_> = SHADERS.iter().filter(|s| s.file.ends_with("_tiled.wgsl")).collect();
+    assert!(tiled.len() >= 6, "tiled shaders: {}", tiled.len());
+    let first = tile_core(tiled[0].source).expect("a tile core");
+    for s in &tiled {
+        let core = tile_core(s.source).unwrap_or_else(|| panic!("{}: no tile core", s.file));
+        assert_eq!(core, first, "{}: its tile core differs from {}'s", s.file, tiled[0].file);
+    }
+    // The checker catches a changed core.
+    let changed = tiled[1].source.replacen("acc[r * RN + c] = fma(", "acc[r * RN + c] = -fma(", 1);
+    assert_ne!(tile_core(&changed), Some(first));
+}
+
+#[test]
+fn subgroup_shaders_enable_subgroups_as_the_spec_requires() {
+    // Tint (browsers) rejects subgroup built-ins without `enable subgroups;`; naga 30 rejects the directive itself,
+    // so the host hands naga the file with the directive commented out (`kernels::wgsl_for_naga`).
+    for s in SHADERS {
+        let uses = s.source.contains("subgroupShuffle") || s.source.contains("@builtin(subgroup_");
+        let enables = s.source.lines().any(|l| l.trim() == "enable subgroups;");
+        assert_eq!(uses, s.subgroups, "{}: subgroup flag in the table", s.file);
+        assert_eq!(uses, enables, "{}: `enable subgroups;`", s.file);
+        let for_naga = kernels::wgsl_for_naga(s.source);
+        assert!(!for_naga.lines().any(|l| l.trim() == "enable subgroups;"), "{}", s.file);
+        assert_eq!(for_naga.lines().count(), s.source.lines().count(), "{}: line numbers kept", s.file);
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::ops::Family;
 use super::{Gpu, GpuError};
 
 /// How a binding is used by a kernel.
@@ -30,200 +31,218 @@ pub enum Access {
 /// `WEIGHT_VEC4S` × 16): conv1's and conv2's weights and biases, 4,800 floats, come first in the parameter layout.
 pub const WEIGHT_WINDOW_BYTES: u64 = 19_200;
 
-/// One shader file: its source, its entry points and their bindings (binding i = `bindings[i]`).
+/// One shader file: its source, its entry points and their bindings (binding i = `bindings[i]`, the same layout for
+/// every entry point of the file), and what it asks of the device (checked against its limits by `gpu::limits`).
 pub struct Shader {
     pub file: &'static str,
     pub source: &'static str,
     pub entry_points: &'static [&'static str],
     pub bindings: &'static [Access],
+    /// The kernel family it belongs to; `None`: both families use it.
+    pub family: Option<Family>,
     /// Threads per workgroup (the shader's `WG`).
     pub workgroup: u32,
+    /// Bytes of workgroup memory it declares (the hygiene test checks this against naga's reflection).
+    pub workgroup_bytes: u32,
     /// Uses subgroup operations: built only on devices with `Gpu::subgroups_of_8`.
     pub subgroups: bool,
 }
 
 use Access::*;
+use Family::{Simd, Tiled};
 
 macro_rules! shader {
-    ($file:literal, [$($entry:literal),+], [$($b:expr),+], $wg:expr) => {
-        shader!($file, [$($entry),+], [$($b),+], $wg, false)
-    };
-    ($file:literal, [$($entry:literal),+], [$($b:expr),+], $wg:expr, $subgroups:expr) => {
+    ($family:expr, $file:literal, [$($entry:literal),+], [$($b:expr),+], wg $wg:expr, shared $bytes:expr $(, $subgroups:ident)?) => {
         Shader {
             file: $file,
             source: include_str!(concat!("../../shaders/", $file)),
             entry_points: &[$($entry),+],
             bindings: &[$($b),+],
+            family: $family,
             workgroup: $wg,
-            subgroups: $subgroups,
+            workgroup_bytes: $bytes,
+            subgroups: shader!(@sub $($subgroups)?),
         }
     };
+    (@sub subgroups) => { true };
+    (@sub) => { false };
 }
 
 pub const SHADERS: &[Shader] = &[
-    shader!("load_batch.wgsl", ["load_batch"], [Read, Read, Read, ReadWrite, ReadWrite, Step], 256),
-    shader!("conv2d_forward.wgsl", ["conv2d_forward"], [Read, Weights, ReadWrite, Step, ReadWrite], 64),
+    // Both families.
+    shader!(None, "load_batch.wgsl", ["load_batch"], [Read, Read, ReadWrite, ReadWrite, Step], wg 256, shared 0),
     shader!(
+        None,
+        "softmax_cross_entropy.wgsl",
+        ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
+        [Read, Read, ReadWrite, ReadWrite, Step],
+        wg 256,
+        shared 2048
+    ),
+    shader!(None, "sgd_step.wgsl", ["sgd_step"], [Read, ReadWrite, ReadWrite, Uniform], wg 256, shared 0),
+    // The simd family (CPU adapters).
+    shader!(
+        Some(Simd),
+        "conv2d_forward.wgsl",
+        ["conv2d_forward"],
+        [Read, Weights, ReadWrite, Step, ReadWrite],
+        wg 64,
+        shared 0
+    ),
+    shader!(
+        Some(Simd),
         "conv2d_forward_subgroup.wgsl",
         ["conv2d_forward_subgroup"],
         [Read, Weights, ReadWrite, Step, ReadWrite],
-        64,
-        true
+        wg 64,
+        shared 0,
+        subgroups
     ),
-    shader!("conv2d_backward_input.wgsl", ["conv2d_backward_input"], [Read, Weights, ReadWrite, Step], 64),
     shader!(
+        Some(Simd),
+        "conv2d_backward_input.wgsl",
+        ["conv2d_backward_input"],
+        [Read, Weights, ReadWrite, Step],
+        wg 64,
+        shared 0
+    ),
+    shader!(
+        Some(Simd),
         "conv2d_backward_weight.wgsl",
         ["conv2d_backward_weight", "conv2d_backward_weight_reduce"],
         [Read, Read, ReadWrite, Step, ReadWrite],
-        64
+        wg 64,
+        shared 10240
     ),
     shader!(
+        Some(Simd),
         "conv2d_backward_weight_subgroup.wgsl",
         ["conv2d_backward_weight_subgroup"],
         [Read, Read, ReadWrite, Step, ReadWrite],
-        64,
-        true
+        wg 64,
+        shared 10240,
+        subgroups
     ),
-    shader!("maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], 256),
-    shader!("dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], 8),
-    shader!("dense_forward_subgroup.wgsl", ["dense_forward_subgroup"], [Read, Read, ReadWrite, Step], 64, true),
-    shader!("dense_backward_input.wgsl", ["dense_backward_input"], [Read, Read, Read, ReadWrite, Step], 8),
+    shader!(Some(Simd), "maxpool_backward.wgsl", ["maxpool_backward"], [Read, Read, ReadWrite, Step], wg 256, shared 0),
+    shader!(Some(Simd), "dense_forward.wgsl", ["dense_forward"], [Read, Read, ReadWrite, Step], wg 8, shared 0),
     shader!(
+        Some(Simd),
+        "dense_forward_subgroup.wgsl",
+        ["dense_forward_subgroup"],
+        [Read, Read, ReadWrite, Step],
+        wg 64,
+        shared 0,
+        subgroups
+    ),
+    shader!(
+        Some(Simd),
+        "dense_backward_input.wgsl",
+        ["dense_backward_input"],
+        [Read, Read, Read, ReadWrite, Step],
+        wg 8,
+        shared 0
+    ),
+    shader!(
+        Some(Simd),
         "dense_backward_input_subgroup.wgsl",
         ["dense_backward_input_subgroup"],
         [Read, Read, Read, ReadWrite, Step],
-        64,
-        true
+        wg 64,
+        shared 0,
+        subgroups
     ),
-    shader!("dense_backward_weight.wgsl", ["dense_backward_weight"], [Read, Read, ReadWrite, Step], 8),
     shader!(
+        Some(Simd),
+        "dense_backward_weight.wgsl",
+        ["dense_backward_weight"],
+        [Read, Read, ReadWrite, Step],
+        wg 8,
+        shared 0
+    ),
+    shader!(
+        Some(Simd),
         "dense_backward_weight_subgroup.wgsl",
         ["dense_backward_weight_subgroup"],
         [Read, Read, ReadWrite, Step],
-        64,
-        true
+        wg 64,
+        shared 0,
+        subgroups
+    ),
+    // The tiled family (GPUs).
+    shader!(
+        Some(Tiled),
+        "conv2d_forward_tiled.wgsl",
+        ["conv2d_forward_tiled"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
+        wg 64,
+        shared 14592
     ),
     shader!(
-        "softmax_cross_entropy.wgsl",
-        ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
-        [Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Step],
-        256
+        Some(Tiled),
+        "conv2d_backward_input_tiled.wgsl",
+        ["conv2d_backward_input_tiled"],
+        [Read, Read, ReadWrite, Step, Read],
+        wg 64,
+        shared 14592
     ),
-    shader!("sgd_step.wgsl", ["sgd_step"], [Read, ReadWrite, ReadWrite, Uniform], 256),
+    shader!(
+        Some(Tiled),
+        "conv2d_backward_weight_tiled.wgsl",
+        ["conv2d_backward_weight_tiled", "conv2d_backward_weight_tiled_reduce"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
+        wg 64,
+        shared 14592
+    ),
+    shader!(
+        Some(Tiled),
+        "dense_forward_tiled.wgsl",
+        ["dense_forward_tiled"],
+        [Read, Read, ReadWrite, Step],
+        wg 64,
+        shared 14592
+    ),
+    shader!(
+        Some(Tiled),
+        "dense_backward_input_tiled.wgsl",
+        ["dense_backward_input_tiled"],
+        [Read, Read, Read, ReadWrite, Step],
+        wg 64,
+        shared 14592
+    ),
+    shader!(
+        Some(Tiled),
+        "dense_backward_weight_tiled.wgsl",
+        ["dense_backward_weight_tiled"],
+        [Read, Read, ReadWrite, Step],
+        wg 64,
+        shared 14592
+    ),
+    // Checks a device's subgroups before the simd family's subgroup kernels rely on them (`gpu::subgroup_probe`).
+    shader!(Some(Simd), "subgroup_probe.wgsl", ["subgroup_probe"], [ReadWrite], wg 64, shared 0, subgroups),
 ];
+
+/// The source as naga (wgpu's native WGSL compiler) takes it: naga 30 does not yet accept the `enable subgroups;`
+/// directive that the WGSL spec requires before subgroup built-ins (gfx-rs/wgpu#5555) but allows the built-ins
+/// without it, so the directive becomes a comment (the line count stays, so error positions still match the file).
+/// Browsers (Tint) get the file as it is.
+pub fn wgsl_for_naga(source: &str) -> std::borrow::Cow<'_, str> {
+    const DIRECTIVE: &str = "enable subgroups;";
+    if source.lines().any(|l| l.trim() == DIRECTIVE) {
+        let lines: Vec<&str> = source
+            .lines()
+            .map(|l| if l.trim() == DIRECTIVE { "// enable subgroups; (see wgsl_for_naga)" } else { l })
+            .collect();
+        std::borrow::Cow::Owned(lines.join("\n") + "\n")
+    } else {
+        std::borrow::Cow::Borrowed(source)
+    }
+}
 
 pub fn shader_for(entry: &str) -> &'static Shader {
     SHADERS
         .iter()
         .find(|s| s.entry_points.contains(&entry))
         .unwrap_or_else(|| panic!("no shader has entry point {entry}"))
-}
-
-/// The thread tiling of the convolution kernels: it mirrors the constants at the top of `conv2d_forward.wgsl` and
-/// `conv2d_backward_input.wgsl`, so the host can size their dispatches.
-pub mod conv2d {
-    /// Pixels of one row per thread (a row segment).
-    pub const PX: usize = 16;
-    /// Input channels per thread of conv2d_backward_input (one row segment each).
-    pub const CO_B: usize = 16;
-    /// Output channels per thread of conv2d_forward (two row segments each: rows 2i and 2i + 1).
-    pub const FORWARD_CO_B: usize = 8;
-    /// conv2d_forward_subgroup: the subgroup width = output channels per block = tiles per workgroup.
-    /// conv2d_backward_weight_subgroup: output channels per workgroup.
-    pub const SUBGROUP: usize = 8;
-    /// Input channels per workgroup of conv2d_backward_weight_subgroup.
-    pub const SUBGROUP_CI_B: usize = 4;
-
-    /// Workgroups of conv2d_backward_weight_subgroup with SPLIT = 1 (one per block of SUBGROUP output channels and
-    /// SUBGROUP_CI_B input channels); with SPLIT = s it takes s times as many.
-    pub fn backward_weight_subgroup_groups(cin: usize, cout: usize) -> u64 {
-        (cout.div_ceil(SUBGROUP) * cin.div_ceil(SUBGROUP_CI_B)) as u64
-    }
-
-    /// Workgroups of conv2d_forward_subgroup for a batch of n: per block of SUBGROUP output channels, one workgroup
-    /// per SUBGROUP tiles (pairs of rows × segments).
-    pub fn forward_subgroup_groups(n: usize, cout: usize, h: usize, w: usize) -> u64 {
-        cout.div_ceil(SUBGROUP) as u64 * (n as u64 * forward_tiles_per_sample(h, w)).div_ceil(SUBGROUP as u64)
-    }
-
-    /// Threads per sample of conv2d_forward on an `h`×`w` plane: one per pair of rows and segment.
-    pub fn forward_tiles_per_sample(h: usize, w: usize) -> u64 {
-        (h.div_ceil(2) * w.div_ceil(PX)) as u64
-    }
-
-    /// Workgroups of conv2d_forward for a batch of n: per block of FORWARD_CO_B output channels, enough workgroups
-    /// for its threads.
-    pub fn forward_groups(n: usize, cout: usize, h: usize, w: usize) -> u64 {
-        cout.div_ceil(FORWARD_CO_B) as u64 * (n as u64 * forward_tiles_per_sample(h, w)).div_ceil(WG as u64)
-    }
-
-    /// Workgroups of conv2d_backward_weight with SPLIT = 1 (one per block of CO_B output channels and pair of input
-    /// channels); with SPLIT = s it takes s times as many.
-    pub fn backward_weight_groups(cin: usize, cout: usize) -> u64 {
-        (cout.div_ceil(CO_B) * cin.div_ceil(2)) as u64
-    }
-
-    /// Floats of conv2d_backward_weight's `partials` buffer for SPLIT = `split` (at least one, for SPLIT = 1 where it
-    /// is bound but unused).
-    pub fn partials_len(cin: usize, cout: usize, split: usize) -> usize {
-        if split > 1 {
-            split * cout * cin * 10
-        } else {
-            1
-        }
-    }
-
-    /// Workgroups of conv2d_backward_weight_reduce: one thread per sum (COUT·CIN·10).
-    pub fn backward_weight_reduce_groups(cin: usize, cout: usize) -> u64 {
-        (cout * cin * 10).div_ceil(WG) as u64
-    }
-
-    /// Threads per workgroup of conv2d_forward and conv2d_backward_input (their `WG`).
-    pub const WG: usize = 64;
-
-    /// Row segments per sample of an `h`×`w` plane (each thread of conv2d_backward_input computes one segment of PX
-    /// pixels × CO_B channels).
-    pub fn tiles_per_sample(h: usize, w: usize) -> u64 {
-        (h * w.div_ceil(PX)) as u64
-    }
-
-    /// Workgroups of conv2d_backward_input (`channels` = input channels) for a batch of n: per block of CO_B
-    /// channels, enough workgroups for the n·h row segments.
-    pub fn groups(n: usize, channels: usize, h: usize, w: usize) -> u64 {
-        channels.div_ceil(CO_B) as u64 * (n as u64 * tiles_per_sample(h, w)).div_ceil(WG as u64)
-    }
-}
-
-/// The thread tiling of the dense kernels: each thread computes a `T`×`T` tile (mirrors `T` in `dense_*.wgsl`).
-pub mod dense {
-    pub const T: usize = 16;
-
-    /// Threads of dense_forward (`out` features) or dense_backward_input (`out` = the layer's inputs) for a batch of n.
-    pub fn threads(n: usize, out: usize) -> u64 {
-        (n.div_ceil(T) * out.div_ceil(T)) as u64
-    }
-
-    /// Threads of dense_backward_weight: one per T×T tile of the [OUT, IN + 1] gradient (column IN is the bias).
-    pub fn backward_weight_threads(inp: usize, out: usize) -> u64 {
-        ((inp + 1).div_ceil(T) * out.div_ceil(T)) as u64
-    }
-
-    /// dense_forward_subgroup: subgroup width, and the samples × output features of one subgroup's tile.
-    pub const SUBGROUP: usize = 8;
-    pub const SUBGROUP_SAMPLES: usize = 16;
-    pub const SUBGROUP_OUTPUTS: usize = 32;
-
-    /// Workgroups of dense_backward_weight_subgroup: one subgroup per tile of SUBGROUP_SAMPLES outputs ×
-    /// SUBGROUP_OUTPUTS columns of [weight | bias], SUBGROUP tiles per workgroup.
-    pub fn backward_weight_subgroup_groups(inp: usize, out: usize) -> u64 {
-        ((inp + 1).div_ceil(SUBGROUP_OUTPUTS) * out.div_ceil(SUBGROUP_SAMPLES)).div_ceil(SUBGROUP) as u64
-    }
-
-    /// Threads of dense_forward_subgroup (`out` features) or dense_backward_input_subgroup (`out` = the layer's
-    /// inputs) for a batch of n: one subgroup per tile.
-    pub fn subgroup_threads(n: usize, out: usize) -> u64 {
-        (n.div_ceil(SUBGROUP_SAMPLES) * out.div_ceil(SUBGROUP_OUTPUTS) * SUBGROUP) as u64
-    }
 }
 
 /// Size in bytes of the per-step uniform block (`struct Step { start, n, index, _pad }`).
@@ -244,33 +263,47 @@ pub struct Kernel {
 /// One pipeline to build: an entry point and its override constants.
 pub type Spec = (&'static str, Vec<(&'static str, f64)>);
 
-/// Creates shader modules once and pipelines on demand (or ahead, in parallel, with `prepare`).
+/// Creates shader modules once (on first use) and pipelines on demand (or ahead, in parallel, with `prepare`).
 pub struct Kernels {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
-    /// Pipelines built by `prepare`, by `spec_key`, until `kernel` takes them.
-    prepared: Mutex<HashMap<String, Kernel>>,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// Pipelines built so far, by `spec_key`.
+    built: Mutex<HashMap<String, Kernel>>,
 }
 
 fn spec_key(entry: &str, constants: &[(&str, f64)]) -> String {
     format!("{entry} {constants:?}")
 }
 
+impl Default for Kernels {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Kernels {
-    pub fn new(gpu: &Gpu) -> Result<Kernels, GpuError> {
-        let mut modules = HashMap::new();
-        for s in SHADERS.iter().filter(|s| !s.subgroups || gpu.subgroups_of_8) {
-            let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(s.file),
-                source: wgpu::ShaderSource::Wgsl(s.source.into()),
-            });
-            modules.insert(s.file, module);
+    pub fn new() -> Kernels {
+        Kernels { modules: Mutex::new(HashMap::new()), built: Mutex::new(HashMap::new()) }
+    }
+
+    /// The shader module of `shader`, created on first use. Subgroup shaders need a device opened with
+    /// `Features::SUBGROUP` (`Gpu::subgroups_of_8`).
+    fn module(&self, gpu: &Gpu, shader: &'static Shader) -> Result<wgpu::ShaderModule, GpuError> {
+        assert!(!shader.subgroups || gpu.subgroups_of_8, "{}: the device has no 8-lane subgroups", shader.file);
+        let mut modules = self.modules.lock().expect("shader modules");
+        if let Some(m) = modules.get(shader.file) {
+            return Ok(m.clone());
         }
+        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.file),
+            source: wgpu::ShaderSource::Wgsl(wgsl_for_naga(shader.source)),
+        });
         gpu.check()?;
-        Ok(Kernels { modules, prepared: Mutex::new(HashMap::new()) })
+        modules.insert(shader.file, module.clone());
+        Ok(module)
     }
 
     /// Builds the pipelines of `specs` on `threads` threads (lavapipe compiles a pipeline on the thread that creates
-    /// it, and the big unrolled kernels take 0.1–0.5 s each), for `kernel` to take later. Give the costliest first.
+    /// it, and the big unrolled kernels take 0.1–0.5 s each), for `kernel` to return later.
     pub fn prepare(&self, gpu: &Gpu, specs: &[Spec], threads: usize) -> Result<(), GpuError> {
         let next = AtomicUsize::new(0);
         let results: Vec<Result<(), GpuError>> = std::thread::scope(|scope| {
@@ -279,8 +312,7 @@ impl Kernels {
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((entry, constants)) = specs.get(i) else { return Ok(()) };
-                        let k = self.build(gpu, entry, constants)?;
-                        self.prepared.lock().expect("prepared pipelines").insert(spec_key(entry, constants), k);
+                        self.kernel(gpu, entry, constants)?;
                     })
                 })
                 .collect();
@@ -289,18 +321,15 @@ impl Kernels {
         results.into_iter().collect()
     }
 
-    /// Pipelines built by `prepare` that `kernel` has not taken (0 once the network is built: a spec that never
-    /// matches would be built twice).
-    pub fn unused_prepared(&self) -> usize {
-        self.prepared.lock().map_or(0, |p| p.len())
-    }
-
-    /// A pipeline for `entry` with the given override constants (taken from `prepare`'s if it built it).
+    /// The pipeline for `entry` with the given override constants, built on first request.
     pub fn kernel(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
-        if let Some(k) = self.prepared.lock().ok().and_then(|mut p| p.remove(&spec_key(entry, constants))) {
-            return Ok(k);
+        let key = spec_key(entry, constants);
+        if let Some(k) = self.built.lock().expect("pipelines").get(&key) {
+            return Ok(k.clone());
         }
-        self.build(gpu, entry, constants)
+        let k = self.build(gpu, entry, constants)?;
+        self.built.lock().expect("pipelines").insert(key, k.clone());
+        Ok(k)
     }
 
     fn build(&self, gpu: &Gpu, entry: &'static str, constants: &[(&str, f64)]) -> Result<Kernel, GpuError> {
@@ -351,7 +380,7 @@ impl Kernels {
         let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: Some(&pipeline_layout),
-            module: &self.modules[shader.file],
+            module: &self.module(gpu, shader)?,
             entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
@@ -434,15 +463,23 @@ impl Kernel {
     }
 }
 
-/// Shapes a kernel cannot take: the convolutions read their rows as aligned pairs, so W must be even (the network's
-/// are 28 and 14); dense_forward_subgroup reads vec4s, so IN and W_OFF must be multiples of 4 (1568, 128; 4800,
-/// 205632), and dense_backward_input_subgroup and dense_backward_weight_subgroup OUT as well (and B_OFF, the latter)
-/// (fc1's 128; fc2's 10 is not, so fc2 takes the plain ones).
+/// Shapes a kernel cannot take: the simd convolutions read their rows as aligned pairs, so W must be even (the
+/// network's are 28 and 14), as must H and W where a 2×2 max-pool is fused; dense_forward_subgroup reads vec4s, so IN
+/// and W_OFF must be multiples of 4 (1568, 128; 4800, 205632), and dense_backward_input_subgroup and
+/// dense_backward_weight_subgroup OUT as well (and B_OFF, the latter) (fc1's 128; fc2's 10 is not, so fc2 takes the
+/// plain ones).
 pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
-    if entry.starts_with("conv2d_") {
-        let w = constants.iter().find(|(k, _)| *k == "W").map_or(0.0, |c| c.1);
+    let get = |name: &str| constants.iter().find(|(k, _)| *k == name).map_or(0.0, |c| c.1);
+    if entry.starts_with("conv2d_") && !entry.contains("_tiled") {
+        let w = get("W");
         if !(w as u64).is_multiple_of(2) {
             return Err(format!("{entry}: W = {w} must be even (the kernel reads its rows as pairs)"));
+        }
+    }
+    if entry == "conv2d_forward_tiled" && get("POOL") != 0.0 {
+        let (h, w) = (get("H"), get("W"));
+        if !(h as u64).is_multiple_of(2) || !(w as u64).is_multiple_of(2) {
+            return Err(format!("{entry}: H = {h} and W = {w} must be even for the fused 2×2 max-pool"));
         }
     }
     let vec4_constants: &[&str] = match entry {

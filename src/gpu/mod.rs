@@ -4,7 +4,11 @@
 //! network's buffers and records the forward, backward and optimizer dispatches.
 
 pub mod kernels;
+pub mod limits;
 pub mod network;
+pub mod ops;
+
+use ops::{Caps, Family};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +27,16 @@ pub enum GpuError {
     RequestDevice { adapter: String, message: String },
     #[error("{what} needs {needed} but {adapter} allows at most {limit} ({limit_name}); use a smaller batch size")]
     TooLarge { what: String, needed: u64, limit: u64, limit_name: &'static str, adapter: String },
+    #[error("the {family} kernels need {limit_name} ≥ {needed} ({by}) but {adapter} allows {limit}{hint}")]
+    Limit {
+        family: Family,
+        limit_name: &'static str,
+        needed: u64,
+        by: &'static str,
+        limit: u64,
+        adapter: String,
+        hint: &'static str,
+    },
     #[error("the GPU did not finish {what} within {secs} s on {adapter} (a hang or a very slow adapter; set GPU_CNN_TIMEOUT_S to wait longer)")]
     Timeout { what: String, secs: u64, adapter: String },
     #[error("GPU device lost on {adapter}: {reason}")]
@@ -31,6 +45,8 @@ pub enum GpuError {
     Device { adapter: String, message: String },
     #[error("reading back {what} from {adapter} failed: {message}")]
     Readback { what: String, adapter: String, message: String },
+    #[error("{variable}: {message}")]
+    Config { variable: &'static str, message: String },
 }
 
 /// What the user asked for with `--adapter` and `--backend`.
@@ -206,6 +222,28 @@ pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter),
     }
 }
 
+/// Runs `subgroup_probe.wgsl` and checks what the subgroup kernels assume: every subgroup 8 invocations wide, made of
+/// 8 consecutive invocations with lanes in order, and subgroupShuffle bringing the named lane's value.
+pub fn subgroup_probe(gpu: &Gpu) -> Result<bool, GpuError> {
+    const WG: usize = 64;
+    let kernels = kernels::Kernels::new();
+    let k = kernels.kernel(gpu, "subgroup_probe", &[])?;
+    let out = gpu.storage("subgroup probe", 4 * 3 * WG as u64)?;
+    let group = k.bind(gpu, &[&out]);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        k.dispatch_workgroups(&mut pass, &group, None, 1);
+    }
+    let idx = gpu.queue.submit([enc.finish()]);
+    gpu.wait(Some(idx), "the subgroup probe")?;
+    let v = gpu.read_u32(&out, 0, 3 * WG, "the subgroup probe")?;
+    Ok((0..WG).all(|i| {
+        let base = i / 8 * 8;
+        v[i] == 8 && v[WG + i] as usize == i % 8 && v[2 * WG + i] as usize == 1000 + base + (i % 8 + 3) % 8
+    }))
+}
+
 /// The naga shader capabilities our shaders may use: subgroup operations (only the `*_subgroup` kernels, built only
 /// where the device has `Features::SUBGROUP`) and nothing else beyond core WGSL. The shader-hygiene test validates
 /// every shader with exactly this set.
@@ -213,11 +251,45 @@ pub fn shader_capabilities() -> naga::valid::Capabilities {
     naga::valid::Capabilities::SUBGROUP
 }
 
-/// Whether to use the kernels written for subgroups of exactly 8 invocations: the adapter has subgroups, always 8
-/// wide (lavapipe's 8-lane SIMD), and `GPU_CNN_SUBGROUPS` is not `0` (which forces the plain kernels, to compare).
-fn use_subgroups_of_8(features: wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
-    let off = std::env::var("GPU_CNN_SUBGROUPS").is_ok_and(|v| v == "0");
-    !off && features.contains(wgpu::Features::SUBGROUP) && info.subgroup_min_size == 8 && info.subgroup_max_size == 8
+/// How to open a device: which kernel family (None: the adapter's default, `Gpu::default_family`), whether the simd
+/// family may use its subgroup kernels, and whether to hold the device to `wgpu::Limits::downlevel_defaults()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub family: Option<Family>,
+    pub no_subgroups: bool,
+    pub downlevel: bool,
+}
+
+impl OpenOptions {
+    /// From the environment: `GPU_CNN_KERNELS` (`simd`, `tiled` or `auto`), `GPU_CNN_SUBGROUPS=0` (the simd family
+    /// without its subgroup kernels), `GPU_CNN_LIMITS=downlevel`.
+    pub fn from_env() -> Result<OpenOptions, GpuError> {
+        let family = match std::env::var("GPU_CNN_KERNELS") {
+            Ok(v) if !v.is_empty() && v != "auto" => {
+                Some(Family::parse(&v).map_err(|message| GpuError::Config { variable: "GPU_CNN_KERNELS", message })?)
+            }
+            _ => None,
+        };
+        Ok(OpenOptions {
+            family,
+            no_subgroups: std::env::var("GPU_CNN_SUBGROUPS").is_ok_and(|v| v == "0"),
+            downlevel: std::env::var("GPU_CNN_LIMITS").is_ok_and(|v| v == "downlevel"),
+        })
+    }
+
+    pub fn family(self, family: Family) -> OpenOptions {
+        OpenOptions { family: Some(family), ..self }
+    }
+}
+
+/// The family a device runs unless told otherwise: simd on software adapters (lavapipe and other CPU rasterizers),
+/// tiled on GPUs.
+pub fn default_family(adapter: &AdapterSummary) -> Family {
+    if adapter.is_software() {
+        Family::Simd
+    } else {
+        Family::Tiled
+    }
 }
 
 /// An open device on one adapter.
@@ -227,7 +299,9 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
-    /// The device runs the kernels written for subgroups of 8 (see `use_subgroups_of_8`).
+    /// The kernels this device runs: the family, and whether its 8-lane subgroup kernels passed `subgroup_probe`.
+    pub caps: Caps,
+    /// The device was opened with subgroups and they are 8 wide as the subgroup kernels need (`subgroup_probe`).
     pub subgroups_of_8: bool,
     timeout: Duration,
     errors: Arc<Mutex<Vec<String>>>,
@@ -238,37 +312,57 @@ pub struct Gpu {
 pub const DEFAULT_TIMEOUT_S: u64 = 300;
 
 impl Gpu {
-    /// Opens the selected (or best) adapter with the limits this engine needs: the adapter's own storage-binding and
-    /// buffer-size limits (so large datasets and batches fit where the adapter allows), everything else at defaults.
+    /// Opens the selected (or best) adapter with the options from the environment (`OpenOptions::from_env`).
     pub fn open(sel: &AdapterSelection) -> Result<Gpu, GpuError> {
+        Self::open_with(sel, OpenOptions::from_env()?)
+    }
+
+    pub fn open_with(sel: &AdapterSelection, opts: OpenOptions) -> Result<Gpu, GpuError> {
         let (summary, adapter) = choose(sel)?;
-        Self::open_adapter(summary, adapter)
+        Self::open_adapter(summary, adapter, opts)
     }
 
-    /// Opens the selected adapter for the plain kernels only (no subgroup kernels, as with `GPU_CNN_SUBGROUPS=0`): the
-    /// tests run the network both ways on an adapter that has subgroups.
-    pub fn open_plain(sel: &AdapterSelection) -> Result<Gpu, GpuError> {
-        let (summary, adapter) = choose(sel)?;
-        Self::open_with(summary, adapter, false)
-    }
-
-    pub fn open_adapter(summary: AdapterSummary, adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
-        Self::open_with(summary, adapter, true)
-    }
-
-    fn open_with(summary: AdapterSummary, adapter: wgpu::Adapter, subgroups: bool) -> Result<Gpu, GpuError> {
-        // Ask for what the adapter offers (its own storage-binding and buffer-size limits, so large batches fit where the
-        // adapter allows); sizes are then checked against these limits up front with a clear message.
-        let required_limits = adapter.limits();
-        let subgroups_of_8 = subgroups && use_subgroups_of_8(adapter.features(), &adapter.get_info());
+    /// Opens `adapter` with the limits this engine needs: the adapter's own (so large datasets and batches fit where
+    /// the adapter allows; sizes are checked against them up front), or with `opts.downlevel` the adapter's cut down to
+    /// the downlevel defaults. The family's needs are checked first: a family the adapter cannot run is refused with
+    /// the limit named if it was asked for, and replaced by the other family if it was the default.
+    pub fn open_adapter(summary: AdapterSummary, adapter: wgpu::Adapter, opts: OpenOptions) -> Result<Gpu, GpuError> {
+        let limits = if opts.downlevel { limits::downlevel(&adapter.limits()) } else { adapter.limits() };
+        let info = adapter.get_info();
+        let eight_lanes = adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8;
+        let refuse = |family: Family, need: limits::Need, have: u64, hint: &'static str| GpuError::Limit {
+            family,
+            limit_name: need.limit,
+            needed: need.needed,
+            by: need.by,
+            limit: have,
+            adapter: summary.line(),
+            hint,
+        };
+        let mut family = opts.family.unwrap_or_else(|| default_family(&summary));
+        let mut subgroups = family == Family::Simd && eight_lanes && !opts.no_subgroups;
+        if let Some((need, have)) = limits::unmet(family, subgroups, &limits) {
+            if opts.family.is_some() || family == Family::Tiled {
+                let hint =
+                    if family == Family::Simd { "; the tiled kernels (GPU_CNN_KERNELS=tiled) need less" } else { "" };
+                return Err(refuse(family, need, have, hint));
+            }
+            family = Family::Tiled;
+            subgroups = false;
+            if let Some((need, have)) = limits::unmet(family, false, &limits) {
+                return Err(refuse(family, need, have, ""));
+            }
+        }
         let mut features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        if subgroups_of_8 {
+        if subgroups {
             features |= wgpu::Features::SUBGROUP;
         }
         let desc = wgpu::DeviceDescriptor {
             label: Some("gpu-cnn"),
             required_features: features,
-            required_limits: required_limits.clone(),
+            required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
@@ -290,17 +384,25 @@ impl Gpu {
             }
         });
         let secs = std::env::var("GPU_CNN_TIMEOUT_S").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_S);
-        Ok(Gpu {
+        let mut gpu = Gpu {
             device,
             queue,
             adapter: summary,
-            limits: required_limits,
+            limits,
             features,
-            subgroups_of_8,
+            caps: Caps { family, subgroups_of_8: false },
+            subgroups_of_8: subgroups,
             timeout: Duration::from_secs(secs),
             errors,
             lost,
-        })
+        };
+        if subgroups {
+            // Trust, but verify: some drivers report one width and run another.
+            let ok = subgroup_probe(&gpu)?;
+            gpu.subgroups_of_8 = ok;
+            gpu.caps.subgroups_of_8 = ok;
+        }
+        Ok(gpu)
     }
 
     /// Fails with the first error the device reported since the last check (validation, out of memory, device loss).

@@ -1,12 +1,37 @@
 //! Shared test helpers: the GPU (or a visible skip), seeded random data, tolerance checks.
 #![allow(dead_code)]
 
-use gpu_cnn::gpu::{AdapterSelection, Gpu};
+use gpu_cnn::gpu::ops::Family;
+use gpu_cnn::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
 use gpu_cnn::model::{rng, uniform01, Rng};
 
 /// The default adapter, or None with a visible "skipped" line. With `GPU_CNN_REQUIRE_GPU=1` a missing adapter fails.
 pub fn gpu(test: &str) -> Option<Gpu> {
     match Gpu::open(&AdapterSelection::default()) {
+        Ok(g) => {
+            eprintln!("{test}: adapter {}", g.adapter.line());
+            Some(g)
+        }
+        Err(e) => {
+            if std::env::var("GPU_CNN_REQUIRE_GPU").as_deref() == Ok("1") {
+                panic!("{test}: GPU_CNN_REQUIRE_GPU=1 but no GPU adapter: {e}");
+            }
+            eprintln!("{test}: skipped: no GPU adapter ({e})");
+            None
+        }
+    }
+}
+
+/// The default adapter opened so that every kernel family can run on it: for the simd family (with its subgroup
+/// kernels where the adapter has verified 8-lane subgroups); the tiled kernels need nothing more. Where the device's
+/// limits (`GPU_CNN_LIMITS=downlevel`) rule the simd family out, opened for the tiled family alone.
+pub fn gpu_for_families(test: &str) -> Option<Gpu> {
+    let opts = OpenOptions::from_env().expect("GPU_CNN_* settings");
+    let opened = match Gpu::open_with(&AdapterSelection::default(), opts.family(Family::Simd)) {
+        Err(GpuError::Limit { .. }) => Gpu::open_with(&AdapterSelection::default(), opts.family(Family::Tiled)),
+        other => other,
+    };
+    match opened {
         Ok(g) => {
             eprintln!("{test}: adapter {}", g.adapter.line());
             Some(g)

@@ -1,0 +1,173 @@
+//! Fully connected layer y = x·Wᵀ + b (`reference::dense`): forward (optionally with ReLU), the input gradient
+//! (optionally with the backward of the ReLU, or of the max-pool and ReLU, that produced the input) and the weight
+//! gradient, in both kernel families.
+//!
+//! Shaders: `dense_forward.wgsl`, `dense_backward_input.wgsl`, `dense_backward_weight.wgsl` and their `_subgroup`
+//! variants (simd family), `dense_forward_tiled.wgsl`, `dense_backward_input_tiled.wgsl`,
+//! `dense_backward_weight_tiled.wgsl` (tiled family).
+
+use super::{c, f32_bytes, flag, maxpool, tiles, Caps, Family, Lowered, Plan, Temp};
+
+/// One dense layer: its sizes and where its weight [OUT, IN] and bias sit in the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dense {
+    pub inp: usize,
+    pub out: usize,
+    pub w_off: usize,
+    pub b_off: usize,
+}
+
+impl Dense {
+    pub fn flops(&self, n: usize) -> f64 {
+        2.0 * (n * self.inp * self.out) as f64
+    }
+
+    fn weights(&self) -> usize {
+        self.inp * self.out + self.out
+    }
+}
+
+/// What produced a dense layer's input, for its input gradient.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// Nothing to undo: dx as it is.
+    Plain,
+    /// A ReLU whose output is the tensor named here: dx masked by x > 0.
+    Relu(&'a str),
+    /// The flattened 2×2 max-pool of the ReLU output named here, [n, C, 2·ph, 2·pw] (IN = C·ph·pw): dx routed to each
+    /// window's maximum, as maxpool_backward and relu_backward do.
+    PooledRelu { a: &'a str, ph: usize, pw: usize },
+}
+
+/// The simd family's thread tiling (mirrors `T` and the subgroup tiles in its shaders).
+pub mod simd {
+    /// Each thread of the plain kernels computes a `T`×`T` tile.
+    pub const T: usize = 16;
+    /// Threads per workgroup of the plain kernels.
+    pub const WG: u32 = 8;
+    /// Threads per workgroup of the subgroup kernels.
+    pub const SUBGROUP_WG: u32 = 64;
+    /// Subgroup width, and the samples × output features of one subgroup's tile.
+    pub const SUBGROUP: usize = 8;
+    pub const SUBGROUP_SAMPLES: usize = 16;
+    pub const SUBGROUP_OUTPUTS: usize = 32;
+
+    /// Threads of dense_forward (`out` features) or dense_backward_input (`out` = the layer's inputs) for n samples.
+    pub fn threads(n: usize, out: usize) -> u64 {
+        (n.div_ceil(T) * out.div_ceil(T)) as u64
+    }
+
+    /// Threads of dense_backward_weight: one per T×T tile of the [OUT, IN + 1] gradient (column IN is the bias).
+    pub fn backward_weight_threads(inp: usize, out: usize) -> u64 {
+        ((inp + 1).div_ceil(T) * out.div_ceil(T)) as u64
+    }
+
+    /// Workgroups of dense_backward_weight_subgroup.
+    pub fn backward_weight_subgroup_groups(inp: usize, out: usize) -> u64 {
+        ((inp + 1).div_ceil(SUBGROUP_OUTPUTS) * out.div_ceil(SUBGROUP_SAMPLES)).div_ceil(SUBGROUP) as u64
+    }
+
+    /// Threads of dense_forward_subgroup or dense_backward_input_subgroup for n samples: one subgroup per tile.
+    pub fn subgroup_threads(n: usize, out: usize) -> u64 {
+        (n.div_ceil(SUBGROUP_SAMPLES) * out.div_ceil(SUBGROUP_OUTPUTS) * SUBGROUP) as u64
+    }
+}
+
+/// The simd family's subgroup kernels read vec4s: the sizes and offsets they index by must be multiples of 4.
+fn vec4_ok(values: &[usize]) -> bool {
+    values.iter().all(|v| v.is_multiple_of(4))
+}
+
+/// dense_forward: `x` → `y`, optionally with ReLU.
+pub fn forward(caps: Caps, s: &Dense, batch: usize, relu: bool, x: &str, y: &str) -> Lowered {
+    let s = *s;
+    let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), c("B_OFF", s.b_off), flag("RELU", relu)];
+    let args = [x, "params", y, "step"];
+    let plan = match caps.family {
+        Family::Simd if caps.subgroups_of_8 && vec4_ok(&[s.inp, s.w_off]) => {
+            Plan::new("dense_forward_subgroup", k, &args)
+                .threads(simd::SUBGROUP_WG, move |n| simd::subgroup_threads(n, s.out))
+        }
+        Family::Simd => Plan::new("dense_forward", k, &args).threads(simd::WG, move |n| simd::threads(n, s.out)),
+        Family::Tiled => {
+            let t = tiles::choose(batch, s.out, 1);
+            Plan::new("dense_forward_tiled", [k, t.constants().into()].concat(), &args)
+                .groups(move |n| t.groups(n, s.out))
+        }
+    };
+    Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(n * s.inp + s.weights() + n * s.out)))
+}
+
+/// The input gradient `dy` → `dx`, through what produced the input (`source`): with `PooledRelu`, `dx` receives the
+/// gradient with respect to the pre-pool activation (fused in the tiled kernel, a maxpool_backward after it in simd).
+pub fn backward_input(caps: Caps, s: &Dense, batch: usize, dy: &str, dx: &str, source: Source) -> Lowered {
+    let s = *s;
+    let flops = move |n| s.flops(n);
+    let bytes = move |n: usize| f32_bytes(n * s.out + s.weights() + 2 * n * s.inp);
+    match caps.family {
+        Family::Simd => {
+            let (relu, mask, out) = match source {
+                Source::Plain => (false, dy.to_string(), dx.to_string()),
+                Source::Relu(x) => (true, x.to_string(), dx.to_string()),
+                Source::PooledRelu { .. } => (false, dy.to_string(), format!("{dx}.pooled")),
+            };
+            let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), flag("RELU", relu)];
+            let args = [dy, "params", &mask, &out, "step"];
+            let plan = if caps.subgroups_of_8 && vec4_ok(&[s.inp, s.out, s.w_off]) {
+                Plan::new("dense_backward_input_subgroup", k, &args)
+                    .threads(simd::SUBGROUP_WG, move |n| simd::subgroup_threads(n, s.inp))
+            } else {
+                Plan::new("dense_backward_input", k, &args).threads(simd::WG, move |n| simd::threads(n, s.inp))
+            };
+            let lowered = Lowered::one(plan.work(flops, bytes));
+            match source {
+                Source::PooledRelu { a, ph, pw } => {
+                    let c = s.inp / (ph * pw);
+                    let pool = maxpool::backward(c, 2 * ph, 2 * pw, true, a, &out, dx);
+                    Lowered { temps: vec![Temp { name: out, floats: batch * s.inp }], ..lowered }.then(pool)
+                }
+                _ => lowered,
+            }
+        }
+        Family::Tiled => {
+            let t = tiles::choose(batch, s.inp, 1);
+            let (relu, route, x, ph, pw) = match source {
+                Source::Plain => (false, false, dy, 1, 1),
+                Source::Relu(x) => (true, false, x, 1, 1),
+                Source::PooledRelu { a, ph, pw } => (false, true, a, ph, pw),
+            };
+            let mut k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), flag("RELU", relu)];
+            k.extend([flag("ROUTE", route), c("PH", ph), c("PW", pw)]);
+            k.extend(t.constants());
+            let routed = if route { 8 } else { 0 };
+            Lowered::one(
+                Plan::new("dense_backward_input_tiled", k, &[dy, "params", x, dx, "step"])
+                    .groups(move |n| t.groups(n, s.inp))
+                    .work(flops, move |n| bytes(n) + f32_bytes(routed * n * s.inp)),
+            )
+        }
+    }
+}
+
+/// The weight and bias gradients from the layer's input `x` and output gradient `dy`, stored into `grads`.
+pub fn backward_weight(caps: Caps, s: &Dense, _batch: usize, x: &str, dy: &str, grads: &str) -> Lowered {
+    let s = *s;
+    let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), c("B_OFF", s.b_off)];
+    let args = [x, dy, grads, "step"];
+    let plan = match caps.family {
+        Family::Simd if caps.subgroups_of_8 && vec4_ok(&[s.inp, s.out, s.w_off, s.b_off]) => {
+            let groups = simd::backward_weight_subgroup_groups(s.inp, s.out);
+            Plan::new("dense_backward_weight_subgroup", k, &args).groups(move |_| groups)
+        }
+        Family::Simd => {
+            let threads = simd::backward_weight_threads(s.inp, s.out);
+            Plan::new("dense_backward_weight", k, &args).threads(simd::WG, move |_| threads)
+        }
+        Family::Tiled => {
+            let t = tiles::choose(s.out, s.inp + 1, 1);
+            let groups = t.groups(s.out, s.inp + 1);
+            Plan::new("dense_backward_weight_tiled", [k, t.constants().into()].concat(), &args).groups(move |_| groups)
+        }
+    };
+    Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(n * (s.inp + s.out) + s.weights())))
+}
