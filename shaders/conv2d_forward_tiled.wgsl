@@ -52,49 +52,55 @@ fn pixel(p: u32) -> vec3<u32> {
     return vec3<u32>(p / (H * W), (p / W) % H, p % W);
 }
 
-fn a_at(m: u32, k: u32) -> f32 {
-    if m >= COUT {
-        return 0.0;
-    }
-    return params[W_OFF + m * CIN * 9u + k];
+// Row m of A: output channel m's weights (x: where they start; w: 1 if the channel exists).
+fn a_row(m: u32) -> vec4<u32> {
+    return vec4<u32>(W_OFF + m * CIN * 9u, 0u, 0u, select(0u, 1u, m < COUT));
 }
 
-fn b_at(k: u32, p: u32) -> f32 {
-    if p >= step.n * H * W {
+fn a_at(row: vec4<u32>, k: u32) -> f32 {
+    if row.w == 0u {
         return 0.0;
     }
+    return params[row.x + k];
+}
+
+// Column p of B: pixel p (x: its sample's first input word; y, z: its row and column; w: 1 if the pixel exists).
+fn b_col(p: u32) -> vec4<u32> {
     let px = pixel(p);
-    let ci = k / 9u;
-    let iy = i32(px.y) + i32(k % 9u / 3u) - 1;
-    let ix = i32(px.z) + i32(k % 3u) - 1;
-    if iy < 0 || iy >= i32(H) || ix < 0 || ix >= i32(W) {
+    return vec4<u32>(px.x * CIN * H * W, px.y, px.z, select(0u, 1u, p < step.n * H * W));
+}
+
+fn b_at(col: vec4<u32>, k: u32) -> f32 {
+    let iy = i32(col.y) + i32(k % 9u / 3u) - 1;
+    let ix = i32(col.z) + i32(k % 3u) - 1;
+    if col.w == 0u || iy < 0 || iy >= i32(H) || ix < 0 || ix >= i32(W) {
         return 0.0;
     }
-    return x[((px.x * CIN + ci) * H + u32(iy)) * W + u32(ix)];
+    return x[col.x + (k / 9u * H + u32(iy)) * W + u32(ix)];
 }
 
 // ---- tile core: identical in every *_tiled.wgsl (tests/shaders.rs checks it) ----
 // The workgroup computes a BM × BN tile of C[m, n] = Σ_k A(m, k)·B(k, n), stepping through K BK at a time: its 64
-// invocations copy the A and B tiles into workgroup memory (a_at and b_at, defined by each kernel, read the operands;
-// A_K_FAST / B_K_FAST say along which index consecutive invocations read consecutive addresses), then each invocation
-// multiplies an RM × RN block of the tile in registers (rows tm + GM·r, columns tn + GN·c: neighbouring invocations
-// read neighbouring words of workgroup memory). With KS > 1 the invocations form KS slices that each take BK / KS of
-// every step; the slices' sums are added in slice order. The tile ends in c_tile for the kernel's epilogue.
-// BM = GM·RM ≤ 32, GN = 64 / (KS·GM), BN = GN·RN ≤ 64, RM·RN ≤ 16: the host's `tiles` module picks them.
+// invocations copy the A and B tiles into workgroup memory, then each multiplies an RM × RN block of the tile in
+// registers (rows tm + GM·i, columns tn + GN·j, so neighbouring invocations read neighbouring words). The operands
+// come from each kernel's a_at(a_row(m), k) and b_at(b_col(n), k): a_row / b_col turn a row or column into what its
+// loads need (decoded once per invocation where the invocation keeps one row or column), A_K_FAST / B_K_FAST say
+// whether consecutive addresses run along k. With KS > 1 the invocations form KS slices that each take BK / KS of
+// every step, and the slices' sums are added in slice order. The tile ends in c_tile for the kernel's epilogue.
+// The register block is RM ≤ 4 vec4 accumulators with constant indices (RN = 4 columns each), so it stays in
+// registers on every compiler and rows past RM cost nothing. BM = GM·RM ≤ 32, GN = 64 / (KS·GM), BN = 4·GN ≤ 64,
+// BK·(BM + 1) ≤ 528, BK·(BN + 1) ≤ 1040, BK divides 64 and KS divides BK: the host's `tiles` module picks them.
 
 const WG: u32 = 64u;
-const BK: u32 = 16u;
-const MAX_BM: u32 = 32u;
-const MAX_BN: u32 = 64u;
 
 override GM: u32 = 8u;
 override RM: u32 = 4u;
-override RN: u32 = 4u;
 override KS: u32 = 1u;
+override BK: u32 = 16u;
 
-var<workgroup> a_tile: array<f32, 528>; // BK × (MAX_BM + 1): [k][m], rows padded by one word
-var<workgroup> b_tile: array<f32, 1040>; // BK × (MAX_BN + 1): [k][n]
-var<workgroup> c_tile: array<f32, 2080>; // MAX_BM × (MAX_BN + 1): [m][n]
+var<workgroup> a_tile: array<f32, 528>; // [k][m], rows padded by one word
+var<workgroup> b_tile: array<f32, 1040>; // [k][n]
+var<workgroup> c_tile: array<f32, 2080>; // [m][n]
 
 fn tile_gn() -> u32 {
     return WG / (KS * GM);
@@ -105,12 +111,41 @@ fn tile_bm() -> u32 {
 }
 
 fn tile_bn() -> u32 {
-    return tile_gn() * RN;
+    return tile_gn() * 4u;
 }
 
 // c_tile[m][n] of the tile (m, n relative to the tile).
 fn tile_at(m: u32, n: u32) -> f32 {
     return c_tile[m * (tile_bn() + 1u) + n];
+}
+
+// Up to four words of a tile row, `stride` apart, as one vec4 (0 beyond `count`).
+fn tile_a4(i: u32, stride: u32, count: u32) -> vec4<f32> {
+    var v = vec4<f32>(a_tile[i], 0.0, 0.0, 0.0);
+    if count > 1u {
+        v.y = a_tile[i + stride];
+    }
+    if count > 2u {
+        v.z = a_tile[i + 2u * stride];
+        v.w = a_tile[i + 3u * stride];
+    }
+    return v;
+}
+
+fn tile_b4(i: u32, stride: u32) -> vec4<f32> {
+    return vec4<f32>(b_tile[i], b_tile[i + stride], b_tile[i + 2u * stride], b_tile[i + 3u * stride]);
+}
+
+// Adds (or with `first` stores) one row of the register block into c_tile row `row`.
+fn tile_put(row: u32, tn: u32, v: vec4<f32>, first: bool) {
+    let gn = tile_gn();
+    let i = row * (tile_bn() + 1u) + tn;
+    let old = vec4<f32>(c_tile[i], c_tile[i + gn], c_tile[i + 2u * gn], c_tile[i + 3u * gn]);
+    let sum = select(old + v, v, first);
+    c_tile[i] = sum.x;
+    c_tile[i + gn] = sum.y;
+    c_tile[i + 2u * gn] = sum.z;
+    c_tile[i + 3u * gn] = sum.w;
 }
 
 // Sums A(m0 + m, k)·B(k, n0 + n) over k in [k0, k1) into c_tile. Called with the same arguments by the whole workgroup.
@@ -122,52 +157,74 @@ fn tile_product(m0: u32, n0: u32, k0: u32, k1: u32, lid: u32) {
     let tm = lid % GM;
     let tn = (lid / GM) % gn;
     let per = BK / KS;
-    var acc: array<f32, 16>;
+    // Where an invocation loads along k, it keeps one row of A or column of B: decode it once.
+    let a_mine = a_row(m0 + lid % bm);
+    let b_mine = b_col(n0 + lid % bn);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k = k0; k < k1; k += BK) {
-        for (var e = lid; e < BK * bm; e += WG) {
-            var m = e / BK;
-            var kk = e % BK;
-            if !A_K_FAST {
-                m = e % bm;
-                kk = e / bm;
+        if A_K_FAST {
+            let kk = lid % BK;
+            for (var m = lid / BK; m < bm; m += WG / BK) {
+                var v = 0.0;
+                if k + kk < k1 {
+                    v = a_at(a_row(m0 + m), k + kk);
+                }
+                a_tile[kk * (bm + 1u) + m] = v;
             }
-            var v = 0.0;
-            if k + kk < k1 {
-                v = a_at(m0 + m, k + kk);
+        } else {
+            for (var kk = lid / bm; kk < BK; kk += WG / bm) {
+                var v = 0.0;
+                if k + kk < k1 {
+                    v = a_at(a_mine, k + kk);
+                }
+                a_tile[kk * (bm + 1u) + lid % bm] = v;
             }
-            a_tile[kk * (bm + 1u) + m] = v;
         }
-        for (var e = lid; e < BK * bn; e += WG) {
-            var n = e / BK;
-            var kk = e % BK;
-            if !B_K_FAST {
-                n = e % bn;
-                kk = e / bn;
+        if B_K_FAST {
+            let kk = lid % BK;
+            for (var n = lid / BK; n < bn; n += WG / BK) {
+                var v = 0.0;
+                if k + kk < k1 {
+                    v = b_at(b_col(n0 + n), k + kk);
+                }
+                b_tile[kk * (bn + 1u) + n] = v;
             }
-            var v = 0.0;
-            if k + kk < k1 {
-                v = b_at(k + kk, n0 + n);
+        } else {
+            for (var kk = lid / bn; kk < BK; kk += WG / bn) {
+                var v = 0.0;
+                if k + kk < k1 {
+                    v = b_at(b_mine, k + kk);
+                }
+                b_tile[kk * (bn + 1u) + lid % bn] = v;
             }
-            b_tile[kk * (bn + 1u) + n] = v;
         }
         workgroupBarrier();
         for (var kk = slice * per; kk < (slice + 1u) * per; kk++) {
-            for (var r = 0u; r < RM; r++) {
-                let a = a_tile[kk * (bm + 1u) + tm + GM * r];
-                for (var c = 0u; c < RN; c++) {
-                    acc[r * RN + c] = fma(a, b_tile[kk * (bn + 1u) + tn + gn * c], acc[r * RN + c]);
-                }
+            let a = tile_a4(kk * (bm + 1u) + tm, GM, RM);
+            let b = tile_b4(kk * (bn + 1u) + tn, gn);
+            acc0 = fma(vec4<f32>(a.x), b, acc0);
+            if RM > 1u {
+                acc1 = fma(vec4<f32>(a.y), b, acc1);
+            }
+            if RM > 2u {
+                acc2 = fma(vec4<f32>(a.z), b, acc2);
+                acc3 = fma(vec4<f32>(a.w), b, acc3);
             }
         }
         workgroupBarrier();
     }
     for (var s = 0u; s < KS; s++) {
         if slice == s {
-            for (var r = 0u; r < RM; r++) {
-                for (var c = 0u; c < RN; c++) {
-                    let i = (tm + GM * r) * (bn + 1u) + tn + gn * c;
-                    c_tile[i] = select(c_tile[i] + acc[r * RN + c], acc[r * RN + c], s == 0u);
-                }
+            tile_put(tm, tn, acc0, s == 0u);
+            if RM > 1u {
+                tile_put(tm + GM, tn, acc1, s == 0u);
+            }
+            if RM > 2u {
+                tile_put(tm + 2u * GM, tn, acc2, s == 0u);
+                tile_put(tm + 3u * GM, tn, acc3, s == 0u);
             }
         }
         workgroupBarrier();

@@ -13,6 +13,7 @@ pub mod data;
 pub mod engine;
 pub mod gpu;
 pub mod model;
+pub mod peak;
 pub mod reference;
 pub mod report;
 pub mod train;

@@ -48,6 +48,21 @@ enum Command {
     Compare(TrainArgs),
     /// Benchmark training and inference (and per-kernel GPU times) on one adapter or all of them.
     Bench(BenchArgs),
+    /// Measure what the adapter can do: f32 multiply-add rate, memory bandwidth, the cost of a dispatch.
+    Peak {
+        /// Adapter index or name substring (default: the best one).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Only adapters of this backend.
+        #[arg(long, value_parser = gpu::parse_backend)]
+        backend: Option<wgpu::Backend>,
+        /// Timed runs of each measurement.
+        #[arg(long, default_value_t = 5, value_parser = positive_usize)]
+        repeats: usize,
+        /// Print JSON on stdout (the table then goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Merge `bench --json` results from several machines into one markdown table.
     BenchReport {
         /// JSON files written by `gpu-cnn bench --json --out FILE`.
@@ -240,7 +255,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::SaveLoop { path } => save_loop(&path),
         Command::Bench(b) => bench_cmd(&b),
         Command::BenchReport { files } => bench_report(&files),
+        Command::Peak { adapter, backend, repeats, json } => peak_cmd(adapter, backend, repeats, json),
     }
+}
+
+fn peak_cmd(adapter: Option<String>, backend: Option<wgpu::Backend>, repeats: usize, json: bool) -> Result<()> {
+    let g = Gpu::open(&AdapterSelection { adapter, backend })?;
+    eprintln!("peak: {}", g.adapter.line());
+    let r = gpu_cnn::peak::peak(&g, repeats)?;
+    let table = gpu_cnn::peak::table(std::slice::from_ref(&r));
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        eprintln!("\n{table}");
+    } else {
+        println!("{table}");
+    }
+    Ok(())
 }
 
 fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {

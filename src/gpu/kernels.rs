@@ -196,8 +196,8 @@ pub const SHADERS: &[Shader] = &[
     shader!(
         Some(Tiled),
         "dense_forward_tiled.wgsl",
-        ["dense_forward_tiled"],
-        [Read, Read, ReadWrite, Step],
+        ["dense_forward_tiled", "dense_forward_tiled_reduce"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
         wg 64,
         shared 14592
     ),
@@ -217,9 +217,21 @@ pub const SHADERS: &[Shader] = &[
         wg 64,
         shared 14592
     ),
+    // Measures the adapter (`gpu-cnn peak`).
+    shader!(None, "peak.wgsl", ["peak_fma", "peak_copy", "peak_touch"], [Read, ReadWrite], wg 256, shared 0),
     // Checks a device's subgroups before the simd family's subgroup kernels rely on them (`gpu::subgroup_probe`).
     shader!(Some(Simd), "subgroup_probe.wgsl", ["subgroup_probe"], [ReadWrite], wg 64, shared 0, subgroups),
 ];
+
+/// The checks wgpu builds into the shaders: bounds checks always; the counters it adds to every loop to stop infinite
+/// ones are left out (every loop of these shaders is bounded by override constants or the batch length), as they cost
+/// 25–35 % of a training step on an H200 (BENCHMARKS.md). `GPU_CNN_SHADER_CHECKS=all` puts them back.
+fn runtime_checks() -> Option<wgpu::ShaderRuntimeChecks> {
+    match std::env::var("GPU_CNN_SHADER_CHECKS").as_deref() {
+        Ok("all") => None,
+        _ => Some(wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() }),
+    }
+}
 
 /// The source as naga (wgpu's native WGSL compiler) takes it: naga 30 does not yet accept the `enable subgroups;`
 /// directive that the WGSL spec requires before subgroup built-ins (gfx-rs/wgpu#5555) but allows the built-ins
@@ -293,10 +305,16 @@ impl Kernels {
         if let Some(m) = modules.get(shader.file) {
             return Ok(m.clone());
         }
-        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.file),
             source: wgpu::ShaderSource::Wgsl(wgsl_for_naga(shader.source)),
-        });
+        };
+        let module = match runtime_checks() {
+            // SAFETY: every loop in these shaders ends (its bound is an override constant or the batch length); only
+            // the loop-bounding counters wgpu would add are left out, bounds checks stay.
+            Some(checks) => unsafe { gpu.device.create_shader_module_trusted(desc, checks) },
+            None => gpu.device.create_shader_module(desc),
+        };
         gpu.check()?;
         modules.insert(shader.file, module.clone());
         Ok(module)

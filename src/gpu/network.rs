@@ -138,6 +138,39 @@ impl Program {
     }
 }
 
+/// One pipeline the engine can create: its shader, entry point and override constants.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineSpec {
+    pub file: &'static str,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+/// Every pipeline the engine creates for the study's network, in every kernel family (the simd family with and
+/// without its subgroup kernels), for training at batch 64 and 1024 with the full MNIST and for evaluation, plus the
+/// subgroup probe and the peak kernels: what the compile-time, cross-compiler and browser tests build.
+pub fn all_pipeline_specs() -> Vec<PipelineSpec> {
+    let mut out: Vec<PipelineSpec> = Vec::new();
+    let mut add = |entry: &'static str, constants: Vec<(&'static str, f64)>| {
+        let spec = PipelineSpec { file: super::kernels::shader_for(entry).file, entry, constants };
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    };
+    for caps in [Caps::simd(true), Caps::simd(false), Caps::tiled()] {
+        for batch in [64, 1024] {
+            for p in lower(caps, batch, 60_000, 10_000).plans() {
+                add(p.entry, p.constants.clone());
+            }
+        }
+    }
+    add("subgroup_probe", Vec::new());
+    for e in ["peak_fma", "peak_copy", "peak_touch"] {
+        add(e, Vec::new());
+    }
+    out
+}
+
 /// One recorded dispatch: a pipeline, its bind group and its plan (size, work, label).
 struct Op {
     kernel: Kernel,
@@ -278,7 +311,15 @@ impl GpuNetwork {
         let train = train.map(|s| DeviceSplit::upload(&gpu, "train", s)).transpose()?;
         let test = DeviceSplit::upload(&gpu, "test", test)?;
         let mut buffers: HashMap<String, wgpu::Buffer> = HashMap::new();
+        // A temporary of the training step and of evaluation may share a name (sized for each batch): the larger.
+        let mut sizes: Vec<(String, usize)> = Vec::new();
         for (name, floats) in &tensors {
+            match sizes.iter_mut().find(|(n, _)| n == name) {
+                Some(e) => e.1 = e.1.max(*floats),
+                None => sizes.push((name.clone(), *floats)),
+            }
+        }
+        for (name, floats) in &sizes {
             buffers.insert(name.clone(), gpu.storage(name, f32b(*floats))?);
         }
         buffers.insert("params".into(), gpu.storage_init("params", bytemuck::cast_slice(params))?);
@@ -710,5 +751,39 @@ impl Engine for GpuNetwork {
     fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()> {
         GpuNetwork::set_momentum(self, momentum);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::ops::tiles::TARGET_GROUPS;
+
+    /// On a big GPU the tiled family keeps every multiprocessor busy: at batch 64, each dispatch of a training step
+    /// that does more than 1 MFLOP launches at least two waves of one workgroup per multiprocessor on a
+    /// 132-multiprocessor GPU (264 workgroups; the tiles aim for 8 per multiprocessor, `TARGET_GROUPS`). Checked from
+    /// the sizing functions the network dispatches with: no GPU needed.
+    #[test]
+    fn a_batch_of_64_fills_a_132_multiprocessor_gpu() {
+        let program = lower(Caps::tiled(), 64, 60_000, 10_000);
+        let mut checked = 0;
+        for p in &program.train.plans {
+            let (flops, groups) = ((p.flops)(64), (p.groups)(64));
+            eprintln!("{:<50} {:>8.2} MFLOP {:>6} workgroups", p.label, flops / 1e6, groups);
+            if flops > 1e6 {
+                assert!(groups >= 2 * 132, "{}: {groups} workgroups for {:.1} MFLOP", p.label, flops / 1e6);
+                checked += 1;
+            }
+        }
+        assert_eq!(
+            checked, 8,
+            "dispatches over 1 MFLOP: 2 conv forward, fc1 forward, its two gradients, 3 conv gradients"
+        );
+        const { assert!(TARGET_GROUPS >= 2 * 132) };
+        // The checker fails where a kernel would not fill the GPU: the simd family's fc1 forward launches 32
+        // workgroups of 8 threads.
+        let simd = lower(Caps::simd(false), 64, 60_000, 10_000);
+        let fc1 = simd.train.plans.iter().find(|p| p.label == "dense_forward fc1").expect("fc1");
+        assert!((fc1.groups)(64) < 2 * 132);
     }
 }

@@ -120,7 +120,7 @@ pub fn forward(caps: Caps, s: &Conv, batch: usize, relu: bool, pool: bool, x: &s
             Plan::new(entry, k, &[x, "params", y, "step", pooled]).groups(move |n| groups(n, s.cout, s.h, s.w))
         }
         Family::Tiled => {
-            let t = tiles::choose(s.cout, batch * s.h * s.w, if pool { 4 } else { 1 });
+            let t = tiles::choose(s.cout, batch * s.h * s.w, if pool { 4 } else { 1 }).deepest(s.cin * 9);
             k.extend(t.constants());
             Plan::new("conv2d_forward_tiled", k, &[x, "params", y, "step", pooled])
                 .groups(move |n| t.groups(s.cout, n * s.h * s.w))
@@ -160,7 +160,7 @@ pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, ro
             }
         }
         Family::Tiled => {
-            let t = tiles::choose(s.cin, batch * s.h * s.w, 1);
+            let t = tiles::choose(s.cin, batch * s.h * s.w, 1).deepest(s.cout * 9);
             k.push(flag("ROUTE", route.is_some()));
             k.extend(t.constants());
             let a = route.unwrap_or(dy);
@@ -209,9 +209,9 @@ pub fn backward_weight(caps: Caps, s: &Conv, batch: usize, x: &str, dy: &str, gr
         }
         Family::Tiled => {
             let cols = s.cin * 9 + 1;
-            let t: Tiles = tiles::choose_for_split(s.cout, cols);
+            let (t, split): (Tiles, usize) = tiles::choose_split(s.cout, cols, batch * s.h * s.w);
             let tile_count = t.groups(s.cout, cols);
-            let split = tiles::split(tile_count, batch * s.h * s.w);
+            let t = t.deepest((batch * s.h * s.w).div_ceil(split));
             k.push(c("SPLIT", split));
             k.extend(t.constants());
             let args = [x, dy, grads, "step", &partials];
@@ -225,7 +225,7 @@ pub fn backward_weight(caps: Caps, s: &Conv, batch: usize, x: &str, dy: &str, gr
                 let sums = s.cout * cols;
                 lowered.plans.push(
                     Plan::new("conv2d_backward_weight_tiled_reduce", k, &args)
-                        .threads(tiles::WG, move |_| sums as u64)
+                        .groups(move |_| sums as u64)
                         .work(|_| 0.0, move |_| f32_bytes(sums * split + s.weights())),
                 );
             }

@@ -78,24 +78,51 @@ fn vec4_ok(values: &[usize]) -> bool {
     values.iter().all(|v| v.is_multiple_of(4))
 }
 
-/// dense_forward: `x` → `y`, optionally with ReLU.
+/// dense_forward: `x` → `y`, optionally with ReLU. A tiled product too small to fill the GPU (fc1 at batch 64: 64 ×
+/// 128 outputs over 1,568 inputs) splits its K over workgroups instead, and a second dispatch adds the parts in order
+/// with the bias and ReLU.
 pub fn forward(caps: Caps, s: &Dense, batch: usize, relu: bool, x: &str, y: &str) -> Lowered {
     let s = *s;
     let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), c("B_OFF", s.b_off), flag("RELU", relu)];
-    let args = [x, "params", y, "step"];
+    let flops = move |n| s.flops(n);
+    let bytes = move |n: usize| f32_bytes(n * s.inp + s.weights() + n * s.out);
     let plan = match caps.family {
         Family::Simd if caps.subgroups_of_8 && vec4_ok(&[s.inp, s.w_off]) => {
-            Plan::new("dense_forward_subgroup", k, &args)
+            Plan::new("dense_forward_subgroup", k, &[x, "params", y, "step"])
                 .threads(simd::SUBGROUP_WG, move |n| simd::subgroup_threads(n, s.out))
         }
-        Family::Simd => Plan::new("dense_forward", k, &args).threads(simd::WG, move |n| simd::threads(n, s.out)),
+        Family::Simd => {
+            Plan::new("dense_forward", k, &[x, "params", y, "step"]).threads(simd::WG, move |n| simd::threads(n, s.out))
+        }
         Family::Tiled => {
-            let t = tiles::choose(batch, s.out, 1);
-            Plan::new("dense_forward_tiled", [k, t.constants().into()].concat(), &args)
-                .groups(move |n| t.groups(n, s.out))
+            let parts = format!("{y}.forward parts");
+            let args = [x, "params", y, "step", &parts];
+            let direct = tiles::choose(batch, s.out, 1);
+            let (t, split) = tiles::choose_split(batch, s.out, s.inp);
+            // Split only products big enough to be worth a second dispatch (fc2's 64 × 10 × 128 is not).
+            let small = batch * s.out * s.inp < 1 << 20;
+            if (direct.ks == 1 && direct.groups(batch, s.out) >= tiles::TARGET_GROUPS) || split == 1 || small {
+                let t = direct.deepest(s.inp);
+                let plan =
+                    Plan::new("dense_forward_tiled", [k, vec![c("SPLIT", 1)], t.constants().into()].concat(), &args)
+                        .groups(move |n| t.groups(n, s.out));
+                return Lowered { plans: vec![plan.work(flops, bytes)], temps: vec![Temp { name: parts, floats: 1 }] };
+            }
+            let t = t.deepest(s.inp.div_ceil(split));
+            let k = [k, vec![c("SPLIT", split)], t.constants().into()].concat();
+            let main = Plan::new("dense_forward_tiled", k.clone(), &args)
+                .groups(move |n| t.groups(n, s.out) * split as u64)
+                .work(flops, move |n| bytes(n) + f32_bytes(split * n * s.out));
+            let reduce = Plan::new("dense_forward_tiled_reduce", k, &args)
+                .threads(tiles::WG, move |n| (n * s.out) as u64)
+                .work(|_| 0.0, move |n| f32_bytes((split + 1) * n * s.out + s.out));
+            return Lowered {
+                plans: vec![main, reduce],
+                temps: vec![Temp { name: parts, floats: split * batch * s.out }],
+            };
         }
     };
-    Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(n * s.inp + s.weights() + n * s.out)))
+    Lowered::one(plan.work(flops, bytes))
 }
 
 /// The input gradient `dy` → `dx`, through what produced the input (`source`): with `PooledRelu`, `dx` receives the
@@ -130,7 +157,7 @@ pub fn backward_input(caps: Caps, s: &Dense, batch: usize, dy: &str, dx: &str, s
             }
         }
         Family::Tiled => {
-            let t = tiles::choose(batch, s.inp, 1);
+            let t = tiles::choose(batch, s.inp, 1).deepest(s.out);
             let (relu, route, x, ph, pw) = match source {
                 Source::Plain => (false, false, dy, 1, 1),
                 Source::Relu(x) => (true, false, x, 1, 1),
@@ -150,7 +177,7 @@ pub fn backward_input(caps: Caps, s: &Dense, batch: usize, dy: &str, dx: &str, s
 }
 
 /// The weight and bias gradients from the layer's input `x` and output gradient `dy`, stored into `grads`.
-pub fn backward_weight(caps: Caps, s: &Dense, _batch: usize, x: &str, dy: &str, grads: &str) -> Lowered {
+pub fn backward_weight(caps: Caps, s: &Dense, batch: usize, x: &str, dy: &str, grads: &str) -> Lowered {
     let s = *s;
     let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), c("B_OFF", s.b_off)];
     let args = [x, dy, grads, "step"];
@@ -164,7 +191,7 @@ pub fn backward_weight(caps: Caps, s: &Dense, _batch: usize, x: &str, dy: &str, 
             Plan::new("dense_backward_weight", k, &args).threads(simd::WG, move |_| threads)
         }
         Family::Tiled => {
-            let t = tiles::choose(s.out, s.inp + 1, 1);
+            let t = tiles::choose(s.out, s.inp + 1, 1).deepest(batch);
             let groups = t.groups(s.out, s.inp + 1);
             Plan::new("dense_backward_weight_tiled", [k, t.constants().into()].concat(), &args).groups(move |_| groups)
         }

@@ -1,36 +1,50 @@
 //! Tile shapes of the tiled family's matrix-product kernels (`*_tiled.wgsl`, their shared "tile core"): a
-//! 64-invocation workgroup computes a BM × BN tile of C = A·B; each invocation an RM × RN block of it, GM invocations
+//! 64-invocation workgroup computes a BM × BN tile of C = A·B; each invocation an RM × 4 block of it, GM invocations
 //! along M; KS slices of K inside the workgroup. `choose` picks the shape for a product of M × N (and `split` the
 //! number of workgroups a long K is split over) so that a batch of 64 launches enough workgroups to fill a big GPU.
 
 use super::c;
 
-/// Workgroups a dispatch should launch when it can: two per multiprocessor of a 132-multiprocessor GPU (H100, H200),
-/// i.e. two waves of one workgroup per multiprocessor. Smaller GPUs are filled too.
-pub const TARGET_GROUPS: u64 = 264;
+/// Workgroups a dispatch should launch when it can: two per multiprocessor of a 132-multiprocessor GPU (H100,
+/// H200), two waves of one per multiprocessor. Aiming at eight (smaller tiles, longer splits) measured no better on
+/// an H200 (BENCHMARKS.md, round 4). Smaller GPUs are filled too.
+pub const TARGET_GROUPS: u64 = 2 * 132;
 
 /// Invocations per workgroup of every tiled kernel (`WG` in the tile core).
 pub const WG: u32 = 64;
-/// Depth of one step through K (`BK` in the tile core).
-pub const BK: usize = 16;
+/// Words of the core's A and B tiles (`a_tile`, `b_tile`): BK·(BM + 1) and BK·(BN + 1) must fit.
+pub const A_WORDS: usize = 528;
+pub const B_WORDS: usize = 1040;
 /// Largest tile the core's workgroup memory holds.
 pub const MAX_BM: u32 = 32;
 pub const MAX_BN: u32 = 64;
 /// Bytes of workgroup memory the tile core declares: a_tile 528 + b_tile 1040 + c_tile 2080 floats.
 pub const WORKGROUP_BYTES: u32 = 4 * (528 + 1040 + 2080);
 
-/// One tile shape (the core's override constants GM, RM, RN, KS).
+/// One tile shape (the core's override constants GM, RM, KS, BK; each invocation's block is RM × 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tiles {
     pub gm: u32,
     pub rm: u32,
-    pub rn: u32,
     pub ks: u32,
+    /// Depth of one step through K: 16 unless `deepest` chose more.
+    pub bk: u32,
 }
 
+/// Columns of an invocation's register block (one vec4).
+pub const RN: u32 = 4;
+
 impl Tiles {
-    pub const fn new(gm: u32, rm: u32, rn: u32, ks: u32) -> Tiles {
-        Tiles { gm, rm, rn, ks }
+    pub const fn new(gm: u32, rm: u32, ks: u32) -> Tiles {
+        Tiles { gm, rm, ks, bk: 16 }
+    }
+
+    /// The same tiles stepping through K as deep as the workgroup memory allows (up to 64), but not deeper than a
+    /// reduction of length `k` needs: fewer steps, fewer barriers for long, thin products.
+    pub fn deepest(self, k: usize) -> Tiles {
+        let fits = |bk: usize| bk * (self.bm() + 1) <= A_WORDS && bk * (self.bn() + 1) <= B_WORDS;
+        let bk = [64, 32, 16].into_iter().find(|&bk| fits(bk) && (bk <= k.max(16))).unwrap_or(16);
+        Tiles { bk: bk as u32, ..self }
     }
 
     /// Invocations along N in one K slice.
@@ -43,16 +57,19 @@ impl Tiles {
     }
 
     pub fn bn(&self) -> usize {
-        (self.gn() * self.rn) as usize
+        (self.gn() * RN) as usize
     }
 
-    /// Fits the core: 64 invocations, the tile in workgroup memory, at most 16 accumulators, slices of BK.
+    /// Fits the core: 64 invocations, the tile in workgroup memory, register blocks of 1, 2 or 4, slices of BK.
     pub fn valid(&self) -> bool {
         self.ks * self.gm * self.gn() == WG
             && self.bm() as u32 <= MAX_BM
             && self.bn() as u32 <= MAX_BN
-            && self.rm * self.rn <= 16
-            && (BK as u32).is_multiple_of(self.ks)
+            && [1, 2, 4].contains(&self.rm)
+            && [16, 32, 64].contains(&self.bk)
+            && self.bk.is_multiple_of(self.ks)
+            && self.bk as usize * (self.bm() + 1) <= A_WORDS
+            && self.bk as usize * (self.bn() + 1) <= B_WORDS
     }
 
     /// Workgroups covering an M × N product.
@@ -68,27 +85,28 @@ impl Tiles {
     /// An estimate of the time the product takes, in units of workgroup-memory reads: each multiply-add of the
     /// padded product reads 1/RN of an A value and 1/RM of a B value.
     fn cost(&self, m: usize, n: usize) -> u64 {
-        let (rm, rn) = (self.rm as u64, self.rn as u64);
+        let (rm, rn) = (self.rm as u64, RN as u64);
         self.padded(m, n) as u64 * (rm + rn) * 16 / (rm * rn)
     }
 
     pub fn constants(&self) -> [(&'static str, f64); 4] {
-        [c("GM", self.gm as usize), c("RM", self.rm as usize), c("RN", self.rn as usize), c("KS", self.ks as usize)]
+        [c("GM", self.gm as usize), c("RM", self.rm as usize), c("KS", self.ks as usize), c("BK", self.bk as usize)]
     }
 }
 
-/// The shapes `choose` considers: register blocks from 4 × 4 down to 1 × 1, and for small products slices of K.
-pub const CANDIDATES: [Tiles; 10] = [
-    Tiles::new(8, 4, 4, 1),  // 32 × 32
-    Tiles::new(4, 4, 4, 1),  // 16 × 64
-    Tiles::new(8, 4, 2, 1),  // 32 × 16
-    Tiles::new(4, 4, 2, 1),  // 16 × 32
-    Tiles::new(8, 2, 4, 1),  // 16 × 32
-    Tiles::new(8, 2, 2, 1),  // 16 × 16
-    Tiles::new(4, 2, 4, 1),  // 8 × 64
-    Tiles::new(8, 1, 1, 1),  // 8 × 8
-    Tiles::new(4, 1, 1, 4),  // 4 × 4, 4 slices of K
-    Tiles::new(2, 1, 1, 16), // 2 × 2, 16 slices of K
+/// The shapes `choose` considers: register blocks of 4, 2 and 1 rows of 4, and for small products slices of K.
+pub const CANDIDATES: [Tiles; 11] = [
+    Tiles::new(8, 4, 1),  // 32 × 32
+    Tiles::new(4, 4, 1),  // 16 × 64
+    Tiles::new(16, 2, 1), // 32 × 16
+    Tiles::new(8, 2, 1),  // 16 × 32
+    Tiles::new(4, 2, 1),  // 8 × 64
+    Tiles::new(16, 1, 1), // 16 × 16
+    Tiles::new(8, 1, 1),  // 8 × 32
+    Tiles::new(32, 1, 1), // 32 × 8
+    Tiles::new(4, 4, 4),  // 16 × 16, 4 slices of K
+    Tiles::new(4, 1, 4),  // 4 × 16, 4 slices of K
+    Tiles::new(2, 2, 16), // 4 × 8, 16 slices of K
 ];
 
 /// The tile shape for an M × N product: among the shapes that launch at least `TARGET_GROUPS` workgroups, the one
@@ -99,20 +117,32 @@ pub fn choose(m: usize, n: usize, bn_multiple: usize) -> Tiles {
     let ok: Vec<Tiles> =
         CANDIDATES.iter().copied().filter(|t| t.valid() && t.bn().is_multiple_of(bn_multiple.max(1))).collect();
     let key = |t: &Tiles| (t.cost(m, n), t.ks);
-    let filling: Vec<Tiles> = ok.iter().copied().filter(|t| t.groups(m, n) >= TARGET_GROUPS).collect();
-    if let Some(t) = filling.iter().min_by_key(|t| key(t)) {
-        return *t;
+    // Slices of K only where no shape without them fills the GPU.
+    for sliced in [false, true] {
+        let filling = ok.iter().filter(|t| (t.ks > 1) == sliced && t.groups(m, n) >= TARGET_GROUPS);
+        if let Some(t) = filling.min_by_key(|t| key(t)) {
+            return *t;
+        }
     }
     *ok.iter().max_by_key(|t| (t.groups(m, n), std::cmp::Reverse(key(t)))).expect("a valid tile shape")
 }
 
-/// The tile shape for a product whose K is split over workgroups (`split`): no slices, the lowest cost.
-pub fn choose_for_split(m: usize, n: usize) -> Tiles {
-    *CANDIDATES.iter().filter(|t| t.valid() && t.ks == 1).min_by_key(|t| t.cost(m, n)).expect("a valid tile shape")
+/// The tile shape and split for an M × N product whose K (`k` long) is split over workgroups: the cheapest shape
+/// without slices that launches at least `TARGET_GROUPS` workgroups once split (`split`), else the one that launches
+/// the most.
+pub fn choose_split(m: usize, n: usize, k: usize) -> (Tiles, usize) {
+    let mut shapes: Vec<Tiles> = CANDIDATES.iter().copied().filter(|t| t.valid() && t.ks == 1).collect();
+    shapes.sort_by_key(|t| t.cost(m, n));
+    let launched = |t: &Tiles| t.groups(m, n) * split(t.groups(m, n), k) as u64;
+    let t = match shapes.iter().find(|t| launched(t) >= TARGET_GROUPS) {
+        Some(t) => *t,
+        None => *shapes.iter().max_by_key(|t| launched(t)).expect("a valid tile shape"),
+    };
+    (t, split(t.groups(m, n), k))
 }
 
 /// Shortest piece of K one workgroup of a split product takes.
-pub const MIN_SPLIT_K: usize = 128;
+pub const MIN_SPLIT_K: usize = 64;
 
 /// Workgroups a K-long reduction is split over so that `tiles` tiles launch at least `TARGET_GROUPS` workgroups, each
 /// taking at least `MIN_SPLIT_K` of K.
@@ -129,35 +159,43 @@ mod tests {
     fn every_candidate_fits_the_core() {
         for t in CANDIDATES {
             assert!(t.valid(), "{t:?}");
+            assert!(t.deepest(1 << 20).valid(), "{:?}", t.deepest(1 << 20));
         }
+        // Small tiles step deeper: a 4 × 8 tile over 1,568 takes 25 steps of 64 instead of 98 of 16.
+        assert_eq!(Tiles::new(2, 2, 16).deepest(1568).bk, 64);
+        assert_eq!(Tiles::new(8, 4, 1).deepest(1568).bk, 16);
+        assert_eq!(Tiles::new(4, 1, 4).deepest(9).bk, 16);
     }
 
     #[test]
     fn small_products_get_more_workgroups() {
-        // fc1 forward at batch 64: 64 × 128 outputs over K = 1568 would be 8 tiles of 32 × 32.
-        let t = choose(64, 128, 1);
-        assert!(t.groups(64, 128) >= TARGET_GROUPS, "{t:?}");
+        // fc1 forward at batch 64: 64 × 128 outputs over K = 1568 would be 8 tiles of 32 × 32; split over K, 16 × 32
+        // tiles launch 384.
+        let (t, s) = choose_split(64, 128, 1568);
+        assert!(t.groups(64, 128) * s as u64 >= TARGET_GROUPS, "{t:?} split {s}");
         // A big product keeps the big register block.
         let t = choose(32, 64 * 1024 * 196, 4);
-        assert_eq!(t.rm * t.rn, 16, "{t:?}");
+        assert_eq!(t.rm, 4, "{t:?}");
         assert!(t.bn().is_multiple_of(4));
     }
 
     #[test]
     fn the_network_gets_the_tiles_worked_out_by_hand() {
-        // conv1 forward at batch 64: 16 channels × 50,176 pixels, 16 × 64 tiles, no padding.
-        assert_eq!(choose(16, 64 * 784, 4), Tiles::new(4, 4, 4, 1));
-        // conv2's weight gradient, 32 × 145, split over the batch: one row of 32 × 32 tiles.
-        assert_eq!(choose_for_split(32, 145), Tiles::new(8, 4, 4, 1));
-        // conv1's, 16 × 10: a 16 × 16 tile.
-        assert_eq!(choose_for_split(16, 10), Tiles::new(8, 2, 2, 1));
+        // conv1 forward at batch 64: 16 channels × 50,176 pixels in 16 × 64 tiles, 784 workgroups.
+        assert_eq!(choose(16, 64 * 784, 4), Tiles::new(4, 4, 1));
+        // conv2's, 32 × 12,544: 32 × 32 tiles, 392 workgroups.
+        assert_eq!(choose(32, 64 * 196, 4), Tiles::new(8, 4, 1));
+        // conv2's weight gradient at batch 64, 32 × 145 over 12,544 pixels: a row of 32 × 32 tiles split 53 ways.
+        assert_eq!(choose_split(32, 145, 64 * 196), (Tiles::new(8, 4, 1), 53));
+        // fc1's forward at batch 64, 64 × 128 over 1,568: 32 × 16 tiles split 17 ways.
+        assert_eq!(choose_split(64, 128, 1568), (Tiles::new(16, 2, 1), 17));
     }
 
     #[test]
     fn split_fills_and_stays_within_k() {
         assert_eq!(split(1, 50_176), 264);
         assert_eq!(split(5, 12_544), 53);
-        assert_eq!(split(5, 300), 2);
+        assert_eq!(split(5, 300), 4);
         assert_eq!(split(400, 1_000_000), 1);
     }
 }
