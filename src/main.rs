@@ -12,6 +12,7 @@ use serde_json::json;
 use gpu_cnn::checkpoint::{self, Checkpoint};
 use gpu_cnn::data::{self, Mnist, Split};
 use gpu_cnn::engine::{Engine, Metrics};
+use gpu_cnn::gpu::ops::Family;
 use gpu_cnn::gpu::{self, network::GpuNetwork, AdapterSelection, AdapterSummary, Gpu};
 use gpu_cnn::model;
 use gpu_cnn::train::{self, EpochReport, TrainConfig, TrainError};
@@ -113,6 +114,23 @@ struct Common {
     /// Run on a GPU adapter or on the CPU reference.
     #[arg(long, value_enum, default_value_t = DeviceKind::Gpu)]
     device: DeviceKind,
+    /// Kernel family: tiled (GPUs), simd (CPU adapters such as lavapipe) or auto (by the adapter's type).
+    #[arg(long, value_parser = parse_kernels)]
+    kernels: Option<Family>,
+}
+
+/// `--kernels`: a family, or `auto` (None: the adapter's default, or `GPU_CNN_KERNELS`).
+fn parse_kernels(s: &str) -> Result<Family, String> {
+    Family::parse(s)
+}
+
+/// Opens the selected adapter with `--kernels` over the `GPU_CNN_*` settings.
+fn open_gpu(sel: &AdapterSelection, kernels: Option<Family>) -> Result<Gpu, gpu::GpuError> {
+    let mut opts = gpu::OpenOptions::from_env()?;
+    if kernels.is_some() {
+        opts.family = kernels;
+    }
+    Gpu::open_with(sel, opts)
 }
 
 #[derive(Args, Clone)]
@@ -154,6 +172,9 @@ struct BenchArgs {
     /// Only adapters of this backend.
     #[arg(long, value_parser = gpu::parse_backend)]
     backend: Option<wgpu::Backend>,
+    /// Kernel family: tiled (GPUs), simd (CPU adapters such as lavapipe) or auto (by the adapter's type).
+    #[arg(long, value_parser = parse_kernels)]
+    kernels: Option<Family>,
     /// Every adapter on the machine, plus the CPU reference as a row.
     #[arg(long)]
     all_adapters: bool,
@@ -334,7 +355,7 @@ fn open_engine(
     let train = with_train.then_some(&data.train);
     if c.device == DeviceKind::Gpu {
         let sel = AdapterSelection { adapter: c.adapter.clone(), backend: c.backend };
-        match Gpu::open(&sel) {
+        match open_gpu(&sel, c.kernels) {
             Ok(g) => {
                 let summary = g.adapter.clone();
                 eprintln!("adapter: {}", summary.line());
@@ -683,7 +704,11 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
         }
         for (summary, adapter) in all {
             eprintln!("bench: {}", summary.line());
-            match Gpu::open_adapter(summary.clone(), adapter, gpu::OpenOptions::from_env()?)
+            let mut opts = gpu::OpenOptions::from_env()?;
+            if b.kernels.is_some() {
+                opts.family = b.kernels;
+            }
+            match Gpu::open_adapter(summary.clone(), adapter, opts)
                 .map_err(anyhow::Error::from)
                 .and_then(|g| gpu_cnn::bench::bench_gpu(g, &data, &cfg))
             {
@@ -694,7 +719,7 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
         eprintln!("bench: CPU reference");
         results.push(gpu_cnn::bench::bench_cpu(&data, &cfg)?);
     } else {
-        let g = Gpu::open(&AdapterSelection { adapter: b.adapter.clone(), backend: b.backend })?;
+        let g = open_gpu(&AdapterSelection { adapter: b.adapter.clone(), backend: b.backend }, b.kernels)?;
         eprintln!("bench: {}", g.adapter.line());
         results.push(gpu_cnn::bench::bench_gpu(g, &data, &cfg)?);
     }

@@ -57,6 +57,26 @@ pub struct AdapterSelection {
     pub backend: Option<wgpu::Backend>,
 }
 
+impl AdapterSelection {
+    /// Fills what was not chosen from wgpu's usual environment variables: `WGPU_BACKEND` (vulkan, metal, dx12, gl)
+    /// and `WGPU_ADAPTER_NAME` (a substring of the adapter's name). Command-line options take precedence.
+    pub fn or_env(mut self) -> Result<AdapterSelection, GpuError> {
+        if self.backend.is_none() {
+            if let Ok(v) = std::env::var("WGPU_BACKEND") {
+                if !v.is_empty() {
+                    let b =
+                        parse_backend(&v).map_err(|message| GpuError::Config { variable: "WGPU_BACKEND", message })?;
+                    self.backend = Some(b);
+                }
+            }
+        }
+        if self.adapter.is_none() {
+            self.adapter = std::env::var("WGPU_ADAPTER_NAME").ok().filter(|v| !v.is_empty());
+        }
+        Ok(self)
+    }
+}
+
 /// An adapter as `gpu-cnn adapters` lists it and as every result records it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AdapterSummary {
@@ -187,6 +207,7 @@ fn type_rank(t: &str) -> u8 {
 /// Picks the adapter the selection names, or the best one: a discrete GPU before an integrated one before software,
 /// Vulkan/Metal/DX12 before GL.
 pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter), GpuError> {
+    let sel = &sel.clone().or_env()?;
     // GL is a last resort: probing it is slow and noisy (EGL warnings), so only look there when asked to, when an
     // adapter is named, or when no Vulkan, Metal or DX12 adapter exists.
     let mut all = match (sel.backend, &sel.adapter) {
@@ -237,11 +258,49 @@ pub fn subgroup_probe(gpu: &Gpu) -> Result<bool, GpuError> {
     }
     let idx = gpu.queue.submit([enc.finish()]);
     gpu.wait(Some(idx), "the subgroup probe")?;
-    let v = gpu.read_u32(&out, 0, 3 * WG, "the subgroup probe")?;
-    Ok((0..WG).all(|i| {
-        let base = i / 8 * 8;
-        v[i] == 8 && v[WG + i] as usize == i % 8 && v[2 * WG + i] as usize == 1000 + base + (i % 8 + 3) % 8
-    }))
+    Ok(subgroups_are_8_in_order(&gpu.read_u32(&out, 0, 3 * WG, "the subgroup probe")?))
+}
+
+/// What `subgroup_probe.wgsl` wrote (per invocation of a 64-invocation workgroup: subgroup size, lane, shuffled
+/// value) is what the subgroup kernels assume.
+pub fn subgroups_are_8_in_order(v: &[u32]) -> bool {
+    const WG: usize = 64;
+    v.len() == 3 * WG
+        && (0..WG).all(|i| {
+            let base = i / 8 * 8;
+            v[i] == 8 && v[WG + i] as usize == i % 8 && v[2 * WG + i] as usize == 1000 + base + (i % 8 + 3) % 8
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subgroups_are_8_in_order;
+
+    /// What the probe reads on a device whose subgroups are `width` wide, lanes in order, `lane_of` numbering them.
+    fn probe(width: usize, lane_of: impl Fn(usize) -> usize) -> Vec<u32> {
+        let mut v = vec![0u32; 192];
+        for i in 0..64 {
+            let (base, lane) = (i / width * width, lane_of(i));
+            v[i] = width as u32;
+            v[64 + i] = lane as u32;
+            let src = (0..width).map(|j| base + j).find(|&j| lane_of(j) == (lane + 3) % width).unwrap_or(i);
+            v[128 + i] = 1000 + src as u32;
+        }
+        v
+    }
+
+    #[test]
+    fn the_probe_accepts_eight_lanes_in_order_only() {
+        assert!(subgroups_are_8_in_order(&probe(8, |i| i % 8)));
+        // Planted: 4- and 16-wide subgroups (a driver reporting 8 but running another width), lanes numbered in
+        // reverse, a shuffle that reads the wrong lane.
+        assert!(!subgroups_are_8_in_order(&probe(4, |i| i % 4)));
+        assert!(!subgroups_are_8_in_order(&probe(16, |i| i % 16)));
+        assert!(!subgroups_are_8_in_order(&probe(8, |i| 7 - i % 8)));
+        let mut wrong = probe(8, |i| i % 8);
+        wrong[128 + 5] += 1;
+        assert!(!subgroups_are_8_in_order(&wrong));
+    }
 }
 
 /// The naga shader capabilities our shaders may use: subgroup operations (only the `*_subgroup` kernels, built only
@@ -513,6 +572,38 @@ impl Gpu {
                 message: e.to_string(),
             })?
             .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A small buffer the host can map, for reads recorded into a command buffer (`read_recorded`).
+    pub fn staging(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Reads `staging`, which submission `after` filled (a copy recorded in it), once that submission is done: no new
+    /// submission, so work queued behind it keeps the GPU busy meanwhile.
+    pub fn read_recorded(
+        &self,
+        staging: &wgpu::Buffer,
+        after: wgpu::SubmissionIndex,
+        what: &str,
+    ) -> Result<Vec<u8>, GpuError> {
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(Some(after), what)?;
+        let err =
+            |message: String| GpuError::Readback { what: what.to_string(), adapter: self.adapter.line(), message };
+        rx.recv_timeout(self.timeout).map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
+        let out = slice.get_mapped_range().map_err(|e| err(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(out)
     }

@@ -491,8 +491,16 @@ impl GpuNetwork {
         progress: &mut dyn FnMut(usize, &Metrics) -> bool,
     ) -> Result<(Metrics, Vec<f32>), GpuError> {
         self.begin_epoch(order, lr, momentum);
+        // Each chunk's command buffer ends by copying the running metrics into one of two staging buffers; chunk
+        // k − 1's are read while chunk k runs, without a submission of their own (which would queue behind chunk k).
+        let staging = [self.gpu.staging("metrics a", 16), self.gpu.staging("metrics b", 16)];
+        let metrics = |bytes: Vec<u8>| {
+            let m: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+            Metrics { loss_sum: m[0] as f64, correct: m[1] as usize, count: m[2] as usize }
+        };
         let mut done = 0;
-        let mut pending: Option<(wgpu::SubmissionIndex, usize)> = None;
+        let mut pending: Option<(wgpu::SubmissionIndex, usize, usize)> = None;
+        let mut chunk = 0;
         while done < self.train_steps {
             let end = (done + STEPS_PER_SUBMIT).min(self.train_steps);
             let mut enc =
@@ -506,21 +514,20 @@ impl GpuNetwork {
                     self.record_train_step(&mut pass, s);
                 }
             }
+            enc.copy_buffer_to_buffer(self.buffer("stats"), 0, &staging[chunk % 2], 0, 16);
             let idx = self.gpu.queue.submit([enc.finish()]);
-            // Keep one submission in flight: wait for the previous one, then report progress.
-            if let Some((prev, prev_end)) = pending.replace((idx, end)) {
-                self.gpu.wait(Some(prev), "a chunk of training steps")?;
-                let m = self.read_metrics()?;
+            if let Some((prev, prev_end, prev_chunk)) = pending.replace((idx, end, chunk)) {
+                let m = metrics(self.gpu.read_recorded(&staging[prev_chunk % 2], prev, "the running metrics")?);
                 if !progress(prev_end, &m) {
                     self.gpu.wait(pending.map(|p| p.0), "a chunk of training steps")?;
                     return self.finish_epoch(end);
                 }
             }
             done = end;
+            chunk += 1;
         }
-        if let Some((idx, end)) = pending {
-            self.gpu.wait(Some(idx), "the last training steps")?;
-            progress(end, &self.read_metrics()?);
+        if let Some((idx, end, last)) = pending {
+            progress(end, &metrics(self.gpu.read_recorded(&staging[last % 2], idx, "the running metrics")?));
         }
         self.finish_epoch(self.train_steps)
     }
