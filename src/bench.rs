@@ -60,46 +60,122 @@ impl DeviceInfo {
     }
 }
 
-/// Median, min and max of repeated measurements.
+/// Median, min and max of repeated measurements, and the samples themselves.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stats {
     pub median: f64,
     pub min: f64,
     pub max: f64,
     pub runs: usize,
+    /// Every sample, in the order measured (absent in results from before schema 2).
+    #[serde(default)]
+    pub samples: Vec<f64>,
 }
 
 impl Stats {
     pub fn of(mut v: Vec<f64>) -> Stats {
         assert!(!v.is_empty());
+        let samples = v.clone();
         v.sort_by(|a, b| a.total_cmp(b));
         let n = v.len();
         let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
-        Stats { median, min: v[0], max: v[n - 1], runs: n }
+        Stats { median, min: v[0], max: v[n - 1], runs: n, samples }
+    }
+
+    /// (max − min) / median: how far apart the samples lie.
+    pub fn spread(&self) -> f64 {
+        if self.median > 0.0 {
+            (self.max - self.min) / self.median
+        } else {
+            0.0
+        }
     }
 }
 
 /// One kernel's time per dispatch in a training step.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KernelTime {
-    /// Entry point and layer, e.g. `conv2d_forward conv2`.
+    /// Entry point and layer, e.g. `conv2d_forward_tiled conv2`.
     pub name: String,
     /// Median milliseconds per dispatch.
     pub ms: f64,
     /// Achieved GFLOP/s (0 for kernels that only move data).
     pub gflops: f64,
+    /// Achieved GB/s, from the fewest bytes the dispatch must move (0 in results from before schema 2).
+    #[serde(default)]
+    pub gbytes_per_sec: f64,
+    /// FLOPs and bytes of one dispatch (for the roofline).
+    #[serde(default)]
+    pub flops: f64,
+    #[serde(default)]
+    pub bytes: f64,
 }
 
-/// One benchmark result.
+/// The machine a result was measured on, besides its adapter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub cpu: String,
+    pub cores: usize,
+    pub os: String,
+    pub memory_gib: f64,
+}
+
+impl HostInfo {
+    /// This machine, from /proc and /etc/os-release where they exist.
+    pub fn this() -> HostInfo {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or_else(|| std::env::consts::ARCH.to_string(), |(_, v)| v.trim().to_string());
+        let os_release = read("/etc/os-release");
+        let pretty =
+            os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string());
+        let os = pretty.unwrap_or_else(|| std::env::consts::OS.to_string());
+        let memory_gib = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / (1024.0 * 1024.0));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        HostInfo { cpu, cores, os: format!("{os} ({})", std::env::consts::ARCH), memory_gib }
+    }
+}
+
+/// The result format's version: 2 added samples, host, verified, peak, per-kernel bytes, RFC 3339 dates.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// One benchmark result: one adapter at one batch size.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchResult {
+    /// `SCHEMA_VERSION` when written (0 in results from before the field).
+    #[serde(default)]
+    pub schema_version: u32,
     pub device: DeviceInfo,
+    #[serde(default)]
+    pub host: Option<HostInfo>,
     pub wgpu_version: String,
     pub gpu_cnn_commit: String,
+    /// gpu-cnn's version, and whether the build had uncommitted changes.
+    #[serde(default)]
+    pub gpu_cnn_version: String,
+    #[serde(default)]
+    pub dirty: bool,
+    /// RFC 3339 (older results: `YYYY-MM-DD HH:MM UTC`).
     pub date: String,
     pub command: String,
+    /// `check --quick` passed on the adapter just before (None: not run, as in older results).
+    #[serde(default)]
+    pub verified: Option<bool>,
     pub batch_size: usize,
+    /// Training steps in each timed sample.
     pub steps_per_run: usize,
+    /// Shortest a timed sample was asked to last, s (0: a fixed step count).
+    #[serde(default)]
+    pub min_seconds: f64,
     /// Pipelines created and data uploaded, seconds.
     pub startup_seconds: f64,
     pub train_images_per_sec: Stats,
@@ -111,58 +187,129 @@ pub struct BenchResult {
     /// "gpu timestamps", "wall clock" or "none".
     pub kernel_timer: String,
     pub kernels: Vec<KernelTime>,
+    /// Dispatches in one training step.
+    #[serde(default)]
+    pub dispatches_per_step: usize,
+    /// What the adapter can do (`gpu-cnn peak`), measured in the same run.
+    #[serde(default)]
+    pub peak: Option<crate::peak::PeakResult>,
+}
+
+impl BenchResult {
+    /// "name (backend)", with " — unverified" where `check` did not pass before the run.
+    pub fn column(&self) -> String {
+        let mark = if self.verified == Some(false) { " — UNVERIFIED" } else { "" };
+        format!("{} ({}){mark}", self.device.name, self.device.backend)
+    }
 }
 
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    pub batch_size: usize,
-    pub steps: usize,
+    /// One result per batch size.
+    pub batch_sizes: Vec<usize>,
+    /// Training steps per timed sample; None: as many as fill `min_seconds`.
+    pub steps: Option<usize>,
+    pub min_seconds: f64,
     pub repeats: usize,
     pub command: String,
+    /// Run `check --quick` first and record the verdict.
+    pub check: bool,
 }
 
-/// Benchmarks one adapter: start-up, training steps (warm-up, then `repeats` runs of `steps` steps), inference on the
-/// test set, and per-kernel times.
-pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<BenchResult> {
+/// Times `run(k)` (which does k units of work) so that one sample lasts at least `min_seconds`: a warm-up, a short
+/// run to learn the rate, then the count that fills the time. Returns the count.
+fn calibrate(min_seconds: f64, max: usize, run: &mut dyn FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<usize> {
+    run(1)?;
+    let mut k = 2;
+    loop {
+        let t = Instant::now();
+        run(k)?;
+        let secs = t.elapsed().as_secs_f64();
+        if secs >= min_seconds / 4.0 || k >= max {
+            let per = secs / k as f64;
+            return Ok(((min_seconds / per.max(1e-9)).ceil() as usize).clamp(1, max));
+        }
+        k = (k * 4).min(max);
+    }
+}
+
+/// Benchmarks one adapter at each batch size: start-up, training (calibrated samples), inference over the test set,
+/// per-kernel times; with the adapter's peaks and, if asked, whether `check --quick` passed on it first.
+pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
     let device = DeviceInfo::of(&gpu.adapter, &gpu.caps);
+    let verified = if cfg.check {
+        let report = crate::check::run(gpu.reopen()?, crate::check::CheckOptions { all_variants: false, quick: true });
+        if !report.passed {
+            eprintln!("bench: check failed on {}; its numbers are marked UNVERIFIED", gpu.adapter.line());
+            eprintln!("{}", crate::check::table(&report));
+        }
+        Some(report.passed)
+    } else {
+        None
+    };
+    let peak = crate::peak::peak(&gpu, 3).ok();
     let params = model::init_params(model::DEFAULT_SEED);
-    let t0 = Instant::now();
-    let mut net = GpuNetwork::new(gpu, cfg.batch_size, Some(&data.train), &data.test, &params)?;
-    let startup_seconds = t0.elapsed().as_secs_f64();
-    let steps = cfg.steps.min(net.steps_per_epoch());
     let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
-    net.train_steps_raw(&order, 0.01, 0.9, 3)?; // warm-up: first dispatches, caches
-    let mut train = Vec::new();
-    for _ in 0..cfg.repeats {
-        let t = Instant::now();
-        net.train_steps_raw(&order, 0.01, 0.9, steps)?;
-        train.push((steps * cfg.batch_size) as f64 / t.elapsed().as_secs_f64());
+    let mut out = Vec::new();
+    let mut gpu = Some(gpu);
+    for (i, &batch) in cfg.batch_sizes.iter().enumerate() {
+        let g = match gpu.take() {
+            Some(g) => g,
+            None => unreachable!("the device is handed back after each batch size"),
+        };
+        let t0 = Instant::now();
+        let mut net = GpuNetwork::new(g, batch, Some(&data.train), &data.test, &params)?;
+        let startup_seconds = t0.elapsed().as_secs_f64();
+        let max_steps = 200_000;
+        let steps = match cfg.steps {
+            Some(s) => s,
+            None => calibrate(cfg.min_seconds, max_steps, &mut |k| Ok(net.train_steps_raw(&order, 0.01, 0.9, k)?))?,
+        };
+        let mut train = Vec::new();
+        for _ in 0..cfg.repeats {
+            let t = Instant::now();
+            net.train_steps_raw(&order, 0.01, 0.9, steps)?;
+            train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
+        }
+        let passes = calibrate(cfg.min_seconds, 1600, &mut |k| Ok(net.evaluate_raw(k).map(|_| ())?))?;
+        let mut infer = Vec::new();
+        for _ in 0..cfg.repeats {
+            let t = Instant::now();
+            let images = net.evaluate_raw(passes)?;
+            infer.push(images as f64 / t.elapsed().as_secs_f64());
+        }
+        let (kernel_timer, ops) = net.profile(cfg.repeats.max(3))?;
+        let kernels = ops
+            .into_iter()
+            .map(|o| KernelTime {
+                name: o.name,
+                ms: o.seconds * 1e3,
+                gflops: if o.seconds > 0.0 { o.flops / o.seconds / 1e9 } else { 0.0 },
+                gbytes_per_sec: if o.seconds > 0.0 { o.bytes / o.seconds / 1e9 } else { 0.0 },
+                flops: o.flops,
+                bytes: o.bytes,
+            })
+            .collect();
+        let dispatches = net.dispatches_per_step();
+        let mut r = result(device.clone(), cfg, batch, steps, startup_seconds, train, infer, kernel_timer, kernels);
+        r.verified = verified;
+        r.peak = peak.clone();
+        r.dispatches_per_step = dispatches;
+        out.push(r);
+        if i + 1 < cfg.batch_sizes.len() {
+            gpu = Some(net.gpu);
+        }
     }
-    let _ = GpuNetwork::evaluate(&mut net, false)?; // warm-up
-    let mut infer = Vec::new();
-    for _ in 0..cfg.repeats {
-        let t = Instant::now();
-        let (m, _) = GpuNetwork::evaluate(&mut net, false)?;
-        infer.push(m.count as f64 / t.elapsed().as_secs_f64());
-    }
-    let (kernel_timer, ops) = net.profile(cfg.repeats.max(3))?;
-    let kernels = ops
-        .into_iter()
-        .map(|o| KernelTime {
-            name: o.name,
-            ms: o.seconds * 1e3,
-            gflops: if o.seconds > 0.0 { o.flops / o.seconds / 1e9 } else { 0.0 },
-        })
-        .collect();
-    Ok(result(device, cfg, steps, startup_seconds, train, infer, kernel_timer, kernels))
+    Ok(out)
 }
 
-/// Assembles a result with the run's metadata (wgpu version, commit, date) and the derived numbers.
+/// Assembles a result with the run's metadata (wgpu version, commit, date, host) and the derived numbers.
 #[allow(clippy::too_many_arguments)]
 fn result(
     device: DeviceInfo,
     cfg: &BenchConfig,
+    batch_size: usize,
     steps: usize,
     startup_seconds: f64,
     train: Vec<f64>,
@@ -172,13 +319,19 @@ fn result(
 ) -> BenchResult {
     let train = Stats::of(train);
     BenchResult {
+        schema_version: SCHEMA_VERSION,
         device,
+        host: Some(HostInfo::this()),
         wgpu_version: env!("GPU_CNN_WGPU_VERSION").to_string(),
         gpu_cnn_commit: env!("GPU_CNN_GIT_COMMIT").to_string(),
-        date: utc_now(),
+        gpu_cnn_version: env!("CARGO_PKG_VERSION").to_string(),
+        dirty: env!("GPU_CNN_GIT_DIRTY") == "1",
+        date: rfc3339_now(),
         command: cfg.command.clone(),
-        batch_size: cfg.batch_size,
+        verified: None,
+        batch_size,
         steps_per_run: steps,
+        min_seconds: if cfg.steps.is_some() { 0.0 } else { cfg.min_seconds },
         startup_seconds,
         epoch_seconds: 60_000.0 / train.median,
         train_gflops: train.median * TRAIN_FLOPS_PER_IMAGE as f64 / 1e9,
@@ -186,37 +339,45 @@ fn result(
         inference_images_per_sec: Stats::of(infer),
         kernel_timer,
         kernels,
+        dispatches_per_step: 0,
+        peak: None,
     }
 }
 
 /// The same measurements on the CPU reference (fewer steps: it is the slow row).
-pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<BenchResult> {
-    let params = model::init_params(model::DEFAULT_SEED);
-    let t0 = Instant::now();
-    let mut cpu = crate::cpu::CpuEngine::new(cfg.batch_size, Some(&data.train), &data.test, &params);
-    let startup_seconds = t0.elapsed().as_secs_f64();
-    let steps = cfg.steps.clamp(1, 20);
-    let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
-    let mut train = Vec::new();
-    for r in 0..cfg.repeats {
-        let part = &order[r * steps * cfg.batch_size..(r + 1) * steps * cfg.batch_size];
-        let t = Instant::now();
-        cpu.train_epoch(part, 0.01, 0.9, &mut |_, _| true)?;
-        train.push((steps * cfg.batch_size) as f64 / t.elapsed().as_secs_f64());
+pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
+    let mut out = Vec::new();
+    for &batch in &cfg.batch_sizes {
+        let params = model::init_params(model::DEFAULT_SEED);
+        let t0 = Instant::now();
+        let mut cpu = crate::cpu::CpuEngine::new(batch, Some(&data.train), &data.test, &params);
+        let startup_seconds = t0.elapsed().as_secs_f64();
+        let steps = cfg.steps.unwrap_or(20).clamp(1, 20).min(data.train.len() / (batch * cfg.repeats).max(1)).max(1);
+        let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
+        let mut train = Vec::new();
+        for r in 0..cfg.repeats {
+            let from = (r * steps * batch) % data.train.len();
+            let part: Vec<u32> = (0..steps * batch).map(|i| order[(from + i) % order.len()]).collect();
+            let t = Instant::now();
+            cpu.train_epoch(&part, 0.01, 0.9, &mut |_, _| true)?;
+            train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
+        }
+        let mut infer = Vec::new();
+        for _ in 0..cfg.repeats {
+            let t = Instant::now();
+            let (m, _) = cpu.evaluate()?;
+            infer.push(m.count as f64 / t.elapsed().as_secs_f64());
+        }
+        let cpu_dev = DeviceInfo::cpu_reference();
+        out.push(result(cpu_dev, cfg, batch, steps, startup_seconds, train, infer, "none".into(), Vec::new()));
     }
-    let mut infer = Vec::new();
-    for _ in 0..cfg.repeats {
-        let t = Instant::now();
-        let (m, _) = cpu.evaluate()?;
-        infer.push(m.count as f64 / t.elapsed().as_secs_f64());
-    }
-    Ok(result(DeviceInfo::cpu_reference(), cfg, steps, startup_seconds, train, infer, "none".into(), Vec::new()))
+    Ok(out)
 }
 
 /// Side-by-side markdown table of results (one column per device).
 pub fn table(results: &[BenchResult]) -> String {
     let mut s = String::new();
-    let cols: Vec<String> = results.iter().map(|r| format!("{} ({})", r.device.name, r.device.backend)).collect();
+    let cols: Vec<String> = results.iter().map(|r| r.column()).collect();
     s.push_str(&format!("| | {} |\n", cols.join(" | ")));
     s.push_str(&format!("|---|{}\n", "---|".repeat(results.len())));
     let row = |label: &str, f: &dyn Fn(&BenchResult) -> String| {
@@ -229,11 +390,36 @@ pub fn table(results: &[BenchResult]) -> String {
         format!("{} / {}", or_dash(&r.device.subgroups), or_dash(&r.device.kernels))
     }));
     s.push_str(&row("batch size", &|r| r.batch_size.to_string()));
+    s.push_str(&row("checked (`check --quick` first)", &|r| match r.verified {
+        Some(true) => "yes".into(),
+        Some(false) => "**FAILED: numbers unverified**".into(),
+        None => "–".into(),
+    }));
     s.push_str(&row("training images/s (median [min–max])", &|r| fmt_stats(&r.train_images_per_sec)));
+    s.push_str(&row("training samples: steps × runs (spread)", &|r| {
+        format!(
+            "{} × {} ({:.1} %)",
+            r.steps_per_run,
+            r.train_images_per_sec.runs,
+            100.0 * r.train_images_per_sec.spread()
+        )
+    }));
     s.push_str(&row("epoch-equivalent (60k images), s", &|r| format!("{:.2}", r.epoch_seconds)));
     s.push_str(&row("training GFLOP/s", &|r| format!("{:.1}", r.train_gflops)));
     s.push_str(&row("inference images/s (median [min–max])", &|r| fmt_stats(&r.inference_images_per_sec)));
     s.push_str(&row("start-up (pipelines + upload), s", &|r| format!("{:.2}", r.startup_seconds)));
+    s.push_str(&row("dispatches per training step", &|r| {
+        if r.dispatches_per_step > 0 {
+            r.dispatches_per_step.to_string()
+        } else {
+            "–".into()
+        }
+    }));
+    s.push_str(&row("peak f32 FMA, GFLOP/s / copy, GB/s", &|r| {
+        r.peak
+            .as_ref()
+            .map_or("–".into(), |p| format!("{:.0} / {:.0}", p.fma_gflops.median, p.copy_gbytes_per_sec.median))
+    }));
     s.push_str(&row("kernel timer", &|r| r.kernel_timer.clone()));
     let mut names: Vec<String> = Vec::new();
     for r in results {
@@ -244,18 +430,26 @@ pub fn table(results: &[BenchResult]) -> String {
         }
     }
     for n in &names {
-        s.push_str(&row(&format!("`{n}` ms (GFLOP/s)"), &|r| {
+        s.push_str(&row(&format!("`{n}` ms (GFLOP/s, GB/s)"), &|r| {
             r.kernels.iter().find(|k| &k.name == n).map_or("–".into(), |k| {
                 if k.gflops > 0.0 {
-                    format!("{:.3} ({:.1})", k.ms, k.gflops)
+                    format!("{:.3} ({:.1}, {:.1})", k.ms, k.gflops, k.gbytes_per_sec)
+                } else if k.gbytes_per_sec > 0.0 {
+                    format!("{:.3} (–, {:.1})", k.ms, k.gbytes_per_sec)
                 } else {
                     format!("{:.3}", k.ms)
                 }
             })
         }));
     }
+    s.push_str(&row("host", &|r| {
+        r.host
+            .as_ref()
+            .map_or("–".into(), |h| format!("{}, {} cores, {:.0} GiB, {}", h.cpu, h.cores, h.memory_gib, h.os))
+    }));
     s.push_str(&row("wgpu / gpu-cnn commit / date", &|r| {
-        format!("{} / {} / {}", r.wgpu_version, r.gpu_cnn_commit, r.date)
+        let dirty = if r.dirty { " (dirty)" } else { "" };
+        format!("{} / {}{dirty} / {}", r.wgpu_version, r.gpu_cnn_commit, r.date)
     }));
     s
 }
@@ -264,7 +458,14 @@ fn fmt_stats(s: &Stats) -> String {
     format!("{:.0} [{:.0}–{:.0}]", s.median, s.min, s.max)
 }
 
-/// Now, UTC, as `YYYY-MM-DD HH:MM` (no date crate: days since the epoch to the civil calendar).
+/// Now, UTC, in RFC 3339: `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let day = utc_now(); // "YYYY-MM-DD HH:MM UTC"
+    format!("{}T{}:{:02}Z", &day[..10], &day[11..16], secs.rem_euclid(60))
+}
+
+/// Now, UTC, as `YYYY-MM-DD HH:MM UTC` (no date crate: days since the epoch to the civil calendar).
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -296,5 +497,16 @@ mod tests {
     fn date_is_plausible() {
         let d = utc_now();
         assert!(d.starts_with("20") && d.len() == "2026-11-26 23:59 UTC".len(), "{d}");
+        let r = rfc3339_now();
+        assert!(r.len() == "2026-11-26T23:59:07Z".len() && r.as_bytes()[10] == b'T' && r.ends_with('Z'), "{r}");
+    }
+
+    #[test]
+    fn results_from_before_schema_2_still_read() {
+        // A result as `bench --json` wrote it on 2026-11-27 (schema 1: no samples, host, verified, peak, bytes).
+        let old = include_str!("../benches/results/2026-12-04-h200-baseline/bench64.json");
+        let rs: Vec<BenchResult> = serde_json::from_str(old).expect("an old result reads");
+        assert_eq!((rs[0].schema_version, rs[0].verified, rs[0].batch_size), (0, None, 64));
+        assert!(table(&rs).contains("NVIDIA H200"));
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;

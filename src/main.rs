@@ -49,6 +49,30 @@ enum Command {
     Compare(TrainArgs),
     /// Benchmark training and inference (and per-kernel GPU times) on one adapter or all of them.
     Bench(BenchArgs),
+    /// Check every kernel the engine runs on an adapter against the CPU reference; exits non-zero on any failure.
+    Check {
+        /// Adapter index or name substring (default: the best one).
+        #[arg(long, conflicts_with = "all_adapters")]
+        adapter: Option<String>,
+        /// Only adapters of this backend.
+        #[arg(long, value_parser = gpu::parse_backend)]
+        backend: Option<wgpu::Backend>,
+        /// Every adapter wgpu finds.
+        #[arg(long)]
+        all_adapters: bool,
+        /// Every kernel variant the adapter can run, not only the ones the engine uses there.
+        #[arg(long)]
+        all_variants: bool,
+        /// The network's shapes only (what `bench` runs first).
+        #[arg(long)]
+        quick: bool,
+        /// Kernel family: tiled, simd or auto.
+        #[arg(long, value_parser = parse_kernels)]
+        kernels: Option<Family>,
+        /// Print JSON on stdout (the table then goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure what the adapter can do: f32 multiply-add rate, memory bandwidth, the cost of a dispatch.
     Peak {
         /// Adapter index or name substring (default: the best one).
@@ -179,15 +203,23 @@ struct BenchArgs {
     #[arg(long)]
     all_adapters: bool,
     /// Images per training step.
-    #[arg(long, default_value_t = 64, value_parser = positive_usize)]
+    #[arg(long, default_value_t = 64, value_parser = positive_usize, conflicts_with = "batch_sizes")]
     batch_size: usize,
-    /// Training steps per timed run (200: runs of ~4 s on lavapipe; 50-step runs were too short to separate kernel
-    /// variants on a noisy 2-core VM).
-    #[arg(long, default_value_t = 200, value_parser = positive_usize)]
-    steps: usize,
-    /// Timed runs (the median is reported).
+    /// Several batch sizes, one result each (e.g. 16,64,256,1024): where an adapter stops being launch-bound.
+    #[arg(long, value_delimiter = ',', value_parser = positive_usize)]
+    batch_sizes: Vec<usize>,
+    /// Training steps per timed sample (default: as many as fill --min-seconds).
+    #[arg(long, value_parser = positive_usize)]
+    steps: Option<usize>,
+    /// Shortest a timed sample may last, in seconds (its step count is chosen after a warm-up to fill it).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds)]
+    min_seconds: f64,
+    /// Timed samples (the median is reported, with min, max and every sample).
     #[arg(long, default_value_t = 5, value_parser = positive_usize)]
     repeats: usize,
+    /// Skip `check --quick` before the run (its result is then recorded as not checked).
+    #[arg(long)]
+    no_check: bool,
     /// Directory with the four IDX files.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -197,6 +229,14 @@ struct BenchArgs {
     /// Also write the JSON results to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 600.0 => Ok(v),
+        Ok(v) => Err(format!("must be a number of seconds in (0, 600], got {v}")),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
 }
 
 fn positive_usize(s: &str) -> Result<usize, String> {
@@ -277,7 +317,61 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(b) => bench_cmd(&b),
         Command::BenchReport { files } => bench_report(&files),
         Command::Peak { adapter, backend, repeats, json } => peak_cmd(adapter, backend, repeats, json),
+        Command::Check { adapter, backend, all_adapters, all_variants, quick, kernels, json } => {
+            let opts = gpu_cnn::check::CheckOptions { all_variants, quick };
+            check_cmd(AdapterSelection { adapter, backend }, all_adapters, kernels, opts, json)
+        }
     }
+}
+
+fn check_cmd(
+    sel: AdapterSelection,
+    all_adapters: bool,
+    kernels: Option<Family>,
+    opts: gpu_cnn::check::CheckOptions,
+    json: bool,
+) -> Result<()> {
+    let mut env = gpu::OpenOptions::from_env()?;
+    if kernels.is_some() {
+        env.family = kernels;
+    }
+    let opened: Vec<Result<Gpu, gpu::GpuError>> = if all_adapters {
+        gpu::enumerate(sel.backend).into_iter().map(|(s, a)| Gpu::open_adapter(s, a, env)).collect()
+    } else {
+        vec![Gpu::open_with(&sel, env)]
+    };
+    if opened.is_empty() {
+        bail!("no GPU adapter found to check");
+    }
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for g in opened {
+        let g = g?;
+        eprintln!(
+            "check: {} ({} kernels{})",
+            g.adapter.line(),
+            g.caps.describe(),
+            if opts.all_variants { " and every other variant it can run" } else { "" }
+        );
+        let r = gpu_cnn::check::run(g, opts);
+        let table = gpu_cnn::check::table(&r);
+        if json {
+            eprintln!("{table}\n");
+        } else {
+            println!("{table}\n");
+        }
+        if !r.passed {
+            failed.push(r.adapter.line());
+        }
+        reports.push(r);
+    }
+    if json {
+        println!("{}", serde_json::to_string(&reports)?);
+    }
+    if !failed.is_empty() {
+        bail!("check failed on {}", failed.join("; "));
+    }
+    Ok(())
 }
 
 fn peak_cmd(adapter: Option<String>, backend: Option<wgpu::Backend>, repeats: usize, json: bool) -> Result<()> {
@@ -691,10 +785,12 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     let dir = b.data_dir.clone().unwrap_or_else(data::default_data_dir);
     let data = data::load(&dir)?;
     let cfg = gpu_cnn::bench::BenchConfig {
-        batch_size: b.batch_size,
+        batch_sizes: if b.batch_sizes.is_empty() { vec![b.batch_size] } else { b.batch_sizes.clone() },
         steps: b.steps,
+        min_seconds: b.min_seconds,
         repeats: b.repeats,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        check: !b.no_check,
     };
     let mut results = Vec::new();
     if b.all_adapters {
@@ -712,16 +808,16 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
                 .map_err(anyhow::Error::from)
                 .and_then(|g| gpu_cnn::bench::bench_gpu(g, &data, &cfg))
             {
-                Ok(r) => results.push(r),
+                Ok(r) => results.extend(r),
                 Err(e) => eprintln!("bench: {} failed: {}", summary.line(), one_line(&e)),
             }
         }
         eprintln!("bench: CPU reference");
-        results.push(gpu_cnn::bench::bench_cpu(&data, &cfg)?);
+        results.extend(gpu_cnn::bench::bench_cpu(&data, &cfg)?);
     } else {
         let g = open_gpu(&AdapterSelection { adapter: b.adapter.clone(), backend: b.backend }, b.kernels)?;
         eprintln!("bench: {}", g.adapter.line());
-        results.push(gpu_cnn::bench::bench_gpu(g, &data, &cfg)?);
+        results.extend(gpu_cnn::bench::bench_gpu(g, &data, &cfg)?);
     }
     let json = serde_json::to_string_pretty(&results)?;
     if let Some(p) = &b.out {

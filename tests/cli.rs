@@ -266,18 +266,32 @@ fn bench_writes_results_that_bench_report_merges() {
     for k in ["name", "vendor", "device_type", "backend", "driver", "driver_info", "subgroups", "kernels"] {
         assert!(r["device"][k].is_string(), "device.{k} in {r}");
     }
-    // The kernel set follows the adapter's subgroup widths (lavapipe: 8, so the subgroup kernels).
+    // The kernel set follows the adapter: the simd family's subgroup kernels exactly where subgroups are 8 wide.
     let kernels = r["device"]["kernels"].as_str().unwrap();
-    assert_eq!(kernels == "plain", r["device"]["subgroups"] != "8", "{r}");
+    if kernels.starts_with("simd") {
+        assert_eq!(kernels == "simd, 8-lane subgroups", r["device"]["subgroups"] == "8", "{r}");
+    } else {
+        assert_eq!(kernels, "tiled", "{r}");
+    }
+    // Schema 2: the host, the check before the run, every sample.
+    assert_eq!(r["schema_version"], 2, "{r}");
+    assert_eq!(r["verified"], true, "{r}");
+    assert!(r["host"]["cpu"].is_string() && r["host"]["cores"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["train_images_per_sec"]["samples"].as_array().unwrap().len(), 1, "{r}");
     for k in ["wgpu_version", "gpu_cnn_commit", "date", "command", "kernel_timer"] {
         assert!(r[k].is_string(), "{k} in {r}");
     }
     assert!(r["train_images_per_sec"]["median"].as_f64().unwrap() > 0.0);
     assert!(r["inference_images_per_sec"]["median"].as_f64().unwrap() > 0.0);
     let kernels = r["kernels"].as_array().unwrap();
-    // load, 2 fused conv+pool, 2 dense, loss, 2 × 2 dense backward, 2 pool backward, 2 conv weight + 1 reduce, 1 conv
-    // input, sgd.
-    assert_eq!(kernels.len(), 17, "every op of a step is timed: {kernels:?}");
+    // Every dispatch of a step is timed (simd: load, 2 fused conv+pool, 2 dense, loss, 2 × 2 dense backward, 2 pool
+    // backward, 2 conv weight + 1 reduce, 1 conv input, sgd).
+    assert_eq!(
+        kernels.len() as u64,
+        r["dispatches_per_step"].as_u64().unwrap(),
+        "every op of a step is timed: {kernels:?}"
+    );
+    assert!(kernels.len() >= 15, "{kernels:?}");
     assert!(kernels.iter().all(|k| k["ms"].as_f64().unwrap() > 0.0), "a kernel time is zero: {kernels:?}");
     let report = gpu_cnn().arg("bench-report").arg(&file).arg(&file).assert().success().get_output().clone();
     let table = String::from_utf8_lossy(&report.stdout);
@@ -295,4 +309,38 @@ fn bench_writes_results_that_bench_report_merges() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("is not a `gpu-cnn bench --json` result"));
+}
+
+/// `gpu-cnn check --quick`: every kernel the engine runs on the adapter passes; with a kernel deliberately broken (a
+/// planted 0.1 % error in SGD's update), the check fails, names the kernel, and exits non-zero.
+#[test]
+fn check_passes_and_catches_a_broken_kernel() {
+    if gpu_cnn::gpu::Gpu::open(&Default::default()).is_err()
+        && std::env::var("GPU_CNN_REQUIRE_GPU").as_deref() != Ok("1")
+    {
+        eprintln!("skipped: no GPU adapter");
+        return;
+    }
+    let out = gpu_cnn().args(["check", "--quick", "--json"]).assert().success().get_output().clone();
+    let reports: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let report = &reports[0];
+    assert_eq!(report["passed"], true, "{report}");
+    let rows = report["rows"].as_array().unwrap();
+    assert!(rows.len() >= 10, "{} rows", rows.len());
+    for k in ["name", "backend", "driver"] {
+        assert!(report["adapter"][k].is_string(), "adapter.{k} missing");
+    }
+    assert!(rows.iter().any(|r| r["kernel"] == "training step"), "the whole step is checked");
+
+    let out = gpu_cnn()
+        .args(["check", "--quick"])
+        .env("GPU_CNN_BREAK_KERNEL", "sgd_step.wgsl:params[i] - hyper.lr * v=>params[i] - 1.001 * hyper.lr * v")
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let sgd = table.lines().find(|l| l.starts_with("| `sgd_step`")).expect("an sgd_step row");
+    assert!(sgd.contains("FAIL"), "{sgd}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check failed on"), "the error names the adapter");
 }

@@ -223,6 +223,15 @@ pub const SHADERS: &[Shader] = &[
     shader!(Some(Simd), "subgroup_probe.wgsl", ["subgroup_probe"], [ReadWrite], wg 64, shared 0, subgroups),
 ];
 
+/// A testing aid that shows the checks can fail: `GPU_CNN_BREAK_KERNEL="FILE:FROM=>TO"` replaces the first FROM in
+/// shader FILE by TO before it is compiled (a missing FROM is an error, so a typo cannot pass silently).
+fn planted_fault(file: &str) -> Option<(String, String)> {
+    let spec = std::env::var("GPU_CNN_BREAK_KERNEL").ok()?;
+    let (target, change) = spec.split_once(':')?;
+    let (from, to) = change.split_once("=>")?;
+    (target == file).then(|| (from.to_string(), to.to_string()))
+}
+
 /// The checks wgpu builds into the shaders: bounds checks always; the counters it adds to every loop to stop infinite
 /// ones are left out (every loop of these shaders is bounded by override constants or the batch length), as they cost
 /// 25–35 % of a training step on an H200 (BENCHMARKS.md). `GPU_CNN_SHADER_CHECKS=all` puts them back.
@@ -305,10 +314,14 @@ impl Kernels {
         if let Some(m) = modules.get(shader.file) {
             return Ok(m.clone());
         }
-        let desc = wgpu::ShaderModuleDescriptor {
-            label: Some(shader.file),
-            source: wgpu::ShaderSource::Wgsl(wgsl_for_naga(shader.source)),
+        let source = match planted_fault(shader.file) {
+            Some((from, to)) => {
+                assert!(shader.source.contains(&from), "GPU_CNN_BREAK_KERNEL: `{from}` is not in {}", shader.file);
+                std::borrow::Cow::Owned(wgsl_for_naga(&shader.source.replacen(&from, &to, 1)).into_owned())
+            }
+            None => wgsl_for_naga(shader.source),
         };
+        let desc = wgpu::ShaderModuleDescriptor { label: Some(shader.file), source: wgpu::ShaderSource::Wgsl(source) };
         let module = match runtime_checks() {
             // SAFETY: every loop in these shaders ends (its bound is an override constant or the batch length); only
             // the loop-bounding counters wgpu would add are left out, bounds checks stay.

@@ -78,7 +78,7 @@ impl AdapterSelection {
 }
 
 /// An adapter as `gpu-cnn adapters` lists it and as every result records it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct AdapterSummary {
     pub index: usize,
     pub name: String,
@@ -362,6 +362,8 @@ pub struct Gpu {
     pub caps: Caps,
     /// The device was opened with subgroups and they are 8 wide as the subgroup kernels need (`subgroup_probe`).
     pub subgroups_of_8: bool,
+    /// Held to the downlevel limits (`OpenOptions::downlevel`).
+    pub downlevel: bool,
     timeout: Duration,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -451,6 +453,7 @@ impl Gpu {
             features,
             caps: Caps { family, subgroups_of_8: false },
             subgroups_of_8: subgroups,
+            downlevel: opts.downlevel,
             timeout: Duration::from_secs(secs),
             errors,
             lost,
@@ -462,6 +465,25 @@ impl Gpu {
             gpu.caps.subgroups_of_8 = ok;
         }
         Ok(gpu)
+    }
+
+    /// Another device on the same adapter, opened the same way (a network owns its device; checks build several).
+    pub fn reopen(&self) -> Result<Gpu, GpuError> {
+        let all = enumerate(Some(self.adapter_backend()));
+        let (summary, adapter) = all
+            .into_iter()
+            .find(|(s, _)| s.name == self.adapter.name && s.backend == self.adapter.backend)
+            .ok_or_else(|| GpuError::NoAdapter { backend: format!(" named {}", self.adapter.name) })?;
+        let opts = OpenOptions {
+            family: Some(self.caps.family),
+            no_subgroups: !self.subgroups_of_8,
+            downlevel: self.downlevel,
+        };
+        Gpu::open_adapter(summary, adapter, opts)
+    }
+
+    fn adapter_backend(&self) -> wgpu::Backend {
+        parse_backend(&self.adapter.backend).unwrap_or(wgpu::Backend::Vulkan)
     }
 
     /// Fails with the first error the device reported since the last check (validation, out of memory, device loss).

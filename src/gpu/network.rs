@@ -556,18 +556,51 @@ impl GpuNetwork {
         }
     }
 
-    /// Runs training steps `0..steps` of an epoch in `order` without reading anything back (for benchmarks and tests).
+    /// Runs `steps` training steps in `order` without reading anything back (for benchmarks and tests): steps
+    /// 0, 1, ... of the epoch, wrapping round to its first batch again after the last, submitted in chunks.
     pub fn train_steps_raw(&mut self, order: &[u32], lr: f32, momentum: f32, steps: usize) -> Result<(), GpuError> {
         self.begin_epoch(order, lr, momentum);
+        let mut last = None;
+        let mut done = 0;
+        while done < steps {
+            let end = (done + 8 * STEPS_PER_SUBMIT).min(steps);
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for s in done..end {
+                    self.record_train_step(&mut pass, s % self.train_steps);
+                }
+            }
+            last = Some(self.gpu.queue.submit([enc.finish()]));
+            done = end;
+        }
+        self.gpu.wait(last, "training steps")
+    }
+
+    /// Runs `passes` forward passes over the whole test set (load, forward, loss), in one submission, and returns the
+    /// number of images evaluated, reading nothing else back: inference throughput for `bench`.
+    pub fn evaluate_raw(&mut self, passes: usize) -> Result<usize, GpuError> {
+        self.clear_metrics();
+        let chunks = self.test.len.div_ceil(self.eval_batch);
+        for ch in 0..chunks {
+            let n = self.eval_batch.min(self.test.len - ch * self.eval_batch);
+            self.write_step(self.train_steps + ch, ch * self.eval_batch, n, false);
+        }
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            for s in 0..steps.min(self.train_steps) {
-                self.record_train_step(&mut pass, s);
+            for _ in 0..passes {
+                for ch in 0..chunks {
+                    let n = self.eval_batch.min(self.test.len - ch * self.eval_batch);
+                    for op in self.load_test.iter().chain(&self.eval_ops) {
+                        op.record(&mut pass, self.offset(self.train_steps + ch), n);
+                    }
+                }
             }
         }
         let idx = self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait(Some(idx), "training steps")
+        self.gpu.wait(Some(idx), "evaluation")?;
+        Ok(self.read_metrics()?.count)
     }
 
     /// The step losses of the last epoch's first `steps` steps.

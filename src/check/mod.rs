@@ -1,0 +1,264 @@
+//! `gpu-cnn check`: every kernel a device runs, against the CPU reference (`crate::reference`), on the network's layer
+//! shapes and on awkward ones (batch 1, odd batches, partial tiles), with every output buffer poisoned (NaN) before the
+//! dispatch so an unwritten element fails; then one whole training step and one evaluation. Each op runs from the same
+//! plans the network dispatches (`gpu::ops`). The parity tests (`tests/parity.rs`) run exactly these checks.
+//!
+//! Tolerance: |gpu − ref| ≤ atol + rtol·|ref|, the reference computed in f64 from the same f32 inputs. A K-term f32 dot
+//! product carries a rounding error of at most γ_K·Σ|terms| (γ_K ≈ K·2⁻²⁴), and typically √K·2⁻²⁴·Σ|terms|; we allow
+//! atol = 4·√K·2⁻²⁴·Σ|terms| per element (Σ|terms| is the reference run on |inputs|) plus rtol = 1e-5. An indexing
+//! mistake moves an element by the size of a whole term, orders of magnitude above that. Max-pool, ReLU and argmax are
+//! exact.
+
+mod harness;
+mod network;
+mod ops;
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub use harness::Harness;
+
+use crate::gpu::ops::{Caps, Family};
+use crate::gpu::{AdapterSummary, Gpu};
+
+/// The outcome of comparing one output with its reference.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub what: String,
+    pub elements: usize,
+    /// Largest |gpu − ref| / |ref| among elements whose |ref| is at least 10 % of the largest (smaller ones are sums
+    /// that cancelled: their relative error says nothing about the kernel).
+    pub worst_relative_error: f64,
+    /// Largest |gpu − ref| / tolerance.
+    pub worst_share: f64,
+    /// The first element out of tolerance (or not finite), described.
+    pub failure: Option<String>,
+}
+
+/// |gpu − ref| ≤ atol(i) + rtol·|ref| for every element; NaN (an unwritten, poisoned element) fails.
+pub fn compare(what: &str, gpu: &[f32], reference: &[f64], atol: &dyn Fn(usize) -> f64, rtol: f64) -> Comparison {
+    let mut c = Comparison {
+        what: what.to_string(),
+        elements: gpu.len(),
+        worst_relative_error: 0.0,
+        worst_share: 0.0,
+        failure: None,
+    };
+    if gpu.len() != reference.len() {
+        c.failure = Some(format!("{what}: {} elements, the reference has {}", gpu.len(), reference.len()));
+        return c;
+    }
+    let big = 0.1 * reference.iter().fold(0.0f64, |m, r| m.max(r.abs()));
+    for (i, (&g, &r)) in gpu.iter().zip(reference).enumerate() {
+        let err = (g as f64 - r).abs();
+        let tol = atol(i) + rtol * r.abs();
+        if !(g.is_finite() && err <= tol) && c.failure.is_none() {
+            c.failure =
+                Some(format!("{what}: element {i}: gpu {g} vs reference {r} (|diff| {err:.3e} > tolerance {tol:.3e})"));
+        }
+        if g.is_finite() {
+            if r.abs() >= big && r != 0.0 {
+                c.worst_relative_error = c.worst_relative_error.max(err / r.abs());
+            }
+            if tol > 0.0 {
+                c.worst_share = c.worst_share.max(err / tol);
+            }
+        }
+    }
+    c
+}
+
+/// Bit-for-bit equality (max-pool, ReLU routing, argmax).
+pub fn compare_exact(what: &str, gpu: &[f32], reference: &[f32]) -> Comparison {
+    let failure = if gpu.len() != reference.len() {
+        Some(format!("{what}: {} elements, the reference has {}", gpu.len(), reference.len()))
+    } else {
+        gpu.iter()
+            .zip(reference)
+            .position(|(g, r)| g.to_bits() != r.to_bits())
+            .map(|i| format!("{what}: element {i}: gpu {} vs reference {} (must be exact)", gpu[i], reference[i]))
+    };
+    Comparison { what: what.to_string(), elements: gpu.len(), worst_relative_error: 0.0, worst_share: 0.0, failure }
+}
+
+/// One line of the report: a kernel in one variant, over all the cases it was run on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckRow {
+    /// The entry point (or "training step", "evaluation").
+    pub kernel: String,
+    /// The kernels it ran with: "tiled", "simd", "simd, 8-lane subgroups".
+    pub variant: String,
+    /// Outputs compared (shapes × outputs per shape).
+    pub cases: usize,
+    pub worst_relative_error: f64,
+    pub worst_share_of_tolerance: f64,
+    pub passed: bool,
+    /// The first failure, described.
+    pub failure: Option<String>,
+}
+
+/// Everything one `check` found on one adapter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub adapter: AdapterSummary,
+    /// The kernels the engine runs on this adapter unless told otherwise.
+    pub default_variant: String,
+    pub rows: Vec<CheckRow>,
+    pub passed: bool,
+    /// "full" or "quick" (the form `bench` runs first).
+    pub form: String,
+    pub seconds: f64,
+}
+
+/// What to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Every variant the device can run, not only those the engine would use there.
+    pub all_variants: bool,
+    /// The network's shapes only (for `bench`): a minute on lavapipe becomes seconds.
+    pub quick: bool,
+}
+
+/// Collects comparisons into rows.
+#[derive(Default)]
+pub struct Rows {
+    rows: Vec<CheckRow>,
+}
+
+impl Rows {
+    pub fn add(&mut self, kernel: &str, variant: &str, c: Comparison) {
+        let row = match self.rows.iter_mut().position(|r| r.kernel == kernel && r.variant == variant) {
+            Some(i) => &mut self.rows[i],
+            None => {
+                self.rows.push(CheckRow {
+                    kernel: kernel.to_string(),
+                    variant: variant.to_string(),
+                    cases: 0,
+                    worst_relative_error: 0.0,
+                    worst_share_of_tolerance: 0.0,
+                    passed: true,
+                    failure: None,
+                });
+                self.rows.last_mut().expect("just pushed")
+            }
+        };
+        row.cases += 1;
+        row.worst_relative_error = row.worst_relative_error.max(c.worst_relative_error);
+        row.worst_share_of_tolerance = row.worst_share_of_tolerance.max(c.worst_share);
+        if let Some(f) = c.failure {
+            row.passed = false;
+            row.failure.get_or_insert(f);
+        }
+    }
+
+    pub fn into_rows(self) -> Vec<CheckRow> {
+        self.rows
+    }
+}
+
+/// The variants to check on `gpu`: the engine's own (`gpu.caps`), or with `all` every family the device can run
+/// (the simd family with and without its subgroup kernels where the device has verified 8-lane subgroups).
+pub fn variants(gpu: &Gpu, all: bool) -> Vec<Caps> {
+    if !all {
+        return vec![gpu.caps];
+    }
+    let mut v = Vec::new();
+    if crate::gpu::limits::unmet(Family::Simd, false, &gpu.limits).is_none() {
+        v.push(Caps::simd(false));
+    }
+    if gpu.subgroups_of_8 {
+        v.push(Caps::simd(true));
+    }
+    v.push(Caps::tiled());
+    v
+}
+
+/// The kernel groups `check` runs, by the name a parity test gives them.
+pub const OPS: [&str; 10] = [
+    "conv2d_forward",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "maxpool_backward",
+    "dense_forward",
+    "dense_backward_input",
+    "dense_backward_weight",
+    "softmax_cross_entropy",
+    "sgd_step",
+    "load_batch",
+];
+
+/// Checks the kernels of op group `op` (one of `OPS`) in `variants` on the harness's device.
+pub fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<CheckRow> {
+    let mut rows = Rows::default();
+    match op {
+        "conv2d_forward" => ops::conv2d_forward(h, variants, quick, &mut rows),
+        "conv2d_backward_input" => ops::conv2d_backward_input(h, variants, quick, &mut rows),
+        "conv2d_backward_weight" => ops::conv2d_backward_weight(h, variants, quick, &mut rows),
+        "maxpool_backward" => ops::maxpool_backward(h, variants, quick, &mut rows),
+        "dense_forward" => ops::dense_forward(h, variants, quick, &mut rows),
+        "dense_backward_input" => ops::dense_backward_input(h, variants, quick, &mut rows),
+        "dense_backward_weight" => ops::dense_backward_weight(h, variants, quick, &mut rows),
+        "softmax_cross_entropy" => ops::softmax_cross_entropy(h, quick, &mut rows),
+        "sgd_step" => ops::sgd_step(h, quick, &mut rows),
+        "load_batch" => ops::load_batch(h, &mut rows),
+        other => panic!("no op group {other}"),
+    }
+    rows.into_rows()
+}
+
+/// Runs every check on `gpu`: each op group, then a whole training step and an evaluation per variant.
+pub fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
+    let t0 = Instant::now();
+    let adapter = gpu.adapter.clone();
+    let default_variant = gpu.caps.describe();
+    let variants = variants(&gpu, opts.all_variants);
+    let h = Harness::new(gpu);
+    let mut rows: Vec<CheckRow> = Vec::new();
+    for op in OPS {
+        rows.extend(check_op(&h, op, &variants, opts.quick));
+    }
+    let mut net = Rows::default();
+    for caps in &variants {
+        network::training_step(&h, *caps, &mut net);
+        network::evaluation(&h, *caps, &mut net);
+    }
+    rows.extend(net.into_rows());
+    let passed = rows.iter().all(|r| r.passed);
+    CheckReport {
+        adapter,
+        default_variant,
+        rows,
+        passed,
+        form: if opts.quick { "quick" } else { "full" }.into(),
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
+/// The report as a markdown table: kernel, variant, cases, worst relative error, share of tolerance, pass/fail.
+pub fn table(report: &CheckReport) -> String {
+    let mut s = format!(
+        "check on {} ({} form, {:.1} s): {}\n\n| kernel | variant | cases | worst relative error | worst share of tolerance | result |\n|---|---|---|---|---|---|\n",
+        report.adapter.line(),
+        report.form,
+        report.seconds,
+        if report.passed { "every kernel passed" } else { "FAILED" }
+    );
+    for r in &report.rows {
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {:.1e} | {:.0} % | {} |\n",
+            r.kernel,
+            r.variant,
+            r.cases,
+            r.worst_relative_error,
+            100.0 * r.worst_share_of_tolerance,
+            if r.passed { "pass" } else { "**FAIL**" }
+        ));
+    }
+    for r in report.rows.iter().filter(|r| !r.passed) {
+        if let Some(f) = &r.failure {
+            s.push_str(&format!("\n{} [{}]: {f}", r.kernel, r.variant));
+        }
+    }
+    s
+}

@@ -1,0 +1,95 @@
+//! One whole training step and one evaluation of the network on the device against the f64 reference, on synthetic
+//! digits (no dataset needed): the loss, every gradient, every parameter after SGD; the loss sum and accuracy.
+
+use super::harness::{random, to_f64, Harness};
+use super::{compare, Rows};
+use crate::data::Split;
+use crate::gpu::network::GpuNetwork;
+use crate::gpu::ops::Caps;
+use crate::model::{self, normalize_pixel, IMAGE_PIXELS, PARAM_TENSORS};
+use crate::reference::network;
+
+/// `n` images that look a little like digits to the network: mostly background, some ink; labels 0..9.
+pub fn synthetic(n: usize, seed: u64) -> Split {
+    let noise = random(n * IMAGE_PIXELS, 0.0, 1.0, seed);
+    let images = noise.iter().map(|&v| if v < 0.8 { 0 } else { ((v - 0.8) * 5.0 * 255.0) as u8 }).collect();
+    let labels = super::harness::random_labels(n, 10, seed + 1);
+    Split { images, labels }
+}
+
+fn batch(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for &i in indices {
+        x.extend(split.image(i as usize).iter().map(|&p| normalize_pixel(p)));
+        y.push(split.labels[i as usize]);
+    }
+    (x, y)
+}
+
+/// The network on the harness's device with `caps`, built and taken apart around `f` (the network owns the device
+/// while it exists).
+fn with_network(
+    h: &Harness,
+    caps: Caps,
+    train: &Split,
+    test: &Split,
+    params: &[f32],
+    f: &mut dyn FnMut(&mut GpuNetwork),
+) {
+    let gpu = h.gpu.reopen();
+    match gpu.and_then(|g| GpuNetwork::with_caps(g, caps, 64, Some(train), test, params)) {
+        Ok(mut net) => f(&mut net),
+        Err(e) => panic!("the network on {}: {e}", h.gpu.adapter.line()),
+    }
+}
+
+/// One full training step from the same weights on one batch of 64: the loss within 1e-5, each gradient tensor within
+/// 4× what the f32 CPU reference is off (or 2e-6 of its largest gradient), the parameters after SGD within 1e-6.
+pub fn training_step(h: &Harness, caps: Caps, rows: &mut Rows) {
+    let variant = caps.describe();
+    let (train, test) = (synthetic(640, 21), synthetic(100, 22));
+    let params = model::init_params(7);
+    let order = crate::train::epoch_order(7, 0, train.len());
+    let (lr, mu) = (0.01f32, 0.9f32);
+    let (x, y) = batch(&train, &order[..64]);
+    let (ref_loss, ref_grads) = network::loss_and_grads(&to_f64(&params), &to_f64(&x), &y);
+    let (_, grads32) = network::loss_and_grads(&params, &x, &y);
+    with_network(h, caps, &train, &test, &params, &mut |net| {
+        net.train_steps_raw(&order, lr, mu, 1).expect("a training step");
+        let loss = net.step_losses(1).expect("the step loss")[0];
+        let grads = net.grads().expect("the gradients");
+        let after = net.params().expect("the parameters");
+        rows.add("training step", &variant, compare("loss", &[loss], &[ref_loss], &|_| 0.0, 1e-5));
+        for t in PARAM_TENSORS {
+            let r = &ref_grads[t.range()];
+            let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let cpu32 = grads32[t.range()].iter().zip(r).map(|(&g, &r)| (g as f64 - r).abs()).fold(0.0, f64::max);
+            let tol = (4.0 * cpu32).max(2e-6 * scale);
+            let c = compare(&format!("grad {}", t.name), &grads[t.range()], r, &|_| tol, 0.0);
+            rows.add("training step", &variant, c);
+        }
+        let mut want = params.clone();
+        let mut v = vec![0.0f32; params.len()];
+        let g32: Vec<f32> = ref_grads.iter().map(|&g| g as f32).collect();
+        crate::reference::sgd_step(&mut want, &g32, &mut v, lr, mu);
+        rows.add("training step", &variant, compare("params after SGD", &after, &to_f64(&want), &|_| 1e-6, 1e-5));
+    });
+}
+
+/// The random-initialized network over a test set of 2,777 synthetic images (several evaluation chunks and a short
+/// last one): the loss sum within 1e-5, the correct count within one (a near-tie may flip).
+pub fn evaluation(h: &Harness, caps: Caps, rows: &mut Rows) {
+    let variant = caps.describe();
+    let (train, test) = (synthetic(64, 23), synthetic(2777, 24));
+    let params = model::init_params(5);
+    let all: Vec<u32> = (0..test.len() as u32).collect();
+    let (x, y) = batch(&test, &all);
+    let (loss_sum, correct) = network::evaluate(&params, &x, &y);
+    with_network(h, caps, &train, &test, &params, &mut |net| {
+        let (m, _) = net.evaluate(false).expect("an evaluation");
+        rows.add("evaluation", &variant, compare("loss sum", &[m.loss_sum as f32], &[loss_sum], &|_| 0.0, 1e-5));
+        let c = compare("correct", &[m.correct as f32], &[correct as f64], &|_| 1.0, 0.0);
+        rows.add("evaluation", &variant, c);
+    });
+}
