@@ -454,6 +454,28 @@ pub fn table(results: &[BenchResult]) -> String {
     s
 }
 
+/// The change between pairs of results (old, new) of the same adapter and batch size: new/old for each throughput
+/// and old/new for each kernel's time (above 1: faster).
+pub fn compare_table(pairs: &[(BenchResult, BenchResult)]) -> String {
+    let mut s = String::from("| adapter, batch | figure | old | new | speed-up |\n|---|---|---|---|---|\n");
+    for (o, n) in pairs {
+        let who = format!("{} ({}), {}", n.device.name, n.device.backend, n.batch_size);
+        let mut row = |fig: &str, old: f64, new: f64, speedup: f64| {
+            s.push_str(&format!("| {who} | {fig} | {old:.3} | {new:.3} | {speedup:.2}× |\n"));
+        };
+        let (ot, nt) = (o.train_images_per_sec.median, n.train_images_per_sec.median);
+        row("training images/s", ot, nt, nt / ot);
+        let (oi, ni) = (o.inference_images_per_sec.median, n.inference_images_per_sec.median);
+        row("inference images/s", oi, ni, ni / oi);
+        for k in &n.kernels {
+            if let Some(ok) = o.kernels.iter().find(|x| x.name == k.name) {
+                row(&format!("`{}` ms", k.name), ok.ms, k.ms, ok.ms / k.ms);
+            }
+        }
+    }
+    s
+}
+
 fn fmt_stats(s: &Stats) -> String {
     format!("{:.0} [{:.0}–{:.0}]", s.median, s.min, s.max)
 }

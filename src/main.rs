@@ -91,8 +91,15 @@ enum Command {
     /// Merge `bench --json` results from several machines into one markdown table.
     BenchReport {
         /// JSON files written by `gpu-cnn bench --json --out FILE`.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "compare")]
         files: Vec<PathBuf>,
+        /// Also draw the results as PNGs in this directory: throughput, throughput against batch size, per-kernel
+        /// time of one step, roofline.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Compare two result files (OLD NEW): the change of every figure, as a table (and a picture with --plot).
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"])]
+        compare: Option<Vec<PathBuf>>,
     },
     /// (Testing aid, hidden) Save a checkpoint to PATH over and over until killed.
     #[command(hide = true, name = "__save-loop")]
@@ -315,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(t) => compare_cmd(&t),
         Command::SaveLoop { path } => save_loop(&path),
         Command::Bench(b) => bench_cmd(&b),
-        Command::BenchReport { files } => bench_report(&files),
+        Command::BenchReport { files, plot, compare } => bench_report(&files, plot.as_deref(), compare.as_deref()),
         Command::Peak { adapter, backend, repeats, json } => peak_cmd(adapter, backend, repeats, json),
         Command::Check { adapter, backend, all_adapters, all_variants, quick, kernels, json } => {
             let opts = gpu_cnn::check::CheckOptions { all_variants, quick };
@@ -835,15 +842,47 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn bench_report(files: &[PathBuf]) -> Result<()> {
+fn read_results(f: &Path) -> Result<Vec<gpu_cnn::bench::BenchResult>> {
+    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a `gpu-cnn bench --json` result", f.display()))
+}
+
+fn bench_report(files: &[PathBuf], plot: Option<&Path>, compare: Option<&[PathBuf]>) -> Result<()> {
+    if let Some([old, new]) = compare {
+        let (old_rs, new_rs) = (read_results(old)?, read_results(new)?);
+        let mut pairs = Vec::new();
+        for n in &new_rs {
+            let key = |r: &gpu_cnn::bench::BenchResult| (r.device.name.clone(), r.device.backend.clone(), r.batch_size);
+            if let Some(o) = old_rs.iter().find(|o| key(o) == key(n)) {
+                pairs.push((o.clone(), n.clone()));
+            }
+        }
+        if pairs.is_empty() {
+            bail!("{} and {} share no adapter and batch size to compare", old.display(), new.display());
+        }
+        println!("{}", gpu_cnn::bench::compare_table(&pairs));
+        if let Some(dir) = plot {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            for (i, (o, n)) in pairs.iter().enumerate() {
+                let path = dir.join(format!("bench_compare_{i}.png"));
+                gpu_cnn::viz::compare_png(&path, o, n)?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        if files.is_empty() {
+            return Ok(());
+        }
+    }
     let mut all: Vec<gpu_cnn::bench::BenchResult> = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let mut rs: Vec<gpu_cnn::bench::BenchResult> = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a `gpu-cnn bench --json` result", f.display()))?;
-        all.append(&mut rs);
+        all.extend(read_results(f)?);
     }
     println!("{}", gpu_cnn::bench::table(&all));
+    if let Some(dir) = plot {
+        for p in gpu_cnn::viz::bench_pictures(dir, &all)? {
+            eprintln!("wrote {}", p.display());
+        }
+    }
     Ok(())
 }
 

@@ -303,3 +303,31 @@ fn real_mnist_pictures() {
         eprintln!("{}: {w}×{h} px, {:.1} KB", p.display(), std::fs::metadata(&p).unwrap().len() as f64 / 1024.0);
     }
 }
+
+#[test]
+fn bench_pictures_draw_results_old_and_new() {
+    let (_keep, dir) = scratch("bench_pictures");
+    let read = |p: &str| -> Vec<gpu_cnn::bench::BenchResult> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results/").to_string() + p;
+        serde_json::from_str(&std::fs::read_to_string(path).expect("a result file")).expect("a result")
+    };
+    // The H200's final results (schema 2: four batch sizes, peaks, per-kernel bytes) and the simd family beside them.
+    let mut results = read("2026-12-04-h200-final/bench.json");
+    results.extend(read("2026-12-04-h200-final/bench64simd.json"));
+    let written = gpu_cnn::viz::bench_pictures(&dir, &results).expect("pictures");
+    let names: Vec<String> = written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["bench_throughput.png", "bench_scaling.png", "bench_kernels.png", "bench_roofline.png"]);
+    for p in &written {
+        let (w, h, var) = decode(p);
+        assert!(w >= 800 && h >= 200 && var > 100.0, "{}: {w}×{h}, variance {var}", p.display());
+    }
+    // A result from before schema 2 (no peaks, no samples) still draws what it can: no roofline.
+    let old = read("2026-12-04-h200-baseline/bench64.json");
+    let (_keep2, dir2) = scratch("bench_pictures_old");
+    let written = gpu_cnn::viz::bench_pictures(&dir2, &old).expect("pictures of an old result");
+    assert!(written.iter().all(|p| !p.ends_with("bench_roofline.png")));
+    // The comparison picture.
+    let cmp = dir.join("compare.png");
+    gpu_cnn::viz::compare_png(&cmp, &old[0], &results[1]).expect("a comparison");
+    check_png(&cmp, decode(&cmp).0, decode(&cmp).1);
+}

@@ -13,8 +13,11 @@
 //! | [`predictions_png`] | the probed digits with "pred 3 (97%) / true 3", framed green (right) or red (wrong) |
 //! | [`confusion_png`] | the 10×10 confusion matrix of a whole test set |
 //! | [`curves_png`] | training loss per step and per epoch, test accuracy per epoch against the forward-only one |
+//! | [`bench_pictures`] | benchmark results: throughput, scaling with batch size, per-kernel time, roofline |
+//! | [`compare_png`] | the speed-up per kernel between two benchmark results |
 
 mod activations;
+mod bench;
 mod canvas;
 mod confusion;
 mod curves;
@@ -24,6 +27,7 @@ mod predictions;
 use std::path::{Path, PathBuf};
 
 pub use activations::activations_png;
+pub use bench::{bench_pictures, compare_png, kernels_png, roofline_png, scaling_png, throughput_png};
 pub use confusion::confusion_png;
 pub use curves::curves_png;
 pub use filters::filters_png;
