@@ -8,9 +8,9 @@
 //   3 step    uniform: n (batch length)
 // dx[b, ci, y, x] = Σ_co Σ_ky,kx dy[b, co, y + 1 − ky, x + 1 − kx] · w[co, ci, ky, kx]: a convolution of dy with the
 // flipped, transposed kernel. Each thread computes a tile of CI_B = 16 input channels × PX = 16 pixels of one row (a
-// row segment, held as a mat4x4: column q is pixels 4q..4q+3), exactly as conv2d_forward does: per output channel and
-// kernel row it loads the 18 dy values of the segment and its halo once and each weight once. Threads are ordered
-// (channel block, sample, row, segment).
+// row segment, held as a mat4x4: column q is pixels 4q..4q+3; conv2d_forward's tiles are two rows of 8 channels): per
+// output channel and kernel row it loads the 18 dy values of the segment and its halo once and each weight once.
+// Threads are ordered (channel block, sample, row, segment).
 //
 // Written for lavapipe/llvmpipe (see conv2d_forward.wgsl): the tile is spelled out by hand with constant indices.
 // Threads past the end compute a clamped duplicate tile and skip the stores.
@@ -28,8 +28,8 @@ override H: u32 = 14u;
 override W: u32 = 14u;
 override W_OFF: u32 = 0u;
 
-const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
-const CI_B: u32 = 16u; // input channels per thread (the host's conv2d::CO_B)
+const PX: u32 = 16u; // pixels per row segment (the host's conv2d::simd::PX)
+const CI_B: u32 = 16u; // input channels per thread (the host's conv2d::simd::CO_B)
 const WG: u32 = 64u;
 const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the host's kernels::WEIGHT_WINDOW_BYTES / 16)
 

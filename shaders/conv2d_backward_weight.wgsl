@@ -38,7 +38,7 @@ override B_OFF: u32 = 0u;
 override SPLIT: u32 = 1u;
 
 const PX: u32 = 16u; // pixels per row segment
-const CO_B: u32 = 16u; // output channels per workgroup (the host's conv2d::CO_B)
+const CO_B: u32 = 16u; // output channels per workgroup (the host's conv2d::simd::CO_B)
 const TERMS: u32 = 10u; // nine taps and the bias per channel
 const ROUND: u32 = 4u; // channels reduced per round through workgroup memory
 const WG: u32 = 64u;

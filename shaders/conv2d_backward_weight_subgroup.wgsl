@@ -39,8 +39,8 @@ override B_OFF: u32 = 0u;
 override SPLIT: u32 = 1u;
 
 const PX: u32 = 16u; // pixels per row segment
-const SG: u32 = 8u; // subgroup width = output channels per workgroup (the host's conv2d::SUBGROUP)
-const CI_B: u32 = 4u; // input channels per workgroup (the host's conv2d::SUBGROUP_CI_B)
+const SG: u32 = 8u; // subgroup width = output channels per workgroup (the host's conv2d::simd::SUBGROUP)
+const CI_B: u32 = 4u; // input channels per workgroup (the host's conv2d::simd::SUBGROUP_CI_B)
 const TERMS: u32 = 10u; // nine taps and the bias per channel pair
 const SUMS: u32 = 40u; // CI_B * TERMS per lane
 const WG: u32 = 64u; // 8 subgroups

@@ -40,8 +40,8 @@ override B_OFF: u32 = 0u;
 override RELU: bool = true;
 override POOL: bool = false;
 
-const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
-const CO_B: u32 = 8u; // output channels per thread (the host's conv2d::FORWARD_CO_B)
+const PX: u32 = 16u; // pixels per row segment (the host's conv2d::simd::PX)
+const CO_B: u32 = 8u; // output channels per thread (the host's conv2d::simd::FORWARD_CO_B)
 const WG: u32 = 64u;
 const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the host's kernels::WEIGHT_WINDOW_BYTES / 16)
 

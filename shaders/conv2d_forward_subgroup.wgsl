@@ -37,8 +37,8 @@ override B_OFF: u32 = 0u;
 override RELU: bool = true;
 override POOL: bool = false;
 
-const PX: u32 = 16u; // pixels per row segment (the host's conv2d::PX)
-const SG: u32 = 8u; // subgroup width = output channels per block = tiles per workgroup (the host's conv2d::SUBGROUP)
+const PX: u32 = 16u; // pixels per row segment (the host's conv2d::simd::PX)
+const SG: u32 = 8u; // subgroup width = output channels per block = tiles per workgroup (the host's conv2d::simd::SUBGROUP)
 const WG: u32 = 64u;
 const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the host's kernels::WEIGHT_WINDOW_BYTES / 16)
 

@@ -30,9 +30,9 @@ override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 
-const SG: u32 = 8u; // subgroup width (the host's dense::SUBGROUP)
-const TO: u32 = 16u; // outputs per tile (the host's dense::SUBGROUP_SAMPLES)
-const TI: u32 = 32u; // columns per tile (the host's dense::SUBGROUP_OUTPUTS)
+const SG: u32 = 8u; // subgroup width (the host's dense::simd::SUBGROUP)
+const TO: u32 = 16u; // outputs per tile (the host's dense::simd::SUBGROUP_SAMPLES)
+const TI: u32 = 32u; // columns per tile (the host's dense::simd::SUBGROUP_OUTPUTS)
 const WG: u32 = 64u; // 8 subgroups
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;

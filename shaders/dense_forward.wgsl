@@ -24,7 +24,7 @@ override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 override RELU: bool = true;
 
-const T: u32 = 16u; // tile side (the host's dense::T)
+const T: u32 = 16u; // tile side (the host's dense::simd::T)
 const WG: u32 = 8u; // one SIMD vector of lavapipe: few tiles still spread over the cores
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;

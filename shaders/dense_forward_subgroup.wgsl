@@ -31,9 +31,9 @@ override W_OFF: u32 = 0u;
 override B_OFF: u32 = 0u;
 override RELU: bool = true;
 
-const SG: u32 = 8u; // subgroup width (the host's dense::SUBGROUP)
-const TS: u32 = 16u; // samples per tile (the host's dense::SUBGROUP_SAMPLES)
-const TO: u32 = 32u; // output features per tile (the host's dense::SUBGROUP_OUTPUTS)
+const SG: u32 = 8u; // subgroup width (the host's dense::simd::SUBGROUP)
+const TS: u32 = 16u; // samples per tile (the host's dense::simd::SUBGROUP_SAMPLES)
+const TO: u32 = 32u; // output features per tile (the host's dense::simd::SUBGROUP_OUTPUTS)
 const WG: u32 = 64u; // 8 subgroups
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;

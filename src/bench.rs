@@ -241,8 +241,8 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
     let verified = if cfg.check {
         let report = crate::check::run(gpu.reopen()?, crate::check::CheckOptions { all_variants: false, quick: true });
         if !report.passed {
-            eprintln!("bench: check failed on {}; its numbers are marked UNVERIFIED", gpu.adapter.line());
-            eprintln!("{}", crate::check::table(&report));
+            log::warn!("bench: check failed on {}; its numbers are marked UNVERIFIED", gpu.adapter.line());
+            log::warn!("{}", crate::check::table(&report));
         }
         Some(report.passed)
     } else {

@@ -53,15 +53,16 @@ impl Engine for CpuEngine {
         let mut m = Metrics::default();
         for (s, batch) in order.chunks(self.batch).enumerate() {
             let (x, y) = gather(train, batch.iter().map(|&i| i as usize));
-            let loss = network::train_step(&mut self.params, &mut self.momentum, &x, &y, lr, momentum);
+            let (loss, correct) =
+                network::train_step_counted(&mut self.params, &mut self.momentum, &x, &y, lr, momentum);
             losses.push(loss);
             m.loss_sum += loss as f64 * y.len() as f64;
+            m.correct += correct;
             m.count += y.len();
             if (s + 1) % 10 == 0 && !progress(s + 1, &m) {
                 break;
             }
         }
-        // Training accuracy is not tracked on the CPU (it would need a second forward pass).
         Ok((m, losses))
     }
 

@@ -34,7 +34,7 @@ const CLASSES: u8 = 10;
 /// Everything that can go wrong loading MNIST. Each message names the file and the problem.
 #[derive(thiserror::Error, Debug)]
 pub enum DataError {
-    #[error("MNIST directory {} does not exist (download MNIST's four IDX files into it, or point to another directory)", .dir.display())]
+    #[error("MNIST directory {} does not exist: point gpu-cnn at the directory holding MNIST's four IDX files with --data-dir DIR or GPU_CNN_DATA=DIR (the repository ships them in data/mnist)", .dir.display())]
     MissingDir { dir: PathBuf },
     #[error("{} is not a directory; expected the directory holding MNIST's IDX files", .path.display())]
     NotADirectory { path: PathBuf },
@@ -135,8 +135,13 @@ pub fn load_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
     Ok(Split { images, labels })
 }
 
-/// `data/mnist` under the current directory if it exists, else `data/mnist` in this crate's source tree.
+/// The MNIST directory when `--data-dir` is not given: `GPU_CNN_DATA` if set, else `data/mnist` under the current
+/// directory if it exists, else `data/mnist` in the source tree gpu-cnn was built from (so `cargo install --path .` gives a
+/// binary that works from any directory while that tree is there).
 pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GPU_CNN_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     let local = PathBuf::from("data/mnist");
     if local.is_dir() {
         local

@@ -1,5 +1,5 @@
 //! What trains and evaluates the network, whatever runs it: the GPU (`gpu::network`) or the CPU reference
-//! (`reference::engine`).
+//! (`cpu::CpuEngine`, over `reference::network`).
 
 /// Per-epoch or per-evaluation sums as an engine reports them.
 #[derive(Clone, Debug, Default)]

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use log::{info, warn};
 use serde_json::json;
 
 use gpu_cnn::checkpoint::{self, Checkpoint};
@@ -27,6 +28,40 @@ use gpu_cnn::viz;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Only warnings and errors on stderr (no progress, no per-epoch lines).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail on stderr (-v: what gpu-cnn does and wgpu's notices; -vv: everything). RUST_LOG sets it finely.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// The logger: gpu-cnn's own messages as plain lines on stderr ("warning: ", "error: " before the worse ones), other
+/// crates' (wgpu's, naga's) with their level and origin. `RUST_LOG` chooses what shows unless -q or -v is given.
+fn init_logging(quiet: bool, verbose: u8) {
+    use std::io::Write;
+    let default = match (quiet, verbose) {
+        (true, _) => "error,gpu_cnn=warn",
+        (false, 0) => "warn,gpu_cnn=info",
+        (false, 1) => "info,gpu_cnn=debug",
+        _ => "debug,gpu_cnn=trace",
+    };
+    let spec =
+        if quiet || verbose > 0 { default.to_string() } else { std::env::var("RUST_LOG").unwrap_or(default.into()) };
+    env_logger::Builder::new()
+        .parse_filters(&spec)
+        .format(|buf, r| {
+            let ours = r.target().starts_with("gpu_cnn");
+            match (ours, r.level()) {
+                (true, log::Level::Info) => writeln!(buf, "{}", r.args()),
+                (true, log::Level::Warn) => writeln!(buf, "warning: {}", r.args()),
+                (true, log::Level::Error) => writeln!(buf, "error: {}", r.args()),
+                (true, level) => writeln!(buf, "{}: {}", level.as_str().to_lowercase(), r.args()),
+                (false, level) => writeln!(buf, "{} [{}] {}", level.as_str().to_lowercase(), r.target(), r.args()),
+            }
+        })
+        .target(env_logger::Target::Stderr)
+        .init();
 }
 
 #[derive(Subcommand)]
@@ -286,10 +321,17 @@ fn on_ctrl_c() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
     // Installed first, so a Ctrl-C at any point is seen by the training loop rather than killing a half-written save.
     let _ = ctrlc::set_handler(on_ctrl_c);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // After Ctrl-C (the steps in flight finished, the checkpoint and pictures written): 128 + SIGINT, as shells
+        // expect of an interrupted command.
+        Err(e) if e.chain().any(|c| matches!(c.downcast_ref::<TrainError>(), Some(TrainError::Interrupted { .. }))) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
@@ -354,7 +396,7 @@ fn check_cmd(
     let mut failed = Vec::new();
     for g in opened {
         let g = g?;
-        eprintln!(
+        info!(
             "check: {} ({} kernels{})",
             g.adapter.line(),
             g.caps.describe(),
@@ -363,7 +405,7 @@ fn check_cmd(
         let r = gpu_cnn::check::run(g, opts);
         let table = gpu_cnn::check::table(&r);
         if json {
-            eprintln!("{table}\n");
+            info!("{table}\n");
         } else {
             println!("{table}\n");
         }
@@ -383,12 +425,12 @@ fn check_cmd(
 
 fn peak_cmd(adapter: Option<String>, backend: Option<wgpu::Backend>, repeats: usize, json: bool) -> Result<()> {
     let g = Gpu::open(&AdapterSelection { adapter, backend })?;
-    eprintln!("peak: {}", g.adapter.line());
+    info!("peak: {}", g.adapter.line());
     let r = gpu_cnn::peak::peak(&g, repeats)?;
     let table = gpu_cnn::peak::table(std::slice::from_ref(&r));
     if json {
         println!("{}", serde_json::to_string(&r)?);
-        eprintln!("\n{table}");
+        info!("\n{table}");
     } else {
         println!("{table}");
     }
@@ -402,7 +444,7 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
         return Ok(());
     }
     if all.is_empty() {
-        eprintln!("no GPU adapter found. On Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` provides a software Vulkan adapter (lavapipe); `--device cpu` runs on the CPU reference.");
+        info!("no GPU adapter found. On Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` provides a software Vulkan adapter (lavapipe); `--device cpu` runs on the CPU reference.");
     }
     for s in &all {
         println!("{}: {}", s.index, s.line());
@@ -426,7 +468,7 @@ fn load_data(c: &Common) -> Result<Mnist> {
     let dir = c.data_dir.clone().unwrap_or_else(data::default_data_dir);
     let t0 = Instant::now();
     let d = data::load(&dir)?;
-    eprintln!(
+    info!(
         "data: {} ({} training, {} test images, {:.2} s)",
         dir.display(),
         d.train.len(),
@@ -459,24 +501,24 @@ fn open_engine(
         match open_gpu(&sel, c.kernels) {
             Ok(g) => {
                 let summary = g.adapter.clone();
-                eprintln!("adapter: {}", summary.line());
+                info!("adapter: {}", summary.line());
                 let net = GpuNetwork::new(g, batch, train, &data.test, params)?;
-                eprintln!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
+                info!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
                 return Ok((Box::new(net), Some(summary)));
             }
             Err(gpu::GpuError::NoAdapter { .. }) if c.adapter.is_none() && c.backend.is_none() => {
-                eprintln!("warning: no GPU adapter found (install mesa-vulkan-drivers for a software one); running on the CPU reference");
+                warn!("no GPU adapter found (install mesa-vulkan-drivers for a software one); running on the CPU reference");
             }
             Err(e) => return Err(e.into()),
         }
     }
-    eprintln!("device: CPU reference");
+    info!("device: CPU reference");
     let cpu = gpu_cnn::cpu::CpuEngine::new(batch, train, &data.test, params);
     Ok((Box::new(cpu), None))
 }
 
 fn print_eval(label: &str, m: &Metrics) {
-    eprintln!(
+    info!(
         "{label}: test accuracy {:.2} % ({} / {}), test loss {:.4}",
         100.0 * m.accuracy(),
         m.correct,
@@ -494,19 +536,31 @@ fn forward_only(c: &Common) -> Result<()> {
     let (m, preds) = engine.evaluate()?;
     let secs = t0.elapsed().as_secs_f64();
     print_eval(&format!("forward-only (random weights, seed {})", c.seed), &m);
-    eprintln!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
+    info!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
     let mut pictures = filter_pictures(&c.out_dir, &params, None)?;
     pictures.extend(stage_pictures(&c.out_dir, "before", engine.as_mut(), &data.test, &preds)?);
-    eprintln!("pictures: {} in {}", pictures.join(", "), c.out_dir.display());
+    info!("pictures: {} in {}", pictures.join(", "), c.out_dir.display());
     if c.json {
-        println!(
-            "{}",
-            json!({"command": "forward-only", "adapter": device_json(&adapter), "seed": c.seed,
-                   "test_accuracy": m.accuracy(), "test_loss": m.mean_loss(), "test_images": m.count,
-                   "seconds": secs, "images_per_sec": m.count as f64 / secs, "pictures": pictures})
-        );
+        println!("{}", evaluation_json("forward-only", &adapter, &m, secs, Some(c.seed), None, &pictures));
     }
     Ok(())
+}
+
+/// The JSON of an evaluation, the same keys for `forward-only` and `eval`: the seed of the random weights or the
+/// checkpoint they came from (the other null), and the pictures written (none for `eval`).
+fn evaluation_json(
+    command: &str,
+    adapter: &Option<AdapterSummary>,
+    m: &gpu_cnn::engine::Metrics,
+    secs: f64,
+    seed: Option<u64>,
+    checkpoint: Option<&Path>,
+    pictures: &[String],
+) -> serde_json::Value {
+    json!({"command": command, "adapter": device_json(adapter), "seed": seed,
+           "checkpoint": checkpoint.map(|p| p.display().to_string()),
+           "test_accuracy": m.accuracy(), "test_loss": m.mean_loss(), "test_images": m.count,
+           "seconds": secs, "images_per_sec": m.count as f64 / secs, "pictures": pictures})
 }
 
 fn eval_cmd(c: &Common, path: &Path) -> Result<()> {
@@ -518,12 +572,7 @@ fn eval_cmd(c: &Common, path: &Path) -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     print_eval(&format!("checkpoint {}", path.display()), &m);
     if c.json {
-        println!(
-            "{}",
-            json!({"command": "eval", "checkpoint": path.display().to_string(), "adapter": device_json(&adapter),
-                   "test_accuracy": m.accuracy(), "test_loss": m.mean_loss(), "test_images": m.count,
-                   "seconds": secs, "images_per_sec": m.count as f64 / secs})
-        );
+        println!("{}", evaluation_json("eval", &adapter, &m, secs, None, Some(path), &[]));
     }
     Ok(())
 }
@@ -538,7 +587,7 @@ fn save_checkpoint(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_d
     metadata.insert("batch_size".to_string(), cfg.batch_size.to_string());
     let ckpt = Checkpoint { params: engine.params()?, momentum: Some(engine.momentum()?), metadata };
     checkpoint::save_training(path, &ckpt)?;
-    eprintln!(
+    info!(
         "saved {} (after epoch {epochs_done}; momentum in {})",
         path.display(),
         checkpoint::momentum_path(path).display()
@@ -638,7 +687,7 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
             }
             momentum_state = ck.momentum;
             start_epoch = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
-            eprintln!("resuming from {} after epoch {start_epoch}", p.display());
+            info!("resuming from {} after epoch {start_epoch}", p.display());
         }
     }
     let cfg = TrainConfig {
@@ -649,7 +698,7 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
         seed: c.seed,
         train_images: data.train.len(),
     };
-    eprintln!(
+    info!(
         "train: {} epochs, batch {}, SGD lr {} momentum {}, seed {}, {} training images",
         cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.seed, cfg.train_images
     );
@@ -673,7 +722,13 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
     let run_start = Instant::now();
     TRAINING.store(true, Ordering::SeqCst);
     for epoch in start_epoch..cfg.epochs {
-        let bar = indicatif::ProgressBar::new(steps as u64);
+        // The progress bar shows where messages do (not with -q).
+        let target = if log::log_enabled!(log::Level::Info) {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(steps as u64), target);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "epoch {prefix} [{bar:30}] {pos}/{len} steps, {msg} ({elapsed}, eta {eta})",
@@ -691,7 +746,7 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
         bar.finish_and_clear();
         match r {
             Ok((report, losses)) => {
-                eprintln!(
+                info!(
                     "epoch {}: train loss {:.4}, test loss {:.4}, test accuracy {:.2} %, {:.2} s, {:.0} images/s",
                     report.epoch,
                     report.train_loss,
@@ -709,11 +764,11 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
             Err(e) => {
                 if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
                     if let Some(p) = &t.save {
-                        eprintln!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
+                        info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
                         save_checkpoint(p, engine.as_ref(), &cfg, epoch)?;
                     }
                     // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
-                    eprintln!("interrupted: writing the pictures of the network as it stands");
+                    info!("interrupted: writing the pictures of the network as it stands");
                     let (_, preds) = engine.evaluate()?;
                     filter_pictures(&c.out_dir, &params, Some(&engine.params()?))?;
                     stage_pictures(&c.out_dir, "after", engine.as_mut(), &data.test, &preds)?;
@@ -725,9 +780,10 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
                             &epochs,
                             before.accuracy(),
                         )?;
+                        train::write_logs(&c.out_dir, &step_losses, steps, &epochs)?;
                     }
                 } else if t.save.is_some() {
-                    eprintln!("the last good checkpoint is kept; nothing was written over it");
+                    info!("the last good checkpoint is kept; nothing was written over it");
                 }
                 return Err(e);
             }
@@ -737,16 +793,17 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
     let training_seconds = run_start.elapsed().as_secs_f64();
     let (after, preds_after) = engine.evaluate()?;
     print_eval("after training", &after);
-    eprintln!("training time: {:.1} s", training_seconds);
+    info!("training time: {:.1} s", training_seconds);
     let tp = Instant::now();
     let after_params = engine.params()?;
     let mut names = filter_pictures(&c.out_dir, &params, Some(&after_params))?;
     names.extend(stage_pictures(&c.out_dir, "after", engine.as_mut(), &data.test, &preds_after)?);
     viz::curves_png(&c.out_dir.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
     names.push("curves.png".into());
+    names.extend(train::write_logs(&c.out_dir, &step_losses, steps, &epochs)?);
     pictures.extend(names);
     picture_seconds += tp.elapsed().as_secs_f64();
-    eprintln!("pictures: {} files in {} ({:.2} s)", pictures.len(), c.out_dir.display(), picture_seconds);
+    info!("pictures: {} files in {} ({:.2} s)", pictures.len(), c.out_dir.display(), picture_seconds);
     Ok(RunOutcome { adapter, cfg, before, after, epochs, training_seconds, picture_seconds, pictures })
 }
 
@@ -772,18 +829,23 @@ fn compare_cmd(t: &TrainArgs) -> Result<()> {
     report
         .write(&t.common.out_dir)
         .with_context(|| format!("writing the report into {}", t.common.out_dir.display()))?;
-    eprintln!();
-    eprintln!("| | forward-only (random weights) | backpropagation (trained) |");
-    eprintln!("|---|---|---|");
-    eprintln!(
-        "| test accuracy | {:.2} % (study: 9.12 %) | {:.2} % (study: 98.89 %) |",
+    // The result: the study's table on stdout (with --json, the JSON there and the table on stderr).
+    let table = format!(
+        "| | forward-only (random weights) | backpropagation (trained) |\n|---|---|---|\n\
+         | test accuracy | {:.2} % (study: {:.2} %) | {:.2} % (study: {:.2} %) |\n| test loss | {:.4} | {:.4} |",
         100.0 * o.before.accuracy(),
-        100.0 * o.after.accuracy()
+        100.0 * gpu_cnn::report::STUDY_FORWARD_ONLY_ACCURACY,
+        100.0 * o.after.accuracy(),
+        100.0 * gpu_cnn::report::STUDY_TRAINED_ACCURACY,
+        o.before.mean_loss(),
+        o.after.mean_loss()
     );
-    eprintln!("| test loss | {:.4} | {:.4} |", o.before.mean_loss(), o.after.mean_loss());
-    eprintln!("report: {}", t.common.out_dir.join("report.md").display());
+    info!("report: {}", t.common.out_dir.join("report.md").display());
     if t.common.json {
+        info!("\n{table}");
         println!("{}", outcome_json("compare", &o));
+    } else {
+        println!("\n{table}");
     }
     Ok(())
 }
@@ -803,10 +865,10 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     if b.all_adapters {
         let all = gpu::enumerate(b.backend);
         if all.is_empty() {
-            eprintln!("no GPU adapter found; benchmarking the CPU reference only");
+            info!("no GPU adapter found; benchmarking the CPU reference only");
         }
         for (summary, adapter) in all {
-            eprintln!("bench: {}", summary.line());
+            info!("bench: {}", summary.line());
             let mut opts = gpu::OpenOptions::from_env()?;
             if b.kernels.is_some() {
                 opts.family = b.kernels;
@@ -816,14 +878,14 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
                 .and_then(|g| gpu_cnn::bench::bench_gpu(g, &data, &cfg))
             {
                 Ok(r) => results.extend(r),
-                Err(e) => eprintln!("bench: {} failed: {}", summary.line(), one_line(&e)),
+                Err(e) => info!("bench: {} failed: {}", summary.line(), one_line(&e)),
             }
         }
-        eprintln!("bench: CPU reference");
+        info!("bench: CPU reference");
         results.extend(gpu_cnn::bench::bench_cpu(&data, &cfg)?);
     } else {
         let g = open_gpu(&AdapterSelection { adapter: b.adapter.clone(), backend: b.backend }, b.kernels)?;
-        eprintln!("bench: {}", g.adapter.line());
+        info!("bench: {}", g.adapter.line());
         results.extend(gpu_cnn::bench::bench_gpu(g, &data, &cfg)?);
     }
     let json = serde_json::to_string_pretty(&results)?;
@@ -835,7 +897,7 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     // The result goes to stdout: the JSON with --json (the table then goes to stderr, for the eye), else the table.
     if b.json {
         println!("{}", serde_json::to_string(&results)?);
-        eprintln!("\n{}", gpu_cnn::bench::table(&results));
+        info!("\n{}", gpu_cnn::bench::table(&results));
     } else {
         println!("{}", gpu_cnn::bench::table(&results));
     }
@@ -866,7 +928,7 @@ fn bench_report(files: &[PathBuf], plot: Option<&Path>, compare: Option<&[PathBu
             for (i, (o, n)) in pairs.iter().enumerate() {
                 let path = dir.join(format!("bench_compare_{i}.png"));
                 gpu_cnn::viz::compare_png(&path, o, n)?;
-                eprintln!("wrote {}", path.display());
+                info!("wrote {}", path.display());
             }
         }
         if files.is_empty() {
@@ -880,7 +942,7 @@ fn bench_report(files: &[PathBuf], plot: Option<&Path>, compare: Option<&[PathBu
     println!("{}", gpu_cnn::bench::table(&all));
     if let Some(dir) = plot {
         for p in gpu_cnn::viz::bench_pictures(dir, &all)? {
-            eprintln!("wrote {}", p.display());
+            info!("wrote {}", p.display());
         }
     }
     Ok(())

@@ -95,3 +95,28 @@ pub fn run_epoch(
     };
     Ok((report, losses))
 }
+
+/// Writes the run's numbers beside its pictures, for reuse elsewhere: `steps.csv` (every step's mean loss: global
+/// step, epoch, loss) and `epochs.jsonl` (one JSON object per epoch, the keys `--json` prints). Both written
+/// atomically; returns their file names.
+pub fn write_logs(
+    dir: &std::path::Path,
+    step_losses: &[f32],
+    steps_per_epoch: usize,
+    epochs: &[EpochReport],
+) -> anyhow::Result<Vec<String>> {
+    let first_epoch = epochs.first().map_or(1, |e| e.epoch);
+    let mut csv = String::from("step,epoch,loss\n");
+    for (i, l) in step_losses.iter().enumerate() {
+        csv.push_str(&format!("{},{},{l}\n", i + 1, first_epoch + i / steps_per_epoch.max(1)));
+    }
+    let mut jsonl = String::new();
+    for e in epochs {
+        jsonl.push_str(&serde_json::to_string(e)?);
+        jsonl.push('\n');
+    }
+    for (name, text) in [("steps.csv", &csv), ("epochs.jsonl", &jsonl)] {
+        crate::atomic::write_atomic(&dir.join(name), text.as_bytes()).map_err(|e| e.source)?;
+    }
+    Ok(vec!["steps.csv".into(), "epochs.jsonl".into()])
+}

@@ -8,7 +8,9 @@ use gpu_cnn::checkpoint::{self, check_finite, Checkpoint, CheckpointError, MAX_C
 use gpu_cnn::model::{PARAM_COUNT, PARAM_TENSORS};
 use proptest::prelude::*;
 
-const PYTORCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/anchors/pytorch/seed_cnn_pytorch_e5.safetensors");
+/// Trained for 5 epochs by PyTorch (`benches/pytorch/torch_cnn.py --epochs 5 --save ...`, seed 0): test accuracy
+/// 99.02 %, loss 0.0282 in PyTorch.
+const PYTORCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch_cnn_e5.safetensors");
 
 /// Deterministic values that exercise the bit patterns: signs, -0.0, subnormals, extremes.
 fn values(seed: u32) -> Vec<f32> {
@@ -154,10 +156,6 @@ fn saved_file_has_pytorch_names_shapes_and_dtype() {
 
 #[test]
 fn loads_pytorch_checkpoint() {
-    if !Path::new(PYTORCH).is_file() {
-        eprintln!("skipped: {PYTORCH} not found");
-        return;
-    }
     let c = checkpoint::load(Path::new(PYTORCH)).unwrap();
     assert_eq!(c.params.len(), PARAM_COUNT);
     assert!(c.momentum.is_none());

@@ -103,7 +103,8 @@ fn ctrl_c_saves_and_exits_non_zero() {
     signal(child.id(), "-INT");
     let status = child.wait().unwrap();
     let stderr = reader.join().unwrap();
-    assert!(!status.success(), "an interrupted run must exit non-zero:\n{stderr}");
+    // 130 = 128 + SIGINT, as shells expect of an interrupted command.
+    assert_eq!(status.code(), Some(130), "an interrupted run must exit with 130:\n{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let saved = checkpoint::load(&ck).unwrap_or_else(|e| panic!("no checkpoint after Ctrl-C: {e}\n{stderr}"));

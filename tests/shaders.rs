@@ -175,3 +175,71 @@ fn subgroup_shaders_enable_subgroups_as_the_spec_requires() {
         assert_eq!(for_naga.lines().count(), s.source.lines().count(), "{}: line numbers kept", s.file);
     }
 }
+
+/// The value of `const NAME: u32 = Vu;` in a shader.
+fn shader_const(source: &str, name: &str) -> Option<u64> {
+    let prefix = format!("const {name}: u32 = ");
+    let line = source.lines().find(|l| l.starts_with(&prefix))?;
+    line[prefix.len()..].split('u').next()?.trim().parse().ok()
+}
+
+#[test]
+fn the_hosts_copies_of_shader_constants_agree() {
+    use gpu_cnn::gpu::ops::{conv2d, dense, tiles};
+    let src = |file: &str| SHADERS.iter().find(|s| s.file == file).expect(file).source;
+    // Each entry point's workgroup size is the table's (the host sizes dispatches by it).
+    for s in SHADERS {
+        let (module, _) = validate(s.file, s.source);
+        for ep in &module.entry_points {
+            assert_eq!(ep.workgroup_size[0], s.workgroup, "{}: {} workgroup size", s.file, ep.name);
+        }
+    }
+    // The simd family's tiling, which the host's sizing functions mirror.
+    let checks: &[(&str, &str, u64)] = &[
+        ("conv2d_forward.wgsl", "PX", conv2d::simd::PX as u64),
+        ("conv2d_forward.wgsl", "CO_B", conv2d::simd::FORWARD_CO_B as u64),
+        ("conv2d_forward.wgsl", "WG", conv2d::simd::WG as u64),
+        ("conv2d_backward_input.wgsl", "PX", conv2d::simd::PX as u64),
+        ("conv2d_backward_input.wgsl", "CI_B", conv2d::simd::CO_B as u64),
+        ("conv2d_backward_weight.wgsl", "CO_B", conv2d::simd::CO_B as u64),
+        ("conv2d_backward_weight.wgsl", "TERMS", conv2d::simd::TERMS as u64),
+        ("conv2d_forward_subgroup.wgsl", "SG", conv2d::simd::SUBGROUP as u64),
+        ("conv2d_backward_weight_subgroup.wgsl", "SG", conv2d::simd::SUBGROUP as u64),
+        ("conv2d_backward_weight_subgroup.wgsl", "CI_B", conv2d::simd::SUBGROUP_CI_B as u64),
+        ("dense_forward.wgsl", "T", dense::simd::T as u64),
+        ("dense_forward.wgsl", "WG", dense::simd::WG as u64),
+        ("dense_forward_subgroup.wgsl", "SG", dense::simd::SUBGROUP as u64),
+        ("dense_forward_subgroup.wgsl", "TS", dense::simd::SUBGROUP_SAMPLES as u64),
+        ("dense_forward_subgroup.wgsl", "TO", dense::simd::SUBGROUP_OUTPUTS as u64),
+        ("conv2d_forward.wgsl", "WEIGHT_VEC4S", WEIGHT_WINDOW_BYTES / 16),
+    ];
+    for &(file, name, host) in checks {
+        assert_eq!(shader_const(src(file), name), Some(host), "{file}: {name}");
+    }
+    // The tiled family's core: workgroup size and the tile arrays the host's tile choice must fit.
+    let core = src("conv2d_forward_tiled.wgsl");
+    assert_eq!(shader_const(core, "WG"), Some(tiles::WG as u64));
+    assert!(core.contains(&format!("a_tile: array<f32, {}>", tiles::A_WORDS)), "a_tile words");
+    assert!(core.contains(&format!("b_tile: array<f32, {}>", tiles::B_WORDS)), "b_tile words");
+    let c_words = tiles::MAX_BM * (tiles::MAX_BN + 1);
+    assert!(core.contains(&format!("c_tile: array<f32, {c_words}>")), "c_tile words");
+    assert_eq!(tiles::WORKGROUP_BYTES, 4 * (tiles::A_WORDS + tiles::B_WORDS) as u32 + 4 * c_words);
+    // And the checker sees a change.
+    assert_eq!(shader_const("const PX: u32 = 17u;", "PX"), Some(17));
+}
+
+#[test]
+fn only_the_subgroup_shaders_need_the_subgroup_capability() {
+    // Validating a plain kernel with subgroups allowed would let one slip a subgroup operation in.
+    let none = naga::valid::Capabilities::empty();
+    for s in SHADERS.iter().filter(|s| !s.subgroups) {
+        let module = naga::front::wgsl::parse_str(s.source).unwrap_or_else(|e| panic!("{}: {e}", s.file));
+        Validator::new(ValidationFlags::all(), none)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: needs more than core WGSL: {}", s.file, e.emit_to_string(s.source)));
+    }
+    // The checker can fail: a subgroup shader is refused without the capability.
+    let sub = SHADERS.iter().find(|s| s.subgroups).expect("a subgroup shader");
+    let module = naga::front::wgsl::parse_str(&kernels::wgsl_for_naga(sub.source)).expect("parses");
+    assert!(Validator::new(ValidationFlags::all(), none).validate(&module).is_err(), "{}", sub.file);
+}

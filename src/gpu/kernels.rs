@@ -266,7 +266,8 @@ pub fn shader_for(entry: &str) -> &'static Shader {
         .unwrap_or_else(|| panic!("no shader has entry point {entry}"))
 }
 
-/// Size in bytes of the per-step uniform block (`struct Step { start, n, index, _pad }`).
+/// Size in bytes of the per-step uniform block (`struct Step { start, n, index, full }`: `full` tells the forward
+/// convolutions to store their pre-pool output; the other kernels call that word `_pad`).
 pub const STEP_BYTES: u64 = 16;
 
 /// A compute pipeline for one entry point with one set of override constants, and its bind group layout.
@@ -512,6 +513,9 @@ pub fn check_shape(entry: &str, constants: &[(&str, f64)]) -> Result<(), String>
         if !(h as u64).is_multiple_of(2) || !(w as u64).is_multiple_of(2) {
             return Err(format!("{entry}: H = {h} and W = {w} must be even for the fused 2×2 max-pool"));
         }
+    }
+    if entry.starts_with("softmax_cross_entropy") && get("K") > 16.0 {
+        return Err(format!("{entry}: K = {} classes, at most 16 (the kernel's MAX_K)", get("K")));
     }
     let vec4_constants: &[&str] = match entry {
         "dense_forward_subgroup" => &["IN", "W_OFF"],

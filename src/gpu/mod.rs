@@ -158,10 +158,46 @@ pub fn parse_backend(s: &str) -> Result<wgpu::Backend, String> {
     }
 }
 
-fn instance() -> wgpu::Instance {
+/// An instance with only `backends`: the GL back end is not even initialized unless asked for (its EGL probe is
+/// slow). Without a display session, the Vulkan and EGL back ends' probes for a Wayland display made libwayland print
+/// "error: XDG_RUNTIME_DIR is invalid" before anything had gone wrong: see `quiet_wayland_probe`.
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL;
+    desc.backends =
+        backends & (wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL);
+    quiet_wayland_probe();
     wgpu::Instance::new(desc)
+}
+
+/// Where no display session set `XDG_RUNTIME_DIR` (a container, CI, ssh), gives libwayland a private empty one for
+/// its connection attempt, so the probe for a Wayland display fails quietly (the adapters work as before, headless)
+/// instead of printing "error: XDG_RUNTIME_DIR is invalid or not set in the environment" twice.
+fn quiet_wayland_probe() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some() {
+            return;
+        }
+        // One per user (the uid from /proc where there is one), reused by later runs.
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:").map(|v| v.split_whitespace().next().unwrap_or("").to_string()))
+            })
+            .unwrap_or_else(|| std::process::id().to_string());
+        let dir = std::env::temp_dir().join(format!("gpu-cnn-runtime-{uid}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            if std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&dir).is_err() {
+                return;
+            }
+        }
+        // Called once, before wgpu's back ends (the only readers) start; gpu-cnn reads no environment variable
+        // concurrently at this point.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    });
 }
 
 /// Every adapter wgpu finds, in a stable order (as `gpu-cnn adapters` numbers them).
@@ -174,7 +210,7 @@ pub fn enumerate(backend: Option<wgpu::Backend>) -> Vec<(AdapterSummary, wgpu::A
 
 /// Every adapter of `backends`, in a stable order.
 pub fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary, wgpu::Adapter)> {
-    let inst = instance();
+    let inst = instance(backends);
     let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
     // Stable order: by backend preference, then name.
     adapters.sort_by_key(|a| {

@@ -184,6 +184,19 @@ fn map_chunks<R: Send>(n: usize, chunk: usize, f: impl Fn(Range<usize>) -> R + S
 /// of the chunk's mean loss; the batch gradient is their sum weighted by `chunk_len / n`, added up in chunk order, so
 /// the result is deterministic (it differs from an unsplit `loss_and_grads` only by rounding).
 pub fn train_step(params: &mut [f32], momentum: &mut [f32], x: &[f32], labels: &[u8], lr: f32, mu: f32) -> f32 {
+    train_step_counted(params, momentum, x, labels, lr, mu).0
+}
+
+/// `train_step`, also returning how many of the batch's samples the parameters before the update classified right
+/// (the training accuracy the GPU's loss kernel counts too).
+pub fn train_step_counted(
+    params: &mut [f32],
+    momentum: &mut [f32],
+    x: &[f32],
+    labels: &[u8],
+    lr: f32,
+    mu: f32,
+) -> (f32, usize) {
     let n = labels.len();
     assert!(n > 0, "train_step: empty batch");
     assert_eq!(x.len(), n * IMAGE_PIXELS, "train_step: input length");
@@ -192,13 +205,16 @@ pub fn train_step(params: &mut [f32], momentum: &mut [f32], x: &[f32], labels: &
         let acts = forward(frozen, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
         let mut losses = vec![0.0f32; r.len()];
         softmax_cross_entropy_forward(&acts.logits, &labels[r.clone()], &mut losses, r.len(), CLASSES);
+        let correct =
+            acts.logits.chunks(CLASSES).zip(&labels[r.clone()]).filter(|(row, &l)| argmax(row) == l as usize).count();
         let (grads, _d_x) = backward(frozen, &acts, &labels[r]);
-        (losses, grads)
+        (losses, grads, correct)
     });
 
     let mut grads = vec![0.0f32; PARAM_COUNT];
     let mut loss_sum = 0.0f32;
-    for (losses, chunk_grads) in &chunks {
+    let correct = chunks.iter().map(|c| c.2).sum();
+    for (losses, chunk_grads, _) in &chunks {
         let share = losses.len() as f32 / n as f32;
         for (g, &cg) in grads.iter_mut().zip(chunk_grads) {
             *g += share * cg;
@@ -207,7 +223,7 @@ pub fn train_step(params: &mut [f32], momentum: &mut [f32], x: &[f32], labels: &
         loss_sum = losses.iter().fold(loss_sum, |s, &l| s + l);
     }
     sgd_step(params, &grads, momentum, lr, mu);
-    loss_sum / n as f32
+    (loss_sum / n as f32, correct)
 }
 
 /// Evaluates `x` `[n, 1, 28, 28]` (normalized) against `labels`: the sum of the per-sample losses (accumulated in f64,

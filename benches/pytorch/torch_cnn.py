@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The study's network in PyTorch, beside which BENCHMARKS.md measures gpu-cnn, and the maker of the checkpoint the
+tests read (tests/fixtures/torch_cnn_e5.safetensors).
+
+    conv1 Conv2d(1, 16, 3, padding=1) + ReLU -> MaxPool2d(2) -> conv2 Conv2d(16, 32, 3, padding=1) + ReLU
+    -> MaxPool2d(2) -> flatten (channel-major, 1568) -> fc1 Linear(1568, 128) + ReLU -> fc2 Linear(128, 10)
+
+Softmax cross-entropy, SGD with momentum (PyTorch's semantics, as gpu-cnn's), inputs scaled to [0, 1] and normalized
+with mean 0.1307, std 0.3081, PyTorch's default initialization. MNIST from the four gzipped IDX files in --data-dir
+(the repository's data/mnist by default). Needs: pip install torch numpy safetensors.
+
+    python3 benches/pytorch/torch_cnn.py --epochs 5                      # CPU, 2 threads, as BENCHMARKS.md's rows
+    python3 benches/pytorch/torch_cnn.py --device cuda --batch-size 1024 # a GPU
+    python3 benches/pytorch/torch_cnn.py --eval PATH                     # a safetensors checkpoint (gpu-cnn's names)
+
+Prints one line per epoch on stderr and, last on stdout, one JSON object (also written to --json-out).
+"""
+
+import argparse
+import gzip
+import json
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAMES = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+
+
+def read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    magic, count = struct.unpack(">II", data[:8])
+    if magic == 2051:
+        rows, cols = struct.unpack(">II", data[8:16])
+        return np.frombuffer(data, np.uint8, count * rows * cols, 16).reshape(count, 1, rows, cols)
+    if magic == 2049:
+        return np.frombuffer(data, np.uint8, count, 8)
+    raise ValueError(f"{path}: not an IDX image or label file (magic {magic})")
+
+
+def load_split(data_dir, prefix, device):
+    def find(stem):
+        for name in (stem + ".gz", stem):
+            if os.path.exists(os.path.join(data_dir, name)):
+                return os.path.join(data_dir, name)
+        raise FileNotFoundError(f"{stem}(.gz) not in {data_dir}")
+
+    x = torch.from_numpy(read_idx(find(f"{prefix}-images-idx3-ubyte")).astype(np.float32) / 255.0)
+    y = torch.from_numpy(read_idx(find(f"{prefix}-labels-idx1-ubyte")).astype(np.int64))
+    return ((x - 0.1307) / 0.3081).to(device), y.to(device)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch=1000):
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(x), batch):
+        logits = model(x[i:i + batch])
+        loss += F.cross_entropy(logits, y[i:i + batch], reduction="sum").item()
+        correct += (logits.argmax(1) == y[i:i + batch]).sum().item()
+    return {"accuracy": correct / len(x), "loss": loss / len(x)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=os.path.join(HERE, "..", "..", "data", "mnist"))
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--eval", metavar="PATH", help="evaluate this safetensors checkpoint instead of training")
+    p.add_argument("--save", metavar="PATH", help="save the trained weights here (safetensors, gpu-cnn's names)")
+    p.add_argument("--json-out", metavar="PATH")
+    a = p.parse_args()
+
+    torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    x_train, y_train = load_split(a.data_dir, "train", device)
+    x_test, y_test = load_split(a.data_dir, "t10k", device)
+    torch.manual_seed(a.seed)
+    model = Net().to(device)
+    result = {"script": "torch_cnn.py", "torch": torch.__version__, "device": str(device), "threads": a.threads,
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "args": vars(a)}
+
+    if a.eval:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(a.eval), strict=True)
+        result["eval"] = evaluate(model, x_test, y_test)
+    else:
+        result["forward_only"] = evaluate(model, x_test, y_test)
+        opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
+        gen = torch.Generator().manual_seed(a.seed)
+        epochs = []
+        for epoch in range(1, a.epochs + 1):
+            model.train()
+            order = torch.randperm(len(x_train), generator=gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            sync(device)
+            t0 = time.perf_counter()
+            for i in range(0, len(x_train), a.batch_size):
+                idx = order[i:i + a.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach() * len(idx)
+            sync(device)
+            seconds = time.perf_counter() - t0
+            test = evaluate(model, x_test, y_test)
+            row = {"epoch": epoch, "train_loss": loss_sum.item() / len(x_train), "test_loss": test["loss"],
+                   "test_accuracy": test["accuracy"], "seconds": seconds, "images_per_sec": len(x_train) / seconds}
+            epochs.append(row)
+            print(f"epoch {epoch}: train loss {row['train_loss']:.4f}, test loss {test['loss']:.4f}, test accuracy "
+                  f"{100 * test['accuracy']:.2f} %, {seconds:.2f} s, {row['images_per_sec']:.0f} images/s", file=sys.stderr)
+        result["epochs"] = epochs
+        if a.save:
+            from safetensors.torch import save_file
+            weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(weights, a.save, metadata={"format": "pt"})
+            result["saved"] = a.save
+
+    # Inference throughput over the test set, batches of 1000, best of 3 after a warm-up.
+    with torch.no_grad():
+        model.eval()
+        model(x_test[:1000])
+        times = []
+        for _ in range(3):
+            sync(device)
+            t0 = time.perf_counter()
+            for i in range(0, len(x_test), 1000):
+                model(x_test[i:i + 1000])
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    result["inference_images_per_sec"] = len(x_test) / min(times)
+    print(f"inference: {result['inference_images_per_sec']:.0f} images/s (best of 3)", file=sys.stderr)
+    line = json.dumps(result)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            f.write(line + "\n")
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
