@@ -1,5 +1,7 @@
-//! Shared test helpers: the GPU (or a visible skip), seeded random data, tolerance checks.
+//! Shared test helpers: the GPU (or a visible skip), seeded random data, tolerance checks; `browser`: headless Chromium.
 #![allow(dead_code)]
+
+pub mod browser;
 
 use gpu_cnn::gpu::ops::Family;
 use gpu_cnn::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
