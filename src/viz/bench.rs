@@ -81,11 +81,15 @@ fn compact(v: f64) -> String {
     }
 }
 
-/// One result's label: adapter, backend, batch.
+/// One result's label: adapter, backend, kernel family, batch.
 fn label(r: &BenchResult) -> String {
-    let short: String = r.device.name.chars().take(26).collect();
+    // "llvmpipe (LLVM 15.0.6, 256 bits)" → "llvmpipe": the details are in the report's table.
+    let name = r.device.name.split(" (").next().unwrap_or(&r.device.name);
+    let short: String = name.chars().take(26).collect();
+    let family = r.device.kernels.split(',').next().unwrap_or("").trim();
+    let family = if family.is_empty() { String::new() } else { format!(" {family}") };
     let mark = if r.verified == Some(false) { " UNVERIFIED" } else { "" };
-    format!("{short} ({}) b{}{mark}", r.device.backend, r.batch_size)
+    format!("{short} ({}{family}) b{}{mark}", r.device.backend, r.batch_size)
 }
 
 /// Draws a line of 1-pixel dots from (x0, y0) to (x1, y1).
@@ -155,7 +159,7 @@ pub fn throughput_png(path: &Path, results: &[BenchResult]) -> Result<(), VizErr
             c.fill(lo, y + (row_h - 10) / 2, (hi - lo).max(1), 2, TEXT);
             c.fill(lo, y + 2, 2, row_h - 14, TEXT);
             c.fill(hi, y + 2, 2, row_h - 14, TEXT);
-            c.text(a.px(s.median) + 6, y + (row_h - 10) / 2, compact(s.median), 12.0, TEXT, Anchor::CenterLeft);
+            c.text(hi.max(a.px(s.median)) + 8, y + (row_h - 10) / 2, compact(s.median), 12.0, TEXT, Anchor::CenterLeft);
         }
     }
     for (i, r) in results.iter().enumerate() {
@@ -238,7 +242,7 @@ pub fn kernels_png(path: &Path, results: &[BenchResult]) -> Result<(), VizError>
     };
     let row_h = 34i64;
     let (left, width) = (330i64, 1240u32);
-    let height = (120 + row_h * timed.len() as i64 + 70) as u32;
+    let height = (120 + row_h * timed.len() as i64 + 90) as u32;
     let mut c = Canvas::new(width, height);
     c.text(
         width as i64 / 2,
@@ -277,13 +281,13 @@ pub fn kernels_png(path: &Path, results: &[BenchResult]) -> Result<(), VizError>
         "load, loss, SGD",
     ];
     for (j, n) in names.iter().enumerate() {
-        let x = left + j as i64 * 175;
+        let (x, y) = (left + (j % 3) as i64 * 260, y + (j / 3) as i64 * 20);
         c.fill(x, y, 16, 12, PALETTE[j]);
         c.text(x + 22, y + 6, *n, 12.0, TEXT, Anchor::CenterLeft);
     }
     c.text(
         left,
-        y + 26,
+        y + 46,
         "Each bar is one step in dispatch order, scaled to its own total.",
         11.0,
         GREY,
