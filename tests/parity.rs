@@ -14,6 +14,11 @@ use gpu_cnn::gpu::kernels;
 fn check(op: &str) {
     let Some(gpu) = gpu_for_families(op) else { return };
     let variants = check::variants(&gpu, true);
+    if !check::has_kernels(op, &variants) {
+        // E.g. maxpool_backward on a device held to the downlevel limits, where only the tiled family fits.
+        eprintln!("{op}: skipped: no kernel of it in the families this device runs");
+        return;
+    }
     let h = Harness::new(gpu);
     let rows = check::check_op(&h, op, &variants, false);
     assert!(!rows.is_empty(), "{op}: nothing checked");

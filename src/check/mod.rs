@@ -188,6 +188,12 @@ pub const OPS: [&str; 10] = [
     "load_batch",
 ];
 
+/// Whether op group `op` has a kernel in any of `variants`: maxpool_backward only in the simd family (the tiled one
+/// fuses the pool's backward into the convolution gradients), every other group in both.
+pub fn has_kernels(op: &str, variants: &[Caps]) -> bool {
+    op != "maxpool_backward" || variants.iter().any(|c| c.family == Family::Simd)
+}
+
 /// Checks the kernels of op group `op` (one of `OPS`) in `variants` on the harness's device.
 pub fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<CheckRow> {
     let mut rows = Rows::default();

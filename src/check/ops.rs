@@ -248,8 +248,7 @@ pub fn conv2d_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows:
 }
 
 pub fn maxpool_backward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
-    // Only the simd family dispatches it (the tiled one fuses it into the gradient kernels).
-    if !variants.iter().any(|c| c.family == Family::Simd) {
+    if !super::has_kernels("maxpool_backward", variants) {
         return;
     }
     let shapes: &[(usize, usize, usize)] = if quick {
