@@ -25,11 +25,17 @@ fn every_shader_file_is_registered() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     files.sort();
-    let mut registered: Vec<String> = SHADERS.iter().map(|s| s.file.to_string()).collect();
+    let mut registered: Vec<String> =
+        SHADERS.iter().flat_map(|s| [Some(s.file), s.appended]).flatten().map(String::from).collect();
     registered.sort();
+    registered.dedup();
     assert_eq!(files, registered, "shaders/ and kernels::SHADERS disagree");
+    let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).expect("read shader");
     for s in SHADERS {
-        let on_disk = std::fs::read_to_string(format!("{dir}/{}", s.file)).expect("read shader");
+        let on_disk = match s.appended {
+            Some(more) => format!("{}\n{}", read(s.file), read(more)),
+            None => read(s.file),
+        };
         assert_eq!(on_disk, s.source, "{}: embedded source is stale", s.file);
     }
 }
@@ -138,27 +144,23 @@ fn workgroup_memory_is_what_the_table_says() {
     }
 }
 
-/// The lines of `source` between the tile core's markers.
-fn tile_core(source: &str) -> Option<&str> {
-    let start = source.find("// ---- tile core")?;
-    let end = source.find("// ---- end of the tile core ----")?;
-    Some(&source[start..end])
-}
-
 #[test]
-fn every_tiled_kernel_shares_one_tile_core() {
-    // WGSL has no include: the tiled family's matrix-product core is repeated in each of its files, and must stay
-    // the same in all of them.
-    let tiled: Vec<_> = SHADERS.iter().filter(|s| s.file.ends_with("_tiled.wgsl")).collect();
-    assert!(tiled.len() >= 6, "tiled shaders: {}", tiled.len());
-    let first = tile_core(tiled[0].source).expect("a tile core");
-    for s in &tiled {
-        let core = tile_core(s.source).unwrap_or_else(|| panic!("{}: no tile core", s.file));
-        assert_eq!(core, first, "{}: its tile core differs from {}'s", s.file, tiled[0].file);
+fn every_tiled_kernel_gets_the_tile_core() {
+    // WGSL has no include: the tiled family's matrix-product core is one file, shaders/tile_core.wgsl, that the host
+    // appends to each kernel that uses it; a kernel registered without it would not compile.
+    let core = include_str!("../shaders/tile_core.wgsl");
+    let users: Vec<_> = SHADERS.iter().filter(|s| s.source.contains("tile_product(")).collect();
+    assert!(users.len() >= 6, "tiled shaders: {}", users.len());
+    for s in &users {
+        assert_eq!(s.appended, Some("tile_core.wgsl"), "{}", s.file);
+        assert!(s.source.ends_with(core), "{}: the core comes last, so the file's line numbers stand", s.file);
+        let own = &s.source[..s.source.len() - core.len()];
+        assert!(!own.contains("var<workgroup> a_tile"), "{}: a second copy of the core", s.file);
     }
-    // The checker catches a changed core.
-    let changed = tiled[1].source.replacen("acc0 = fma(", "acc0 = -fma(", 1);
-    assert_ne!(tile_core(&changed), Some(first));
+    // The core alone is no kernel: a kernel that forgot it fails to compile.
+    assert!(!core.contains("@compute"));
+    let own = users[0].source.strip_suffix(core).expect("suffix");
+    assert!(naga::front::wgsl::parse_str(own).is_err(), "{} compiles without its core", users[0].file);
 }
 
 #[test]

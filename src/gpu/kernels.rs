@@ -35,7 +35,10 @@ pub const WEIGHT_WINDOW_BYTES: u64 = 19_200;
 /// every entry point of the file), and what it asks of the device (checked against its limits by `gpu::limits`).
 pub struct Shader {
     pub file: &'static str,
+    /// What is compiled: the file, followed by `appended` where there is one.
     pub source: &'static str,
+    /// A file of shared code appended to this one (WGSL has no include): the tiled kernels' `tile_core.wgsl`.
+    pub appended: Option<&'static str>,
     pub entry_points: &'static [&'static str],
     pub bindings: &'static [Access],
     /// The kernel family it belongs to; `None`: both families use it.
@@ -52,10 +55,25 @@ use Access::*;
 use Family::{Simd, Tiled};
 
 macro_rules! shader {
+    // A tiled-family kernel: its file with the shared tile core appended, 64 invocations, the core's workgroup tiles.
+    (tiled $file:literal, [$($entry:literal),+], [$($b:expr),+]) => {
+        Shader {
+            file: $file,
+            source: concat!(include_str!(concat!("../../shaders/", $file)), "\n", include_str!("../../shaders/tile_core.wgsl")),
+            appended: Some("tile_core.wgsl"),
+            entry_points: &[$($entry),+],
+            bindings: &[$($b),+],
+            family: Some(Tiled),
+            workgroup: 64,
+            workgroup_bytes: (528 + 1040 + 2080) * 4,
+            subgroups: false,
+        }
+    };
     ($family:expr, $file:literal, [$($entry:literal),+], [$($b:expr),+], wg $wg:expr, shared $bytes:expr $(, $subgroups:ident)?) => {
         Shader {
             file: $file,
             source: include_str!(concat!("../../shaders/", $file)),
+            appended: None,
             entry_points: &[$($entry),+],
             bindings: &[$($b),+],
             family: $family,
@@ -170,52 +188,34 @@ pub const SHADERS: &[Shader] = &[
     ),
     // The tiled family (GPUs).
     shader!(
-        Some(Tiled),
-        "conv2d_forward_tiled.wgsl",
+        tiled "conv2d_forward_tiled.wgsl",
         ["conv2d_forward_tiled"],
-        [Read, Read, ReadWrite, Step, ReadWrite],
-        wg 64,
-        shared 14592
+        [Read, Read, ReadWrite, Step, ReadWrite]
     ),
     shader!(
-        Some(Tiled),
-        "conv2d_backward_input_tiled.wgsl",
+        tiled "conv2d_backward_input_tiled.wgsl",
         ["conv2d_backward_input_tiled"],
-        [Read, Read, ReadWrite, Step, Read],
-        wg 64,
-        shared 14592
+        [Read, Read, ReadWrite, Step, Read]
     ),
     shader!(
-        Some(Tiled),
-        "conv2d_backward_weight_tiled.wgsl",
+        tiled "conv2d_backward_weight_tiled.wgsl",
         ["conv2d_backward_weight_tiled", "conv2d_backward_weight_tiled_reduce"],
-        [Read, Read, ReadWrite, Step, ReadWrite],
-        wg 64,
-        shared 14592
+        [Read, Read, ReadWrite, Step, ReadWrite]
     ),
     shader!(
-        Some(Tiled),
-        "dense_forward_tiled.wgsl",
+        tiled "dense_forward_tiled.wgsl",
         ["dense_forward_tiled", "dense_forward_tiled_reduce"],
-        [Read, Read, ReadWrite, Step, ReadWrite],
-        wg 64,
-        shared 14592
+        [Read, Read, ReadWrite, Step, ReadWrite]
     ),
     shader!(
-        Some(Tiled),
-        "dense_backward_input_tiled.wgsl",
+        tiled "dense_backward_input_tiled.wgsl",
         ["dense_backward_input_tiled"],
-        [Read, Read, Read, ReadWrite, Step],
-        wg 64,
-        shared 14592
+        [Read, Read, Read, ReadWrite, Step]
     ),
     shader!(
-        Some(Tiled),
-        "dense_backward_weight_tiled.wgsl",
+        tiled "dense_backward_weight_tiled.wgsl",
         ["dense_backward_weight_tiled"],
-        [Read, Read, ReadWrite, Step],
-        wg 64,
-        shared 14592
+        [Read, Read, ReadWrite, Step]
     ),
     // Measures the adapter (`gpu-cnn peak`).
     shader!(None, "peak.wgsl", ["peak_fma", "peak_copy", "peak_touch"], [Read, ReadWrite], wg 256, shared 0),

@@ -1,4 +1,4 @@
-//! Tile shapes of the tiled family's matrix-product kernels (`*_tiled.wgsl`, their shared "tile core"): a
+//! Tile shapes of the tiled family's matrix-product kernels (`*_tiled.wgsl`, each with `tile_core.wgsl` appended): a
 //! 64-invocation workgroup computes a BM × BN tile of C = A·B; each invocation an RM × 4 block of it, GM invocations
 //! along M; KS slices of K inside the workgroup. `choose` picks the shape for a product of M × N (and `split` the
 //! number of workgroups a long K is split over) so that a batch of 64 launches enough workgroups to fill a big GPU.
