@@ -4,61 +4,16 @@
 
 use std::time::Instant;
 
+use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Mnist;
+pub use crate::device::DeviceInfo;
 use crate::engine::Engine;
 use crate::gpu::network::GpuNetwork;
-use crate::gpu::{AdapterSummary, Gpu};
+use crate::gpu::ops::Family;
+use crate::gpu::{AdapterSelection, Gpu, OpenOptions};
 use crate::model::{self, TRAIN_FLOPS_PER_IMAGE};
-
-/// What was measured on, as every result records it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DeviceInfo {
-    pub name: String,
-    pub vendor: String,
-    pub device_type: String,
-    pub backend: String,
-    pub driver: String,
-    pub driver_info: String,
-    /// The adapter's subgroup widths (`AdapterSummary::subgroups`); empty in results from before it was recorded.
-    #[serde(default)]
-    pub subgroups: String,
-    /// Which kernels ran: "tiled", "simd" or "simd, 8-lane subgroups" (see the README's "Kernel families"); results from
-    /// before the families say "subgroup (8 lanes)" or "plain".
-    #[serde(default)]
-    pub kernels: String,
-}
-
-impl DeviceInfo {
-    /// The adapter, and the kernels the run used.
-    pub fn of(a: &AdapterSummary, kernels: &crate::gpu::ops::Caps) -> Self {
-        DeviceInfo {
-            name: a.name.clone(),
-            vendor: a.vendor.clone(),
-            device_type: a.device_type.clone(),
-            backend: a.backend.clone(),
-            driver: a.driver.clone(),
-            driver_info: a.driver_info.clone(),
-            subgroups: a.subgroups.clone(),
-            kernels: kernels.describe(),
-        }
-    }
-
-    pub fn cpu_reference() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        DeviceInfo {
-            name: format!("CPU reference ({threads} threads)"),
-            vendor: String::new(),
-            device_type: "cpu".into(),
-            backend: "cpu".into(),
-            driver: "gpu-cnn reference".into(),
-            driver_info: String::new(),
-            subgroups: "–".into(),
-            kernels: "CPU reference".into(),
-        }
-    }
-}
 
 /// Median, min and max of repeated measurements, and the samples themselves.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,7 +134,7 @@ pub struct BenchResult {
     /// Pipelines created and data uploaded, seconds.
     pub startup_seconds: f64,
     pub train_images_per_sec: Stats,
-    /// 60,000 images at the median training rate.
+    /// One pass over the training set the run loaded (60,000 images for MNIST) at the median training rate.
     pub epoch_seconds: f64,
     /// Training throughput in GFLOP/s (7.1 MFLOP per image).
     pub train_gflops: f64,
@@ -292,7 +247,9 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
             })
             .collect();
         let dispatches = net.dispatches_per_step();
-        let mut r = result(device.clone(), cfg, batch, steps, startup_seconds, train, infer, kernel_timer, kernels);
+        let epoch = data.train.len();
+        let mut r =
+            result(device.clone(), cfg, batch, steps, epoch, startup_seconds, train, infer, kernel_timer, kernels);
         r.verified = verified;
         r.peak = peak.clone();
         r.dispatches_per_step = dispatches;
@@ -304,6 +261,69 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
     Ok(out)
 }
 
+/// Which adapters `run` benchmarks.
+pub enum Adapters {
+    /// The selected one.
+    One(AdapterSelection),
+    /// Every adapter wgpu finds (of `backend`, if given), then the CPU reference; an adapter that fails is reported
+    /// and skipped.
+    All { backend: Option<wgpu::Backend> },
+}
+
+/// `gpu-cnn bench`: the results of every batch size of `cfg` on `which` adapters, with the kernel family `kernels`
+/// (None: each adapter's default, or `GPU_CNN_KERNELS`).
+pub fn run(
+    which: &Adapters,
+    kernels: Option<Family>,
+    data: &Mnist,
+    cfg: &BenchConfig,
+) -> anyhow::Result<Vec<BenchResult>> {
+    let mut results = Vec::new();
+    match which {
+        Adapters::One(selection) => {
+            let g = crate::study::open_gpu(selection, kernels)?;
+            info!("bench: {}", g.adapter.line());
+            results.extend(bench_gpu(g, data, cfg)?);
+        }
+        Adapters::All { backend } => {
+            let all = crate::gpu::enumerate(*backend);
+            if all.is_empty() {
+                info!("no GPU adapter found; benchmarking the CPU reference only");
+            }
+            for (summary, adapter) in all {
+                info!("bench: {}", summary.line());
+                let mut opts = OpenOptions::from_env()?;
+                if kernels.is_some() {
+                    opts.family = kernels;
+                }
+                match Gpu::open_adapter(summary.clone(), adapter, opts)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|g| bench_gpu(g, data, cfg))
+                {
+                    Ok(r) => results.extend(r),
+                    Err(e) => warn!("bench: {} failed: {e:#}", summary.line()),
+                }
+            }
+            info!("bench: CPU reference");
+            results.extend(bench_cpu(data, cfg)?);
+        }
+    }
+    Ok(results)
+}
+
+/// Reads a file written by `gpu-cnn bench --json --out FILE`.
+pub fn read_results(path: &std::path::Path) -> anyhow::Result<Vec<BenchResult>> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a `gpu-cnn bench --json` result", path.display()))
+}
+
+/// The results of `new` with the result of `old` on the same adapter, backend and batch size, for `compare_table`.
+pub fn pairs(old: &[BenchResult], new: &[BenchResult]) -> Vec<(BenchResult, BenchResult)> {
+    let key = |r: &BenchResult| (r.device.name.clone(), r.device.backend.clone(), r.batch_size);
+    new.iter().filter_map(|n| old.iter().find(|o| key(o) == key(n)).map(|o| (o.clone(), n.clone()))).collect()
+}
+
 /// Assembles a result with the run's metadata (wgpu version, commit, date, host) and the derived numbers.
 #[allow(clippy::too_many_arguments)]
 fn result(
@@ -311,6 +331,7 @@ fn result(
     cfg: &BenchConfig,
     batch_size: usize,
     steps: usize,
+    epoch_images: usize,
     startup_seconds: f64,
     train: Vec<f64>,
     infer: Vec<f64>,
@@ -333,7 +354,7 @@ fn result(
         steps_per_run: steps,
         min_seconds: if cfg.steps.is_some() { 0.0 } else { cfg.min_seconds },
         startup_seconds,
-        epoch_seconds: 60_000.0 / train.median,
+        epoch_seconds: epoch_images as f64 / train.median,
         train_gflops: train.median * TRAIN_FLOPS_PER_IMAGE as f64 / 1e9,
         train_images_per_sec: train,
         inference_images_per_sec: Stats::of(infer),
@@ -369,7 +390,8 @@ pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchRes
             infer.push(m.count as f64 / t.elapsed().as_secs_f64());
         }
         let cpu_dev = DeviceInfo::cpu_reference();
-        out.push(result(cpu_dev, cfg, batch, steps, startup_seconds, train, infer, "none".into(), Vec::new()));
+        let epoch = data.train.len();
+        out.push(result(cpu_dev, cfg, batch, steps, epoch, startup_seconds, train, infer, "none".into(), Vec::new()));
     }
     Ok(out)
 }
@@ -404,7 +426,7 @@ pub fn table(results: &[BenchResult]) -> String {
             100.0 * r.train_images_per_sec.spread()
         )
     }));
-    s.push_str(&row("epoch-equivalent (60k images), s", &|r| format!("{:.2}", r.epoch_seconds)));
+    s.push_str(&row("epoch-equivalent (training set), s", &|r| format!("{:.2}", r.epoch_seconds)));
     s.push_str(&row("training GFLOP/s", &|r| format!("{:.1}", r.train_gflops)));
     s.push_str(&row("inference images/s (median [min–max])", &|r| fmt_stats(&r.inference_images_per_sec)));
     s.push_str(&row("start-up (pipelines + upload), s", &|r| format!("{:.2}", r.startup_seconds)));

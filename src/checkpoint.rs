@@ -1,8 +1,9 @@
 //! safetensors checkpoints with PyTorch's names and shapes (`conv1.weight` [16,1,3,3] … `fc2.bias` [10], all F32
 //! little-endian), readable by `safetensors.torch.load_file`.
 //!
-//! The optional SGD momentum is stored under `momentum.<name>` with the same shapes; free-form metadata (epoch, seed,
-//! learning rate, …) goes in the safetensors `__metadata__` map. Saving is atomic (temp file, fsync, rename) and refuses
+//! A checkpoint holds the model's 8 tensors and nothing else, so PyTorch's `load_state_dict(strict=True)` takes it; a
+//! training state keeps its SGD momentum in a second file beside it (`momentum_path`: the same names and shapes).
+//! Free-form metadata (epoch, seed, learning rate, …) goes in the safetensors `__metadata__` map. Saving is atomic (temp file, fsync, rename) and refuses
 //! non-finite values, so a diverged run never overwrites a good checkpoint. Loading checks every name, shape and dtype
 //! and rejects anything else, with a message naming the file and the problem.
 
@@ -16,18 +17,14 @@ use safetensors::SafeTensors;
 
 use crate::model::{ParamTensor, PARAM_COUNT, PARAM_TENSORS};
 
-/// Prefix of the momentum tensors' names (`momentum.conv1.weight`, …).
-pub const MOMENTUM_PREFIX: &str = "momentum.";
-/// Largest file `load` reads: a valid checkpoint is about 830 KB, 1.7 MB with momentum.
+/// Largest file `load` reads: a valid checkpoint is about 830 KB.
 pub const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
 
-/// A model's parameters in the flat layout of [`crate::model`], with optional momentum and metadata.
+/// A model's parameters in the flat layout of [`crate::model`], and metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
     /// `PARAM_COUNT` values in [`PARAM_TENSORS`] order.
     pub params: Vec<f32>,
-    /// SGD momentum buffer, same layout as `params`.
-    pub momentum: Option<Vec<f32>>,
     /// Stored in the safetensors `__metadata__` map (e.g. epoch, step, seed, lr, momentum, format).
     pub metadata: BTreeMap<String, String>,
 }
@@ -47,7 +44,7 @@ pub enum CheckpointError {
     Format { path: PathBuf, reason: String },
     #[error("checkpoint {} lacks tensor(s) {}", .path.display(), .names.join(", "))]
     MissingTensors { path: PathBuf, names: Vec<String> },
-    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's 8 tensors and `momentum.*` are allowed)", .path.display(), .names.join(", "))]
+    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's 8 tensors are allowed; gpu-cnn keeps the SGD momentum in a separate `.momentum.safetensors` file)", .path.display(), .names.join(", "))]
     UnexpectedTensors { path: PathBuf, names: Vec<String> },
     #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", .path.display())]
     WrongShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
@@ -94,14 +91,10 @@ fn check_len(values: &[f32], what: &'static str, path: &Path) -> Result<(), Chec
 }
 
 /// Write `ckpt` to `path` atomically: a temp file in the same directory, fsync, rename over `path`, fsync the directory.
-/// Refuses non-finite parameters or momentum and wrong lengths before touching the file system.
+/// Refuses non-finite parameters and wrong lengths before touching the file system.
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     check_len(&ckpt.params, "parameters", path)?;
     check_finite_as(&ckpt.params, "parameters", Some(path))?;
-    if let Some(m) = &ckpt.momentum {
-        check_len(m, "momentum", path)?;
-        check_finite_as(m, "momentum", Some(path))?;
-    }
     if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
         return Err(CheckpointError::IsDirectory { path: path.to_path_buf() });
     }
@@ -110,22 +103,15 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     write_atomic(path, &bytes)
 }
 
-/// Little-endian bytes of each tensor, under PyTorch's names (and `momentum.` names), plus metadata.
+/// Little-endian bytes of each tensor, under PyTorch's names, plus metadata.
 fn serialize(ckpt: &Checkpoint) -> Result<Vec<u8>, SafeTensorError> {
-    let mut owned: Vec<(String, &ParamTensor, Vec<u8>)> = Vec::new();
-    let mut add = |prefix: &str, values: &[f32]| {
-        for t in &PARAM_TENSORS {
-            let bytes = values[t.range()].iter().flat_map(|v| v.to_le_bytes()).collect();
-            owned.push((format!("{prefix}{}", t.name), t, bytes));
-        }
-    };
-    add("", &ckpt.params);
-    if let Some(m) = &ckpt.momentum {
-        add(MOMENTUM_PREFIX, m);
-    }
+    let owned: Vec<(&ParamTensor, Vec<u8>)> = PARAM_TENSORS
+        .iter()
+        .map(|t| (t, ckpt.params[t.range()].iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
     let views = owned
         .iter()
-        .map(|(name, t, bytes)| Ok((name.as_str(), TensorView::new(Dtype::F32, t.shape.to_vec(), bytes)?)))
+        .map(|(t, bytes)| Ok((t.name, TensorView::new(Dtype::F32, t.shape.to_vec(), bytes)?)))
         .collect::<Result<Vec<_>, SafeTensorError>>()?;
     let metadata: Option<HashMap<String, String>> =
         (!ckpt.metadata.is_empty()).then(|| ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
@@ -148,41 +134,38 @@ pub fn momentum_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{stem}.momentum.safetensors"))
 }
 
-/// Saves a training state as two atomic files: the momentum beside the weights (`momentum_path`), then the weights
-/// at `path`, both with the same metadata. Both are checked (lengths, finite values) before either is written, so a
+/// Saves a training state as two atomic files: `momentum` beside the weights (`momentum_path`), then the weights at
+/// `path`, both with the same metadata. Both are checked (lengths, finite values) before either is written, so a
 /// diverged run never replaces a good checkpoint.
-pub fn save_training(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+pub fn save_training(path: &Path, ckpt: &Checkpoint, momentum: &[f32]) -> Result<(), CheckpointError> {
     check_len(&ckpt.params, "parameters", path)?;
     check_finite_as(&ckpt.params, "parameters", Some(path))?;
-    let weights = Checkpoint { params: ckpt.params.clone(), momentum: None, metadata: ckpt.metadata.clone() };
-    if let Some(m) = &ckpt.momentum {
-        check_len(m, "momentum", path)?;
-        check_finite_as(m, "momentum", Some(path))?;
-        let opt = Checkpoint { params: m.clone(), momentum: None, metadata: ckpt.metadata.clone() };
-        save(&momentum_path(path), &opt)?;
-    }
-    save(path, &weights)
+    check_len(momentum, "momentum", path)?;
+    check_finite_as(momentum, "momentum", Some(path))?;
+    let opt = Checkpoint { params: momentum.to_vec(), metadata: ckpt.metadata.clone() };
+    save(&momentum_path(path), &opt)?;
+    save(path, ckpt)
 }
 
-/// Loads a training state written by `save_training` (or any weights file, with or without `momentum.*` tensors):
-/// the momentum comes from the file itself or from `momentum_path`, whose metadata must match the weights'.
-pub fn load_training(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let mut ckpt = load(path)?;
+/// Loads a training state written by `save_training`: the weights, and the momentum from `momentum_path` if that file
+/// exists (its metadata must match the weights', or it belongs to another run or step).
+pub fn load_training(path: &Path) -> Result<(Checkpoint, Option<Vec<f32>>), CheckpointError> {
+    let ckpt = load(path)?;
     let mpath = momentum_path(path);
-    if ckpt.momentum.is_none() && mpath.exists() {
-        let opt = load(&mpath)?;
-        if opt.metadata != ckpt.metadata {
-            return Err(CheckpointError::Format {
-                path: mpath,
-                reason: format!("its metadata does not match {} (saved by a different run or step)", path.display()),
-            });
-        }
-        ckpt.momentum = Some(opt.params);
+    if !mpath.exists() {
+        return Ok((ckpt, None));
     }
-    Ok(ckpt)
+    let opt = load(&mpath)?;
+    if opt.metadata != ckpt.metadata {
+        return Err(CheckpointError::Format {
+            path: mpath,
+            reason: format!("its metadata does not match {} (saved by a different run or step)", path.display()),
+        });
+    }
+    Ok((ckpt, Some(opt.params)))
 }
 
-/// Read and check a checkpoint: the 8 model tensors with PyTorch's shapes, F32; optionally all 8 `momentum.*`.
+/// Read and check a checkpoint: the 8 model tensors with PyTorch's shapes, F32, and nothing else.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let p = || path.to_path_buf();
     let meta = match fs::metadata(path) {
@@ -221,58 +204,40 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
 
-    // Names: the 8 model tensors, optionally all 8 momentum tensors, nothing else.
+    // Names: the 8 model tensors, nothing else.
     let mut names: Vec<&str> = st.names();
     names.sort_unstable();
     let expected = |name: &str| PARAM_TENSORS.iter().any(|t| t.name == name);
-    let unexpected: Vec<String> = names
-        .iter()
-        .filter(|n| !expected(n) && !n.strip_prefix(MOMENTUM_PREFIX).is_some_and(expected))
-        .map(|n| n.to_string())
-        .collect();
+    let unexpected: Vec<String> = names.iter().filter(|n| !expected(n)).map(|n| n.to_string()).collect();
     if !unexpected.is_empty() {
         return Err(CheckpointError::UnexpectedTensors { path: p(), names: unexpected });
     }
-    let has_momentum = names.iter().any(|n| n.starts_with(MOMENTUM_PREFIX));
-    let mut missing = Vec::new();
-    for t in &PARAM_TENSORS {
-        if names.binary_search(&t.name).is_err() {
-            missing.push(t.name.to_string());
-        }
-        let m = format!("{MOMENTUM_PREFIX}{}", t.name);
-        if has_momentum && names.binary_search(&m.as_str()).is_err() {
-            missing.push(m);
-        }
-    }
+    let missing: Vec<String> =
+        PARAM_TENSORS.iter().filter(|t| names.binary_search(&t.name).is_err()).map(|t| t.name.to_string()).collect();
     if !missing.is_empty() {
         return Err(CheckpointError::MissingTensors { path: p(), names: missing });
     }
 
-    let read = |prefix: &str| -> Result<Vec<f32>, CheckpointError> {
-        let mut values = vec![0.0f32; PARAM_COUNT];
-        for t in &PARAM_TENSORS {
-            let name = format!("{prefix}{}", t.name);
-            let view = st.tensor(&name).map_err(|e| CheckpointError::Format { path: p(), reason: e.to_string() })?;
-            if view.dtype() != Dtype::F32 {
-                return Err(CheckpointError::WrongDtype { path: p(), name, found: view.dtype().to_string() });
-            }
-            if view.shape() != t.shape {
-                let found = view.shape().to_vec();
-                return Err(CheckpointError::WrongShape { path: p(), name, expected: t.shape.to_vec(), found });
-            }
-            // Shape and dtype match, and safetensors checked the byte length against them.
-            for (dst, src) in values[t.range()].iter_mut().zip(view.data().chunks_exact(4)) {
-                *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-            }
+    let mut params = vec![0.0f32; PARAM_COUNT];
+    for t in &PARAM_TENSORS {
+        let name = t.name.to_string();
+        let view = st.tensor(&name).map_err(|e| CheckpointError::Format { path: p(), reason: e.to_string() })?;
+        if view.dtype() != Dtype::F32 {
+            return Err(CheckpointError::WrongDtype { path: p(), name, found: view.dtype().to_string() });
         }
-        Ok(values)
-    };
-    let params = read("")?;
-    let momentum = if has_momentum { Some(read(MOMENTUM_PREFIX)?) } else { None };
+        if view.shape() != t.shape {
+            let found = view.shape().to_vec();
+            return Err(CheckpointError::WrongShape { path: p(), name, expected: t.shape.to_vec(), found });
+        }
+        // Shape and dtype match, and safetensors checked the byte length against them.
+        for (dst, src) in params[t.range()].iter_mut().zip(view.data().chunks_exact(4)) {
+            *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+        }
+    }
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
     let metadata = header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    Ok(Checkpoint { params, momentum, metadata: metadata.unwrap_or_default() })
+    Ok(Checkpoint { params, metadata: metadata.unwrap_or_default() })
 }
 
 /// Turn safetensors' parse errors into messages a user can act on.
@@ -331,25 +296,17 @@ fn declared_data_len(bytes: &[u8], header_len: u64) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn ckpt(momentum: bool) -> Checkpoint {
-        let params: Vec<f32> = (0..PARAM_COUNT).map(|i| (i as f32 * 0.37).sin()).collect();
-        let momentum = momentum.then(|| params.iter().map(|v| v * -0.5).collect());
-        Checkpoint { params, momentum, metadata: BTreeMap::from([("epoch".into(), "3".into())]) }
-    }
-
     #[test]
     fn serialize_then_decode_roundtrips() {
-        for m in [false, true] {
-            let c = ckpt(m);
-            let bytes = serialize(&c).unwrap();
-            let d = decode(&bytes, Path::new("mem")).unwrap();
-            assert_eq!(
-                d.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                c.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            );
-            assert_eq!(d.momentum.is_some(), m);
-            assert_eq!(d.metadata, c.metadata);
-        }
+        let params: Vec<f32> = (0..PARAM_COUNT).map(|i| (i as f32 * 0.37).sin()).collect();
+        let c = Checkpoint { params, metadata: BTreeMap::from([("epoch".into(), "3".into())]) };
+        let bytes = serialize(&c).unwrap();
+        let d = decode(&bytes, Path::new("mem")).unwrap();
+        assert_eq!(
+            d.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            c.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(d.metadata, c.metadata);
     }
 
     #[test]

@@ -41,6 +41,9 @@ fn gather(split: &Split, indices: impl Iterator<Item = usize>) -> (Vec<f32>, Vec
 }
 
 impl Engine for CpuEngine {
+    fn device(&self) -> crate::device::DeviceInfo {
+        crate::device::DeviceInfo::cpu_reference()
+    }
     fn train_epoch(
         &mut self,
         order: &[u32],

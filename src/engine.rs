@@ -33,6 +33,8 @@ pub struct Probe {
 
 /// What trains and evaluates the network: the GPU engine or the CPU reference.
 pub trait Engine {
+    /// What it runs on (the adapter and kernels, or the CPU reference), as outputs record it.
+    fn device(&self) -> crate::device::DeviceInfo;
     /// Trains one epoch in `order`. `progress(steps_done, running)` is called now and then; returning false stops the
     /// epoch early (Ctrl-C). Returns the epoch's metrics and the mean loss of every step that ran.
     fn train_epoch(

@@ -3,27 +3,38 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use log::{info, warn};
-use serde_json::json;
+use log::info;
 
 use gpu_cnn::checkpoint::{self, Checkpoint};
-use gpu_cnn::data::{self, Mnist, Split};
-use gpu_cnn::engine::{Engine, Metrics};
+use gpu_cnn::data;
+use gpu_cnn::engine::Metrics;
 use gpu_cnn::gpu::ops::Family;
-use gpu_cnn::gpu::{self, network::GpuNetwork, AdapterSelection, AdapterSummary, Gpu};
+use gpu_cnn::gpu::{self, AdapterSelection, AdapterSummary, Gpu};
 use gpu_cnn::model;
-use gpu_cnn::train::{self, EpochReport, TrainConfig, TrainError};
-use gpu_cnn::viz;
+use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
+use gpu_cnn::train::TrainError;
+
+/// The environment variables gpu-cnn reads, for `--help` (options on the command line take precedence).
+const ENVIRONMENT: &str = "Environment:
+  GPU_CNN_DATA=DIR           MNIST's directory when --data-dir is not given (default: data/mnist)
+  GPU_CNN_KERNELS=FAMILY     kernel family when --kernels is not given: tiled, simd or auto
+  GPU_CNN_SUBGROUPS=0        the simd family without its 8-lane subgroup kernels
+  GPU_CNN_LIMITS=downlevel   hold the device to WebGPU's downlevel limits
+  GPU_CNN_SHADER_CHECKS=all  wgpu's loop-bounding checks back in the shaders
+  GPU_CNN_TIMEOUT_S=N        longest wait for one GPU submission (default 300)
+  WGPU_BACKEND, WGPU_ADAPTER_NAME, WGPU_POWER_PREF=low|high
+                             wgpu's own: backend, adapter name, integrated before discrete (low)
+  RUST_LOG                   what shows on stderr (see -q, -v)";
 
 #[derive(Parser)]
 #[command(
     name = "gpu-cnn",
     version,
-    about = "A GPU-first CNN on MNIST: random weights vs backpropagation, every kernel a WGSL compute shader"
+    about = "A GPU-first CNN on MNIST: random weights vs backpropagation, every kernel a WGSL compute shader",
+    after_help = ENVIRONMENT
 )]
 struct Cli {
     #[command(subcommand)]
@@ -190,13 +201,16 @@ fn parse_kernels(s: &str) -> Result<Family, String> {
     Family::parse(s)
 }
 
-/// Opens the selected adapter with `--kernels` over the `GPU_CNN_*` settings.
-fn open_gpu(sel: &AdapterSelection, kernels: Option<Family>) -> Result<Gpu, gpu::GpuError> {
-    let mut opts = gpu::OpenOptions::from_env()?;
-    if kernels.is_some() {
-        opts.family = kernels;
+impl Common {
+    fn device_choice(&self) -> DeviceChoice {
+        match self.device {
+            DeviceKind::Cpu => DeviceChoice::Cpu,
+            DeviceKind::Gpu => DeviceChoice::Gpu {
+                selection: AdapterSelection { adapter: self.adapter.clone(), backend: self.backend },
+                kernels: self.kernels,
+            },
+        }
     }
-    Gpu::open_with(sel, opts)
 }
 
 #[derive(Args, Clone)]
@@ -205,16 +219,16 @@ struct TrainArgs {
     common: Common,
     /// Passes over the training set. 8 by default: the study's 98.89 % is passed by epoch 5 or so, but by a margin
     /// that rounding differences between adapters can eat; by epoch 8 it is passed with room to spare.
-    #[arg(long, default_value_t = 8, value_parser = positive_usize)]
+    #[arg(long, default_value_t = study::DEFAULT_EPOCHS, value_parser = positive_usize)]
     epochs: usize,
     /// Images per SGD step.
-    #[arg(long, default_value_t = 64, value_parser = positive_usize)]
+    #[arg(long, default_value_t = study::DEFAULT_BATCH_SIZE, value_parser = positive_usize)]
     batch_size: usize,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.01, value_parser = learning_rate, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = study::DEFAULT_LR, value_parser = learning_rate, allow_negative_numbers = true)]
     lr: f64,
     /// SGD momentum μ (v ← μ·v + g; w ← w − lr·v).
-    #[arg(long, default_value_t = 0.9, value_parser = momentum, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = study::DEFAULT_MOMENTUM, value_parser = momentum, allow_negative_numbers = true)]
     momentum: f64,
     /// Train on the first N training images only.
     #[arg(long, value_parser = positive_usize)]
@@ -228,6 +242,23 @@ struct TrainArgs {
     /// Continue from this checkpoint: weights, momentum and epoch count.
     #[arg(long)]
     resume: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            seed: self.common.seed,
+            train_limit: self.train_limit,
+            init: self.init.clone(),
+            resume: self.resume.clone(),
+            save: self.save.clone(),
+            out_dir: self.common.out_dir.clone(),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -359,9 +390,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Adapters { backend, json } => adapters(backend, json),
         Command::ForwardOnly(c) => forward_only(&c),
-        Command::Train(t) => train_cmd(&t),
+        Command::Train(t) => train_cmd(&t, false),
         Command::Eval { common, checkpoint } => eval_cmd(&common, &checkpoint),
-        Command::Compare(t) => compare_cmd(&t),
+        Command::Compare(t) => train_cmd(&t, true),
         Command::SaveLoop { path } => save_loop(&path),
         Command::Bench(b) => bench_cmd(&b),
         Command::BenchReport { files, plot, compare } => bench_report(&files, plot.as_deref(), compare.as_deref()),
@@ -452,277 +483,32 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Where the run happens, for the output: an adapter, or the CPU reference.
-fn device_json(adapter: &Option<AdapterSummary>) -> serde_json::Value {
-    match adapter {
-        Some(a) => {
-            json!({"name": a.name, "vendor": a.vendor, "backend": a.backend, "device_type": a.device_type, "driver": a.driver, "driver_info": a.driver_info, "subgroups": a.subgroups})
-        }
-        None => {
-            json!({"name": "CPU reference", "vendor": "", "backend": "cpu", "device_type": "cpu", "driver": "gpu-cnn reference", "driver_info": ""})
-        }
-    }
-}
-
-fn load_data(c: &Common) -> Result<Mnist> {
-    let dir = c.data_dir.clone().unwrap_or_else(data::default_data_dir);
-    let t0 = Instant::now();
-    let d = data::load(&dir)?;
-    info!(
-        "data: {} ({} training, {} test images, {:.2} s)",
-        dir.display(),
-        d.train.len(),
-        d.test.len(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(d)
-}
-
-/// Creates `--out-dir` if needed and proves it writable, before any long work starts.
-fn prepare_out_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    let probe = dir.join(format!(".gpu-cnn-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
-/// Opens the requested engine: the chosen GPU adapter, or the CPU reference (asked for, or when there is no adapter).
-fn open_engine(
-    c: &Common,
-    batch: usize,
-    data: &Mnist,
-    with_train: bool,
-    params: &[f32],
-) -> Result<(Box<dyn Engine>, Option<AdapterSummary>)> {
-    let train = with_train.then_some(&data.train);
-    if c.device == DeviceKind::Gpu {
-        let sel = AdapterSelection { adapter: c.adapter.clone(), backend: c.backend };
-        match open_gpu(&sel, c.kernels) {
-            Ok(g) => {
-                let summary = g.adapter.clone();
-                info!("adapter: {}", summary.line());
-                let net = GpuNetwork::new(g, batch, train, &data.test, params)?;
-                info!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
-                return Ok((Box::new(net), Some(summary)));
-            }
-            Err(gpu::GpuError::NoAdapter { .. }) if c.adapter.is_none() && c.backend.is_none() => {
-                warn!("no GPU adapter found (install mesa-vulkan-drivers for a software one); running on the CPU reference");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    info!("device: CPU reference");
-    let cpu = gpu_cnn::cpu::CpuEngine::new(batch, train, &data.test, params);
-    Ok((Box::new(cpu), None))
-}
-
-fn print_eval(label: &str, m: &Metrics) {
-    info!(
-        "{label}: test accuracy {:.2} % ({} / {}), test loss {:.4}",
-        100.0 * m.accuracy(),
-        m.correct,
-        m.count,
-        m.mean_loss()
-    );
-}
-
 fn forward_only(c: &Common) -> Result<()> {
-    prepare_out_dir(&c.out_dir)?;
-    let data = load_data(c)?;
-    let params = model::init_params(c.seed);
-    let (mut engine, adapter) = open_engine(c, 64, &data, false, &params)?;
-    let t0 = Instant::now();
-    let (m, preds) = engine.evaluate()?;
-    let secs = t0.elapsed().as_secs_f64();
-    print_eval(&format!("forward-only (random weights, seed {})", c.seed), &m);
-    info!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
-    let mut pictures = filter_pictures(&c.out_dir, &params, None)?;
-    pictures.extend(stage_pictures(&c.out_dir, "before", engine.as_mut(), &data.test, &preds)?);
-    info!("pictures: {} in {}", pictures.join(", "), c.out_dir.display());
+    let data = study::load_data(c.data_dir.as_deref())?;
+    let e = study::forward_only(&c.device_choice(), &data, c.seed, &c.out_dir)?;
     if c.json {
-        println!("{}", evaluation_json("forward-only", &adapter, &m, secs, Some(c.seed), None, &pictures));
+        println!("{}", serde_json::to_string(&e)?);
     }
     Ok(())
-}
-
-/// The JSON of an evaluation, the same keys for `forward-only` and `eval`: the seed of the random weights or the
-/// checkpoint they came from (the other null), and the pictures written (none for `eval`).
-fn evaluation_json(
-    command: &str,
-    adapter: &Option<AdapterSummary>,
-    m: &gpu_cnn::engine::Metrics,
-    secs: f64,
-    seed: Option<u64>,
-    checkpoint: Option<&Path>,
-    pictures: &[String],
-) -> serde_json::Value {
-    json!({"command": command, "adapter": device_json(adapter), "seed": seed,
-           "checkpoint": checkpoint.map(|p| p.display().to_string()),
-           "test_accuracy": m.accuracy(), "test_loss": m.mean_loss(), "test_images": m.count,
-           "seconds": secs, "images_per_sec": m.count as f64 / secs, "pictures": pictures})
 }
 
 fn eval_cmd(c: &Common, path: &Path) -> Result<()> {
-    let ckpt = checkpoint::load(path)?;
-    let data = load_data(c)?;
-    let (mut engine, adapter) = open_engine(c, 64, &data, false, &ckpt.params)?;
-    let t0 = Instant::now();
-    let (m, _) = engine.evaluate()?;
-    let secs = t0.elapsed().as_secs_f64();
-    print_eval(&format!("checkpoint {}", path.display()), &m);
+    let data = study::load_data(c.data_dir.as_deref())?;
+    let e = study::evaluate_checkpoint(&c.device_choice(), &data, path)?;
     if c.json {
-        println!("{}", evaluation_json("eval", &adapter, &m, secs, None, Some(path), &[]));
+        println!("{}", serde_json::to_string(&e)?);
     }
     Ok(())
 }
 
-fn save_checkpoint(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_done: usize) -> Result<()> {
-    let mut metadata = std::collections::BTreeMap::new();
-    metadata.insert("format".to_string(), "gpu-cnn".to_string());
-    metadata.insert("epochs_done".to_string(), epochs_done.to_string());
-    metadata.insert("seed".to_string(), cfg.seed.to_string());
-    metadata.insert("lr".to_string(), cfg.lr.to_string());
-    metadata.insert("momentum".to_string(), cfg.momentum.to_string());
-    metadata.insert("batch_size".to_string(), cfg.batch_size.to_string());
-    let ckpt = Checkpoint { params: engine.params()?, momentum: Some(engine.momentum()?), metadata };
-    checkpoint::save_training(path, &ckpt)?;
-    info!(
-        "saved {} (after epoch {epochs_done}; momentum in {})",
-        path.display(),
-        checkpoint::momentum_path(path).display()
-    );
-    Ok(())
-}
+/// The progress bar of each epoch (where messages show: not with -q), and Ctrl-C: while epochs run, a first Ctrl-C
+/// stops the run after the steps in flight.
+#[derive(Default)]
+struct Bar(Option<indicatif::ProgressBar>);
 
-/// Everything a training run produced, for the JSON output and the report.
-struct RunOutcome {
-    adapter: Option<AdapterSummary>,
-    cfg: TrainConfig,
-    before: Metrics,
-    after: Metrics,
-    epochs: Vec<EpochReport>,
-    training_seconds: f64,
-    picture_seconds: f64,
-    pictures: Vec<String>,
-}
-
-/// Writes the pictures of one stage ("before" or "after" training) from the engine's current state: activation maps
-/// and predictions of fixed test digits (one per class), and the confusion matrix of `preds`.
-fn stage_pictures(
-    out: &Path,
-    stage: &str,
-    engine: &mut dyn Engine,
-    test: &Split,
-    preds: &[u32],
-) -> Result<Vec<String>> {
-    let what = if stage == "before" { "random weights (forward-only)" } else { "after backpropagation" };
-    let samples = viz::probe_samples(&test.labels);
-    let probe = engine.probe(&samples)?;
-    let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
-    let names =
-        [format!("activations_{stage}.png"), format!("predictions_{stage}.png"), format!("confusion_{stage}.png")];
-    viz::activations_png(&out.join(&names[0]), &probe, &labels, &format!("Feature maps, {what}"))?;
-    viz::predictions_png(&out.join(&names[1]), &probe, &labels, &format!("Predictions, {what}"))?;
-    viz::confusion_png(&out.join(&names[2]), preds, &test.labels, &format!("Confusion matrix, {what}"))?;
-    Ok(names.to_vec())
-}
-
-/// Filters before and after training on one shared colour scale (the larger of the two pictures' own scales), so the
-/// two pictures compare at a glance.
-fn filter_pictures(out: &Path, before: &[f32], after: Option<&[f32]>) -> Result<Vec<String>> {
-    let (b_path, a_path) = (out.join("filters_before.png"), out.join("filters_after.png"));
-    let b_title = "Filters, random weights (forward-only)";
-    let scale_b = viz::filters_png(&b_path, before, b_title, None)?;
-    let Some(after) = after else { return Ok(vec!["filters_before.png".into()]) };
-    let a_title = "Filters after backpropagation";
-    let scale_a = viz::filters_png(&a_path, after, a_title, None)?;
-    let shared = scale_a.max(scale_b);
-    viz::filters_png(&b_path, before, b_title, Some(shared))?;
-    viz::filters_png(&a_path, after, a_title, Some(shared))?;
-    Ok(vec!["filters_before.png".into(), "filters_after.png".into()])
-}
-
-fn train_cmd(t: &TrainArgs) -> Result<()> {
-    let o = run_training(t)?;
-    if t.common.json {
-        println!("{}", outcome_json("train", &o));
-    }
-    Ok(())
-}
-
-fn outcome_json(command: &str, o: &RunOutcome) -> serde_json::Value {
-    json!({"command": command, "adapter": device_json(&o.adapter), "hyperparameters": o.cfg,
-           "forward_only_test_accuracy": o.before.accuracy(), "forward_only_test_loss": o.before.mean_loss(),
-           "test_accuracy": o.after.accuracy(), "test_loss": o.after.mean_loss(),
-           "training_seconds": o.training_seconds, "picture_seconds": o.picture_seconds,
-           "pictures": o.pictures, "epochs": o.epochs})
-}
-
-fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
-    let c = &t.common;
-    prepare_out_dir(&c.out_dir)?;
-    if let Some(p) = &t.save {
-        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            prepare_out_dir(dir).with_context(|| format!("--save {}", p.display()))?;
-        }
-    }
-    let mut data = load_data(c)?;
-    if let Some(n) = t.train_limit {
-        data.train = data.train.take(n.min(data.train.len()));
-    }
-    let mut start_epoch = 0;
-    let mut params = model::init_params(c.seed);
-    let mut momentum_state = None;
-    if let Some(p) = t.init.as_ref().or(t.resume.as_ref()) {
-        let ck = if t.resume.is_some() { checkpoint::load_training(p)? } else { checkpoint::load(p)? };
-        params = ck.params;
-        if t.resume.is_some() {
-            if ck.momentum.is_none() {
-                bail!(
-                    "--resume {}: no momentum state found (expected {}); use --init to start from its weights",
-                    p.display(),
-                    checkpoint::momentum_path(p).display()
-                );
-            }
-            momentum_state = ck.momentum;
-            start_epoch = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
-            info!("resuming from {} after epoch {start_epoch}", p.display());
-        }
-    }
-    let cfg = TrainConfig {
-        epochs: t.epochs,
-        batch_size: t.batch_size,
-        lr: t.lr,
-        momentum: t.momentum,
-        seed: c.seed,
-        train_images: data.train.len(),
-    };
-    info!(
-        "train: {} epochs, batch {}, SGD lr {} momentum {}, seed {}, {} training images",
-        cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.seed, cfg.train_images
-    );
-    if cfg.epochs <= start_epoch {
-        bail!("nothing to train: the checkpoint is already at epoch {start_epoch} and --epochs is {}", cfg.epochs);
-    }
-    let (mut engine, adapter) = open_engine(c, t.batch_size, &data, true, &params)?;
-    if let Some(m) = &momentum_state {
-        engine.set_momentum(m)?;
-    }
-
-    let (before, preds_before) = engine.evaluate()?;
-    print_eval("before training", &before);
-    let mut picture_seconds = 0.0;
-    let tp = Instant::now();
-    let mut pictures = stage_pictures(&c.out_dir, "before", engine.as_mut(), &data.test, &preds_before)?;
-    picture_seconds += tp.elapsed().as_secs_f64();
-    let mut epochs: Vec<EpochReport> = Vec::new();
-    let mut step_losses: Vec<f32> = Vec::new();
-    let steps = engine.steps_per_epoch();
-    let run_start = Instant::now();
-    TRAINING.store(true, Ordering::SeqCst);
-    for epoch in start_epoch..cfg.epochs {
-        // The progress bar shows where messages do (not with -q).
+impl study::Progress for Bar {
+    fn epoch_started(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        TRAINING.store(true, Ordering::SeqCst);
         let target = if log::log_enabled!(log::Level::Info) {
             indicatif::ProgressDrawTarget::stderr()
         } else {
@@ -736,116 +522,44 @@ fn run_training(t: &TrainArgs) -> Result<RunOutcome> {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        bar.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-        let mut progress = |s: usize, m: &Metrics| {
-            bar.set_position(s as u64);
-            bar.set_message(format!("loss {:.4}", m.mean_loss()));
-            !INTERRUPTED.load(Ordering::SeqCst)
-        };
-        let r = train::run_epoch(engine.as_mut(), &cfg, epoch, &data.train, &mut progress);
-        bar.finish_and_clear();
-        match r {
-            Ok((report, losses)) => {
-                info!(
-                    "epoch {}: train loss {:.4}, test loss {:.4}, test accuracy {:.2} %, {:.2} s, {:.0} images/s",
-                    report.epoch,
-                    report.train_loss,
-                    report.test_loss,
-                    100.0 * report.test_accuracy,
-                    report.seconds,
-                    report.images_per_sec
-                );
-                epochs.push(report);
-                step_losses.extend(losses);
-                if let Some(p) = &t.save {
-                    save_checkpoint(p, engine.as_ref(), &cfg, epoch + 1)?;
-                }
-            }
-            Err(e) => {
-                if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
-                    if let Some(p) = &t.save {
-                        info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
-                        save_checkpoint(p, engine.as_ref(), &cfg, epoch)?;
-                    }
-                    // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
-                    info!("interrupted: writing the pictures of the network as it stands");
-                    let (_, preds) = engine.evaluate()?;
-                    filter_pictures(&c.out_dir, &params, Some(&engine.params()?))?;
-                    stage_pictures(&c.out_dir, "after", engine.as_mut(), &data.test, &preds)?;
-                    if !epochs.is_empty() {
-                        viz::curves_png(
-                            &c.out_dir.join("curves.png"),
-                            &step_losses,
-                            steps,
-                            &epochs,
-                            before.accuracy(),
-                        )?;
-                        train::write_logs(&c.out_dir, &step_losses, steps, &epochs)?;
-                    }
-                } else if t.save.is_some() {
-                    info!("the last good checkpoint is kept; nothing was written over it");
-                }
-                return Err(e);
-            }
+        bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
+        self.0 = Some(bar);
+    }
+    fn step(&mut self, done: usize, running: &Metrics) -> bool {
+        if let Some(bar) = &self.0 {
+            bar.set_position(done as u64);
+            bar.set_message(format!("loss {:.4}", running.mean_loss()));
+        }
+        !INTERRUPTED.load(Ordering::SeqCst)
+    }
+    fn epoch_ended(&mut self) {
+        if let Some(bar) = self.0.take() {
+            bar.finish_and_clear();
         }
     }
-    TRAINING.store(false, Ordering::SeqCst);
-    let training_seconds = run_start.elapsed().as_secs_f64();
-    let (after, preds_after) = engine.evaluate()?;
-    print_eval("after training", &after);
-    info!("training time: {:.1} s", training_seconds);
-    let tp = Instant::now();
-    let after_params = engine.params()?;
-    let mut names = filter_pictures(&c.out_dir, &params, Some(&after_params))?;
-    names.extend(stage_pictures(&c.out_dir, "after", engine.as_mut(), &data.test, &preds_after)?);
-    viz::curves_png(&c.out_dir.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
-    names.push("curves.png".into());
-    names.extend(train::write_logs(&c.out_dir, &step_losses, steps, &epochs)?);
-    pictures.extend(names);
-    picture_seconds += tp.elapsed().as_secs_f64();
-    info!("pictures: {} files in {} ({:.2} s)", pictures.len(), c.out_dir.display(), picture_seconds);
-    Ok(RunOutcome { adapter, cfg, before, after, epochs, training_seconds, picture_seconds, pictures })
+    fn epochs_finished(&mut self) {
+        TRAINING.store(false, Ordering::SeqCst);
+    }
 }
 
-fn compare_cmd(t: &TrainArgs) -> Result<()> {
-    let o = run_training(t)?;
-    let device_line = o.adapter.as_ref().map_or("CPU reference".to_string(), |a| a.line());
-    let report = gpu_cnn::report::StudyReport {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        date: gpu_cnn::bench::utc_now(),
-        gpu_cnn_commit: env!("GPU_CNN_GIT_COMMIT").to_string(),
-        device_line,
-        adapter: device_json(&o.adapter),
-        hyperparameters: o.cfg.clone(),
-        forward_only_test_accuracy: o.before.accuracy(),
-        forward_only_test_loss: o.before.mean_loss(),
-        test_accuracy: o.after.accuracy(),
-        test_loss: o.after.mean_loss(),
-        epochs: o.epochs.clone(),
-        training_seconds: o.training_seconds,
-        picture_seconds: o.picture_seconds,
-        pictures: o.pictures.clone(),
-    };
-    report
-        .write(&t.common.out_dir)
-        .with_context(|| format!("writing the report into {}", t.common.out_dir.display()))?;
-    // The result: the study's table on stdout (with --json, the JSON there and the table on stderr).
-    let table = format!(
-        "| | forward-only (random weights) | backpropagation (trained) |\n|---|---|---|\n\
-         | test accuracy | {:.2} % (study: {:.2} %) | {:.2} % (study: {:.2} %) |\n| test loss | {:.4} | {:.4} |",
-        100.0 * o.before.accuracy(),
-        100.0 * gpu_cnn::report::STUDY_FORWARD_ONLY_ACCURACY,
-        100.0 * o.after.accuracy(),
-        100.0 * gpu_cnn::report::STUDY_TRAINED_ACCURACY,
-        o.before.mean_loss(),
-        o.after.mean_loss()
-    );
-    info!("report: {}", t.common.out_dir.join("report.md").display());
-    if t.common.json {
-        info!("\n{table}");
-        println!("{}", outcome_json("compare", &o));
-    } else {
-        println!("\n{table}");
+/// `train` and `compare`: the run, and its report as JSON on stdout with --json.
+fn train_cmd(t: &TrainArgs, compare: bool) -> Result<()> {
+    let c = &t.common;
+    let data = study::load_data(c.data_dir.as_deref())?;
+    let run = study::train(&c.device_choice(), &data, &t.options(), &mut Bar::default())?;
+    let report = gpu_cnn::report::StudyReport::new(run);
+    if compare {
+        report.write(&c.out_dir).with_context(|| format!("writing the report into {}", c.out_dir.display()))?;
+        info!("report: {}", c.out_dir.join("report.md").display());
+        // The result: the study's table on stdout (with --json, the JSON there and the table on stderr).
+        if c.json {
+            info!("\n{}", report.table());
+        } else {
+            println!("\n{}", report.table());
+        }
+    }
+    if c.json {
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }
@@ -861,33 +575,12 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         check: !b.no_check,
     };
-    let mut results = Vec::new();
-    if b.all_adapters {
-        let all = gpu::enumerate(b.backend);
-        if all.is_empty() {
-            info!("no GPU adapter found; benchmarking the CPU reference only");
-        }
-        for (summary, adapter) in all {
-            info!("bench: {}", summary.line());
-            let mut opts = gpu::OpenOptions::from_env()?;
-            if b.kernels.is_some() {
-                opts.family = b.kernels;
-            }
-            match Gpu::open_adapter(summary.clone(), adapter, opts)
-                .map_err(anyhow::Error::from)
-                .and_then(|g| gpu_cnn::bench::bench_gpu(g, &data, &cfg))
-            {
-                Ok(r) => results.extend(r),
-                Err(e) => info!("bench: {} failed: {}", summary.line(), one_line(&e)),
-            }
-        }
-        info!("bench: CPU reference");
-        results.extend(gpu_cnn::bench::bench_cpu(&data, &cfg)?);
+    let which = if b.all_adapters {
+        gpu_cnn::bench::Adapters::All { backend: b.backend }
     } else {
-        let g = open_gpu(&AdapterSelection { adapter: b.adapter.clone(), backend: b.backend }, b.kernels)?;
-        info!("bench: {}", g.adapter.line());
-        results.extend(gpu_cnn::bench::bench_gpu(g, &data, &cfg)?);
-    }
+        gpu_cnn::bench::Adapters::One(AdapterSelection { adapter: b.adapter.clone(), backend: b.backend })
+    };
+    let results = gpu_cnn::bench::run(&which, b.kernels, &data, &cfg)?;
     let json = serde_json::to_string_pretty(&results)?;
     if let Some(p) = &b.out {
         gpu_cnn::atomic::write_atomic(p, json.as_bytes())
@@ -904,21 +597,9 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_results(f: &Path) -> Result<Vec<gpu_cnn::bench::BenchResult>> {
-    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a `gpu-cnn bench --json` result", f.display()))
-}
-
 fn bench_report(files: &[PathBuf], plot: Option<&Path>, compare: Option<&[PathBuf]>) -> Result<()> {
     if let Some([old, new]) = compare {
-        let (old_rs, new_rs) = (read_results(old)?, read_results(new)?);
-        let mut pairs = Vec::new();
-        for n in &new_rs {
-            let key = |r: &gpu_cnn::bench::BenchResult| (r.device.name.clone(), r.device.backend.clone(), r.batch_size);
-            if let Some(o) = old_rs.iter().find(|o| key(o) == key(n)) {
-                pairs.push((o.clone(), n.clone()));
-            }
-        }
+        let pairs = gpu_cnn::bench::pairs(&gpu_cnn::bench::read_results(old)?, &gpu_cnn::bench::read_results(new)?);
         if pairs.is_empty() {
             bail!("{} and {} share no adapter and batch size to compare", old.display(), new.display());
         }
@@ -937,7 +618,7 @@ fn bench_report(files: &[PathBuf], plot: Option<&Path>, compare: Option<&[PathBu
     }
     let mut all: Vec<gpu_cnn::bench::BenchResult> = Vec::new();
     for f in files {
-        all.extend(read_results(f)?);
+        all.extend(gpu_cnn::bench::read_results(f)?);
     }
     println!("{}", gpu_cnn::bench::table(&all));
     if let Some(dir) = plot {
@@ -956,7 +637,7 @@ fn save_loop(path: &Path) -> Result<()> {
         params[0] = i as f32;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("iteration".to_string(), i.to_string());
-        checkpoint::save(path, &Checkpoint { params: params.clone(), momentum: None, metadata })?;
+        checkpoint::save(path, &Checkpoint { params: params.clone(), metadata })?;
         if i == 0 {
             eprintln!("saving");
         }

@@ -34,7 +34,6 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn full_ckpt() -> Checkpoint {
     Checkpoint {
         params: values(1),
-        momentum: Some(values(2)),
         metadata: BTreeMap::from([
             ("epoch".to_string(), "3".to_string()),
             ("lr".to_string(), "0.01".to_string()),
@@ -113,25 +112,62 @@ fn roundtrip_params_only() {
     checkpoint::save(&path, &c).unwrap();
     let d = checkpoint::load(&path).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
-    assert!(d.momentum.is_none());
     assert!(d.metadata.is_empty());
     assert_eq!(dir_entries(dir.path()), ["a.safetensors"], "no temp files left behind");
 }
 
 #[test]
-fn roundtrip_with_momentum_and_metadata() {
+fn roundtrip_with_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.safetensors");
     let c = full_ckpt();
     checkpoint::save(&path, &c).unwrap();
     let d = checkpoint::load(&path).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
-    assert_eq!(bits(d.momentum.as_ref().unwrap()), bits(c.momentum.as_ref().unwrap()));
     assert_eq!(d.metadata, c.metadata);
     // Saving again over the existing file works and stays bit-identical.
     checkpoint::save(&path, &d).unwrap();
     assert_eq!(bits(&checkpoint::load(&path).unwrap().params), bits(&c.params));
     assert_eq!(dir_entries(dir.path()), ["b.safetensors"]);
+}
+
+#[test]
+fn training_state_keeps_momentum_beside_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.safetensors");
+    let c = full_ckpt();
+    checkpoint::save_training(&path, &c, &values(2)).unwrap();
+    assert_eq!(dir_entries(dir.path()), ["run.momentum.safetensors", "run.safetensors"]);
+    // The weights file is a plain checkpoint (8 tensors: what PyTorch's strict load takes).
+    assert_eq!(safetensors::SafeTensors::deserialize(&fs::read(&path).unwrap()).unwrap().len(), 8);
+    let (d, m) = checkpoint::load_training(&path).unwrap();
+    assert_eq!(bits(&d.params), bits(&c.params));
+    assert_eq!(bits(&m.unwrap()), bits(&values(2)));
+    assert_eq!(d.metadata, c.metadata);
+
+    // A momentum file from another step (other metadata) is refused, naming it.
+    let mut other = c.clone();
+    other.metadata.insert("epoch".into(), "4".into());
+    checkpoint::save(&path, &other).unwrap();
+    let e = checkpoint::load_training(&path).unwrap_err();
+    assert!(err_msg(&e).contains("run.momentum.safetensors") && err_msg(&e).contains("does not match"), "{e}");
+
+    // Without the momentum file: the weights alone.
+    fs::remove_file(checkpoint::momentum_path(&path)).unwrap();
+    let (d, m) = checkpoint::load_training(&path).unwrap();
+    assert!(m.is_none());
+    assert_eq!(d.metadata, other.metadata);
+
+    // Bad momentum is refused before either file is written.
+    let before = fs::read(&path).unwrap();
+    let mut inf = values(2);
+    inf[PARAM_COUNT - 1] = f32::NEG_INFINITY;
+    let e = checkpoint::save_training(&path, &c, &inf).unwrap_err();
+    assert!(matches!(e, CheckpointError::NonFinite { what: "momentum", name: "fc2.bias", index: 9, .. }), "{e:?}");
+    let e = checkpoint::save_training(&path, &c, &[]).unwrap_err();
+    assert!(matches!(e, CheckpointError::WrongLength { what: "momentum", .. }), "{e:?}");
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!(dir_entries(dir.path()), ["run.safetensors"]);
 }
 
 #[test]
@@ -141,14 +177,11 @@ fn saved_file_has_pytorch_names_shapes_and_dtype() {
     checkpoint::save(&path, &full_ckpt()).unwrap();
     let bytes = fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    assert_eq!(st.len(), 16);
+    assert_eq!(st.len(), 8);
     for t in PARAM_TENSORS {
-        for name in [t.name.to_string(), format!("momentum.{}", t.name)] {
-            let v = st.tensor(&name).unwrap();
-            assert_eq!(v.dtype(), safetensors::Dtype::F32, "{name}");
-            assert_eq!(v.shape(), t.shape, "{name}");
-        }
         let v = st.tensor(t.name).unwrap();
+        assert_eq!(v.dtype(), safetensors::Dtype::F32, "{}", t.name);
+        assert_eq!(v.shape(), t.shape, "{}", t.name);
         let first = f32::from_le_bytes(v.data()[..4].try_into().unwrap());
         assert_eq!(first.to_bits(), values(1)[t.offset].to_bits(), "{} is little-endian, row-major", t.name);
     }
@@ -158,7 +191,6 @@ fn saved_file_has_pytorch_names_shapes_and_dtype() {
 fn loads_pytorch_checkpoint() {
     let c = checkpoint::load(Path::new(PYTORCH)).unwrap();
     assert_eq!(c.params.len(), PARAM_COUNT);
-    assert!(c.momentum.is_none());
     assert_eq!(c.metadata.get("format").map(String::as_str), Some("pt"));
     check_finite(&c.params).unwrap();
     for t in PARAM_TENSORS {
@@ -201,21 +233,15 @@ fn missing_tensors_listed() {
 }
 
 #[test]
-fn momentum_must_be_complete_and_known() {
+fn extra_tensors_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.safetensors");
     checkpoint::save(&path, &full_ckpt()).unwrap();
     let bytes = fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
 
-    // Drop one momentum tensor.
-    let kept: Vec<_> = st.tensors().into_iter().filter(|(n, _)| n != "momentum.fc1.bias").collect();
-    let partial = safetensors::serialize(kept, None).unwrap();
-    let e = load_bytes(&partial).unwrap_err();
-    assert!(matches!(e, CheckpointError::MissingTensors { ref names, .. } if names == &["momentum.fc1.bias"]), "{e:?}");
-
-    // An unknown momentum tensor, and an unrelated extra tensor.
-    for extra in ["momentum.fc3.weight", "optimizer.step"] {
+    // Momentum inside the weights file (the momentum lives beside it), and an unrelated extra tensor.
+    for extra in ["momentum.fc1.weight", "optimizer.step"] {
         let mut all = st.tensors();
         let (_, v) = all[0].clone();
         all.push((extra.to_string(), v));
@@ -353,15 +379,13 @@ fn failed_save_leaves_old_checkpoint_intact() {
     assert!(msg.contains("NaN") && msg.contains("good.safetensors") && msg.contains("conv2.weight"), "{msg}");
 
     let mut inf = good.clone();
-    inf.momentum.as_mut().unwrap()[PARAM_COUNT - 1] = f32::NEG_INFINITY;
+    inf.params[PARAM_COUNT - 1] = f32::NEG_INFINITY;
     let e = checkpoint::save(&path, &inf).unwrap_err();
-    assert!(matches!(e, CheckpointError::NonFinite { what: "momentum", name: "fc2.bias", index: 9, .. }), "{e:?}");
+    assert!(matches!(e, CheckpointError::NonFinite { name: "fc2.bias", index: 9, .. }), "{e:?}");
 
     let short = Checkpoint { params: vec![0.0; 10], ..Default::default() };
     let e = checkpoint::save(&path, &short).unwrap_err();
     assert!(matches!(e, CheckpointError::WrongLength { got: 10, .. }), "{e:?}");
-    let bad_m = Checkpoint { params: values(3), momentum: Some(vec![]), ..Default::default() };
-    assert!(matches!(checkpoint::save(&path, &bad_m), Err(CheckpointError::WrongLength { what: "momentum", .. })));
 
     assert_eq!(fs::read(&path).unwrap(), before, "old checkpoint untouched");
     assert_eq!(bits(&checkpoint::load(&path).unwrap().params), bits(&good.params));
@@ -422,7 +446,6 @@ proptest! {
         }
         if let Ok(c) = load_bytes(&bytes) {
             prop_assert_eq!(c.params.len(), PARAM_COUNT);
-            prop_assert!(c.momentum.is_none_or(|m| m.len() == PARAM_COUNT));
         }
     }
 }

@@ -154,6 +154,46 @@ fn bad_options_are_clear_errors() {
 }
 
 #[test]
+fn help_lists_every_environment_variable_the_sources_read() {
+    let out = gpu_cnn().arg("--help").assert().success().get_output().clone();
+    let help = String::from_utf8_lossy(&out.stdout);
+    fn sources(dir: &std::path::Path, out: &mut String) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut text = String::new();
+    sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut text);
+    let mut names = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("GPU_CNN_") {
+        let name: String = text[i..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+        names.insert(name);
+    }
+    // Build-time values (build.rs) and the hidden testing aid are not settings.
+    let not_settings =
+        ["GPU_CNN_GIT_COMMIT", "GPU_CNN_GIT_DIRTY", "GPU_CNN_WGPU_VERSION", "GPU_CNN_BREAK_KERNEL", "GPU_CNN_"];
+    let settings: Vec<&String> = names.iter().filter(|n| !not_settings.contains(&n.as_str())).collect();
+    assert!(settings.len() >= 6, "{settings:?}");
+    for n in settings.into_iter().map(String::as_str).chain([
+        "WGPU_BACKEND",
+        "WGPU_ADAPTER_NAME",
+        "WGPU_POWER_PREF",
+        "RUST_LOG",
+    ]) {
+        assert!(help.contains(n), "--help does not list {n}:\n{help}");
+    }
+    // A bad wgpu variable is named.
+    let out = gpu_cnn().args(["forward-only"]).env("WGPU_POWER_PREF", "turbo").assert().failure().get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WGPU_POWER_PREF") && stderr.contains("`turbo`"), "{stderr}");
+}
+
+#[test]
 fn bad_paths_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");

@@ -140,13 +140,13 @@ fn run(
     caps: Caps,
     train: &Split,
     test: &Split,
-    start: Option<&Checkpoint>,
+    start: Option<&(Checkpoint, Option<Vec<f32>>)>,
     epochs: std::ops::Range<usize>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let params = start.map_or_else(|| model::init_params(11), |c| c.params.clone());
+    let params = start.map_or_else(|| model::init_params(11), |(c, _)| c.params.clone());
     let mut net = GpuNetwork::with_caps(gpu, caps, 64, Some(train), test, &params).unwrap();
-    if let Some(m) = start.and_then(|c| c.momentum.as_ref()) {
-        net.set_momentum(m);
+    if let Some((_, m)) = start {
+        net.set_momentum(m.as_ref().expect("the momentum file"));
     }
     let mut losses = Vec::new();
     for e in epochs {
@@ -189,8 +189,7 @@ fn bit_identical_and_resumable(gpu1: Gpu, caps: Caps, train: &Split, test: &Spli
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mid.safetensors");
     let meta = [("epochs_done".to_string(), "1".to_string())].into_iter().collect();
-    checkpoint::save_training(&path, &Checkpoint { params: params_1, momentum: Some(momentum_1), metadata: meta })
-        .unwrap();
+    checkpoint::save_training(&path, &Checkpoint { params: params_1, metadata: meta }, &momentum_1).unwrap();
     let loaded = checkpoint::load_training(&path).unwrap();
     let (losses_2, params_2, _) = run(gpu("second half").unwrap(), caps, &train, &test, Some(&loaded), 1..2);
     let resumed: Vec<u32> = losses_1.iter().chain(&losses_2).map(|l| l.to_bits()).collect();
@@ -215,7 +214,7 @@ fn evaluation(gpu: Gpu, caps: Caps) {
     let test = d.test.take(2777);
     let params = model::init_params(5);
     let mut net = GpuNetwork::with_caps(gpu, caps, 64, None, &test, &params).unwrap();
-    let (m, preds) = GpuNetwork::evaluate(&mut net, false).unwrap();
+    let (m, preds) = GpuNetwork::evaluate(&mut net).unwrap();
     let all: Vec<u32> = (0..test.len() as u32).collect();
     let (x, y) = batch_x(&test, &all);
     let (loss_sum, correct) = network::evaluate(&params, &x, &y);

@@ -87,7 +87,7 @@ pub fn evaluation(h: &Harness, caps: Caps, rows: &mut Rows) {
     let (x, y) = batch(&test, &all);
     let (loss_sum, correct) = network::evaluate(&params, &x, &y);
     with_network(h, caps, &train, &test, &params, &mut |net| {
-        let (m, _) = net.evaluate(false).expect("an evaluation");
+        let (m, _) = net.evaluate().expect("an evaluation");
         rows.add("evaluation", &variant, compare("loss sum", &[m.loss_sum as f32], &[loss_sum], &|_| 0.0, 1e-5));
         let c = compare("correct", &[m.correct as f32], &[correct as f64], &|_| 1.0, 0.0);
         rows.add("evaluation", &variant, c);

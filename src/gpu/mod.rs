@@ -230,20 +230,34 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
     }
 }
 
-fn type_rank(t: &str) -> u8 {
+fn type_rank(t: &str, low_power: bool) -> u8 {
     match t {
-        "discrete-gpu" => 0,
-        "integrated-gpu" => 1,
+        "discrete-gpu" => low_power as u8,
+        "integrated-gpu" => !low_power as u8,
         "virtual-gpu" => 2,
         "other" => 3,
         _ => 4, // cpu
     }
 }
 
-/// Picks the adapter the selection names, or the best one: a discrete GPU before an integrated one before software,
-/// Vulkan/Metal/DX12 before GL.
+/// `WGPU_POWER_PREF`, as wgpu reads it: `low` puts an integrated GPU before a discrete one; `high` (or unset, or
+/// `none`) the other way round.
+fn low_power_from_env() -> Result<bool, GpuError> {
+    match std::env::var("WGPU_POWER_PREF").unwrap_or_default().to_lowercase().as_str() {
+        "" | "high" | "none" => Ok(false),
+        "low" => Ok(true),
+        other => Err(GpuError::Config {
+            variable: "WGPU_POWER_PREF",
+            message: format!("`{other}` is not a power preference (low, high or none)"),
+        }),
+    }
+}
+
+/// Picks the adapter the selection names, or the best one: a discrete GPU before an integrated one (the other way
+/// round with `WGPU_POWER_PREF=low`) before software, Vulkan/Metal/DX12 before GL.
 pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter), GpuError> {
     let sel = &sel.clone().or_env()?;
+    let low_power = low_power_from_env()?;
     // GL is a last resort: probing it is slow and noisy (EGL warnings), so only look there when asked to, when an
     // adapter is named, or when no Vulkan, Metal or DX12 adapter exists.
     let mut all = match (sel.backend, &sel.adapter) {
@@ -263,7 +277,9 @@ pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter),
         None => {
             let best = all
                 .into_iter()
-                .min_by_key(|(s, a)| (type_rank(&s.device_type), backend_rank(a.get_info().backend), s.index))
+                .min_by_key(|(s, a)| {
+                    (type_rank(&s.device_type, low_power), backend_rank(a.get_info().backend), s.index)
+                })
                 .expect("non-empty");
             Ok(best)
         }

@@ -84,7 +84,7 @@ pub struct Program {
 /// and evaluation over `test_len` images.
 pub fn lower(caps: Caps, batch: usize, train_len: usize, test_len: usize) -> Program {
     let eval_batch = eval_batch(caps.family);
-    let steps = train_len.div_ceil(batch) + test_len.max(train_len).div_ceil(eval_batch);
+    let steps = train_len.div_ceil(batch) + test_len.div_ceil(eval_batch);
     let stats = StatsLayout::new(steps);
     let loss = |backward| softmax_cross_entropy::loss(backward, CLASSES, stats, "logits", "y", "dlogits");
     let train = forward(caps, batch).then(loss(true)).then(backward(caps, batch)).then(sgd::step(PARAM_COUNT));
@@ -330,6 +330,7 @@ impl GpuNetwork {
             buffers.insert("train.data".into(), t.data.clone());
             buffers.insert("train.order".into(), t.order.clone());
         }
+        // Training steps record the predictions of their samples too (at their index in the training set).
         let stats_words = program.stats.words(test.len.max(train_len));
         buffers.insert("stats".into(), gpu.storage("stats", 4 * stats_words as u64)?);
         buffers.insert(
@@ -342,7 +343,7 @@ impl GpuNetwork {
             }),
         );
         let train_steps = train_len.div_ceil(batch);
-        let eval_steps = test.len.max(train_len).div_ceil(program.eval_batch);
+        let eval_steps = test.len.div_ceil(program.eval_batch);
         let step_stride = (gpu.limits.min_uniform_buffer_offset_alignment as u64).max(STEP_BYTES);
         let entries = train_steps + eval_steps;
         buffers.insert(
@@ -608,19 +609,9 @@ impl GpuNetwork {
         self.gpu.read_f32(self.buffer("stats"), self.stats_layout.losses, steps, "the step losses")
     }
 
-    /// Evaluates the current parameters on the test set (or the training set): summed loss, correct count and
-    /// every sample's predicted class.
-    pub fn evaluate(&mut self, on_train: bool) -> Result<(Metrics, Vec<u32>), GpuError> {
-        let (split, load) = if on_train {
-            (self.train.as_ref().expect("training set"), &self.load_train)
-        } else {
-            (&self.test, &self.load_test)
-        };
-        if on_train {
-            // The training order buffer holds the last epoch's permutation: evaluate in index order instead.
-            let identity: Vec<u32> = (0..split.len as u32).collect();
-            self.gpu.queue.write_buffer(&split.order, 0, bytemuck::cast_slice(&identity));
-        }
+    /// Evaluates the current parameters on the test set: summed loss, correct count and every sample's predicted class.
+    pub fn evaluate(&mut self) -> Result<(Metrics, Vec<u32>), GpuError> {
+        let (split, load) = (&self.test, &self.load_test);
         self.clear_metrics();
         let chunks = split.len.div_ceil(self.eval_batch);
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
@@ -760,6 +751,9 @@ impl GpuNetwork {
 }
 
 impl Engine for GpuNetwork {
+    fn device(&self) -> crate::device::DeviceInfo {
+        crate::device::DeviceInfo::of(&self.gpu.adapter, &self.caps)
+    }
     fn train_epoch(
         &mut self,
         order: &[u32],
@@ -770,7 +764,7 @@ impl Engine for GpuNetwork {
         Ok(GpuNetwork::train_epoch(self, order, lr, momentum, progress)?)
     }
     fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
-        Ok(GpuNetwork::evaluate(self, false)?)
+        Ok(GpuNetwork::evaluate(self)?)
     }
     fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
         Ok(GpuNetwork::probe(self, samples)?)

@@ -1,0 +1,478 @@
+//! The study's runs as library calls, everything the `gpu-cnn` commands do short of parsing arguments and printing:
+//! [`forward_only`] (random weights), [`evaluate_checkpoint`], [`train`] (epochs, checkpoints after each, resume,
+//! Ctrl-C through [`Progress`], pictures and logs) and, in `report`, `compare`'s `report.md` and `report.json`.
+//! `examples/train.rs` uses them on their own.
+//!
+//! ```no_run
+//! use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
+//! let data = study::load_data(None)?;
+//! let run = study::train(&DeviceChoice::default(), &data, &TrainOptions { epochs: 1, ..Default::default() }, &mut ())?;
+//! println!("{:.2} % after {} epoch(s) on {}", 100.0 * run.test_accuracy, run.epochs.len(), run.adapter.line());
+//! # anyhow::Ok(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use log::{info, warn};
+use serde::Serialize;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::cpu::CpuEngine;
+use crate::data::{self, Mnist, Split};
+use crate::device::DeviceInfo;
+use crate::engine::{Engine, Metrics};
+use crate::gpu::network::GpuNetwork;
+use crate::gpu::ops::Family;
+use crate::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
+use crate::model;
+use crate::train::{self, EpochReport, TrainConfig, TrainError};
+use crate::viz;
+
+/// Where a run happens.
+#[derive(Clone, Debug)]
+pub enum DeviceChoice {
+    /// A GPU adapter through wgpu, with a kernel family (None: the adapter's default or `GPU_CNN_KERNELS`). With no
+    /// adapter selected and none found, the run falls back to the CPU reference (with a warning).
+    Gpu { selection: AdapterSelection, kernels: Option<Family> },
+    /// The CPU reference (`reference::network`).
+    Cpu,
+}
+
+impl Default for DeviceChoice {
+    fn default() -> Self {
+        DeviceChoice::Gpu { selection: AdapterSelection::default(), kernels: None }
+    }
+}
+
+/// Opens the selected adapter with the `GPU_CNN_*` settings, `kernels` taking precedence over `GPU_CNN_KERNELS`.
+pub fn open_gpu(selection: &AdapterSelection, kernels: Option<Family>) -> Result<Gpu, GpuError> {
+    let mut opts = OpenOptions::from_env()?;
+    if kernels.is_some() {
+        opts.family = kernels;
+    }
+    Gpu::open_with(selection, opts)
+}
+
+/// Loads MNIST from `dir` (default: `data::default_data_dir`), saying where from and how long it took.
+pub fn load_data(dir: Option<&Path>) -> Result<Mnist> {
+    let dir = dir.map_or_else(data::default_data_dir, Path::to_path_buf);
+    let t0 = Instant::now();
+    let d = data::load(&dir)?;
+    info!(
+        "data: {} ({} training, {} test images, {:.2} s)",
+        dir.display(),
+        d.train.len(),
+        d.test.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(d)
+}
+
+/// Creates an output directory if needed and proves it writable, before any long work starts.
+pub fn prepare_out_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    let probe = dir.join(format!(".gpu-cnn-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").with_context(|| format!("output directory {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The engine for `device` with `params`: training batches of `batch` from `data.train` (if `with_train`), and
+/// evaluation on `data.test`.
+pub fn open_engine(
+    device: &DeviceChoice,
+    batch: usize,
+    data: &Mnist,
+    with_train: bool,
+    params: &[f32],
+) -> Result<Box<dyn Engine>> {
+    let train = with_train.then_some(&data.train);
+    if let DeviceChoice::Gpu { selection, kernels } = device {
+        match open_gpu(selection, *kernels) {
+            Ok(g) => {
+                info!("adapter: {}", g.adapter.line());
+                let net = GpuNetwork::new(g, batch, train, &data.test, params)?;
+                info!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
+                return Ok(Box::new(net));
+            }
+            Err(GpuError::NoAdapter { .. }) if selection.adapter.is_none() && selection.backend.is_none() => {
+                warn!("no GPU adapter found (install mesa-vulkan-drivers for a software one); running on the CPU reference");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    info!("device: CPU reference");
+    Ok(Box::new(CpuEngine::new(batch, train, &data.test, params)))
+}
+
+/// One evaluation on the test set, as `forward-only --json` and `eval --json` print it (the same keys).
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    /// "forward-only" or "eval".
+    pub command: String,
+    pub adapter: DeviceInfo,
+    /// The seed of the random weights (forward-only), or None.
+    pub seed: Option<u64>,
+    /// The checkpoint evaluated (eval), or None.
+    pub checkpoint: Option<String>,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub test_images: usize,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+    /// Files written into the output directory (none for eval).
+    pub pictures: Vec<String>,
+}
+
+fn evaluation(engine: &mut dyn Engine, label: &str) -> Result<(Metrics, Vec<u32>, f64)> {
+    let t0 = Instant::now();
+    let (m, preds) = engine.evaluate()?;
+    let secs = t0.elapsed().as_secs_f64();
+    log_metrics(label, &m);
+    Ok((m, preds, secs))
+}
+
+fn log_metrics(label: &str, m: &Metrics) {
+    info!(
+        "{label}: test accuracy {:.2} % ({} / {}), test loss {:.4}",
+        100.0 * m.accuracy(),
+        m.correct,
+        m.count,
+        m.mean_loss()
+    );
+}
+
+/// The study's first half: the network with random weights from `seed`, evaluated on the test set (chance, about
+/// 10 %), with the pictures of its filters, activations, predictions and confusion matrix written into `out_dir`.
+pub fn forward_only(device: &DeviceChoice, data: &Mnist, seed: u64, out_dir: &Path) -> Result<Evaluation> {
+    prepare_out_dir(out_dir)?;
+    let params = model::init_params(seed);
+    let mut engine = open_engine(device, 64, data, false, &params)?;
+    let (m, preds, secs) = evaluation(engine.as_mut(), &format!("forward-only (random weights, seed {seed})"))?;
+    info!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
+    let mut pictures = filter_pictures(out_dir, &params, None)?;
+    pictures.extend(stage_pictures(out_dir, "before", engine.as_mut(), &data.test, &preds)?);
+    info!("pictures: {} in {}", pictures.join(", "), out_dir.display());
+    Ok(Evaluation {
+        command: "forward-only".into(),
+        adapter: engine.device(),
+        seed: Some(seed),
+        checkpoint: None,
+        test_accuracy: m.accuracy(),
+        test_loss: m.mean_loss(),
+        test_images: m.count,
+        seconds: secs,
+        images_per_sec: m.count as f64 / secs,
+        pictures,
+    })
+}
+
+/// The weights of a checkpoint (gpu-cnn's or PyTorch's, see `checkpoint`) evaluated on the test set.
+pub fn evaluate_checkpoint(device: &DeviceChoice, data: &Mnist, path: &Path) -> Result<Evaluation> {
+    let ckpt = checkpoint::load(path)?;
+    let mut engine = open_engine(device, 64, data, false, &ckpt.params)?;
+    let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
+    Ok(Evaluation {
+        command: "eval".into(),
+        adapter: engine.device(),
+        seed: None,
+        checkpoint: Some(path.display().to_string()),
+        test_accuracy: m.accuracy(),
+        test_loss: m.mean_loss(),
+        test_images: m.count,
+        seconds: secs,
+        images_per_sec: m.count as f64 / secs,
+        pictures: Vec::new(),
+    })
+}
+
+/// The study's training defaults (the CLI's too).
+pub const DEFAULT_EPOCHS: usize = 8;
+pub const DEFAULT_BATCH_SIZE: usize = 64;
+pub const DEFAULT_LR: f64 = 0.01;
+pub const DEFAULT_MOMENTUM: f64 = 0.9;
+
+/// A training run: hyperparameters, where it starts from, where it saves, where the pictures go.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Passes over the training set (a resumed run trains from its checkpoint's epoch up to this).
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// SGD momentum μ (v ← μ·v + g; w ← w − lr·v).
+    pub momentum: f64,
+    /// Seeds the initial weights and every epoch's order.
+    pub seed: u64,
+    /// Train on the first N training images only.
+    pub train_limit: Option<usize>,
+    /// Start from this checkpoint's weights (fresh momentum).
+    pub init: Option<PathBuf>,
+    /// Continue from this training state: weights, momentum and epoch count.
+    pub resume: Option<PathBuf>,
+    /// Save the training state here after every epoch (and on Ctrl-C).
+    pub save: Option<PathBuf>,
+    /// Where the pictures and logs go.
+    pub out_dir: PathBuf,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: DEFAULT_EPOCHS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            lr: DEFAULT_LR,
+            momentum: DEFAULT_MOMENTUM,
+            seed: model::DEFAULT_SEED,
+            train_limit: None,
+            init: None,
+            resume: None,
+            save: None,
+            out_dir: PathBuf::from("outputs"),
+        }
+    }
+}
+
+/// What a caller sees of a training run as it goes (a progress bar, Ctrl-C). Every method has a default that does
+/// nothing; `()` is the observer that shows nothing and never stops.
+pub trait Progress {
+    /// Epoch `epoch` (0-based) of `epochs` begins; it has `steps` steps.
+    fn epoch_started(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
+    /// Now and then during an epoch: the steps done and the running metrics. Returning false stops the run after the
+    /// steps in flight, as Ctrl-C does: the training state (with `save`) and the pictures of the network as it stands
+    /// are written, and `train` returns `TrainError::Interrupted`.
+    fn step(&mut self, _done: usize, _running: &Metrics) -> bool {
+        true
+    }
+    /// The epoch's steps are over (before its evaluation and checkpoint).
+    fn epoch_ended(&mut self) {}
+    /// No more epochs: what follows is the final evaluation and the pictures.
+    fn epochs_finished(&mut self) {}
+}
+
+impl Progress for () {}
+
+/// Everything a training run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainOutcome {
+    pub adapter: DeviceInfo,
+    pub hyperparameters: TrainConfig,
+    /// The starting weights' test accuracy and loss (random weights unless `init`/`resume`).
+    pub forward_only_test_accuracy: f64,
+    pub forward_only_test_loss: f64,
+    pub test_accuracy: f64,
+    pub test_loss: f64,
+    pub training_seconds: f64,
+    pub picture_seconds: f64,
+    /// Files written into the output directory: pictures, `steps.csv`, `epochs.jsonl`.
+    pub pictures: Vec<String>,
+    pub epochs: Vec<EpochReport>,
+}
+
+/// The checkpoint metadata of a training state after `epochs_done` epochs.
+fn metadata(cfg: &TrainConfig, epochs_done: usize) -> std::collections::BTreeMap<String, String> {
+    [
+        ("format", "gpu-cnn".to_string()),
+        ("epochs_done", epochs_done.to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("lr", cfg.lr.to_string()),
+        ("momentum", cfg.momentum.to_string()),
+        ("batch_size", cfg.batch_size.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn save_state(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_done: usize) -> Result<()> {
+    let ckpt = Checkpoint { params: engine.params()?, metadata: metadata(cfg, epochs_done) };
+    checkpoint::save_training(path, &ckpt, &engine.momentum()?)?;
+    info!(
+        "saved {} (after epoch {epochs_done}; momentum in {})",
+        path.display(),
+        checkpoint::momentum_path(path).display()
+    );
+    Ok(())
+}
+
+/// The starting point of a run: weights, momentum and epochs already done.
+fn starting_point(opts: &TrainOptions) -> Result<(Vec<f32>, Option<Vec<f32>>, usize)> {
+    if let Some(p) = &opts.resume {
+        let (ck, momentum) = checkpoint::load_training(p)?;
+        let Some(momentum) = momentum else {
+            bail!(
+                "--resume {}: no momentum state found (expected {}); use --init to start from its weights",
+                p.display(),
+                checkpoint::momentum_path(p).display()
+            );
+        };
+        let done = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
+        info!("resuming from {} after epoch {done}", p.display());
+        return Ok((ck.params, Some(momentum), done));
+    }
+    if let Some(p) = &opts.init {
+        return Ok((checkpoint::load(p)?.params, None, 0));
+    }
+    Ok((model::init_params(opts.seed), None, 0))
+}
+
+/// Trains the network with backpropagation and SGD: evaluates the starting weights, runs the epochs (evaluating and
+/// saving after each), then writes every picture (filters before and after on one scale, activations, predictions,
+/// confusion matrices, curves) and `steps.csv` / `epochs.jsonl` into `opts.out_dir`.
+///
+/// Stopped through `progress` (Ctrl-C), it saves the state after the last finished step (with `save`), writes the
+/// pictures of the network as it stands and returns `TrainError::Interrupted`. A diverged run returns
+/// `TrainError::NonFinite` and leaves the last good checkpoint untouched.
+pub fn train(
+    device: &DeviceChoice,
+    data: &Mnist,
+    opts: &TrainOptions,
+    progress: &mut dyn Progress,
+) -> Result<TrainOutcome> {
+    let out = opts.out_dir.as_path();
+    prepare_out_dir(out)?;
+    if let Some(p) = &opts.save {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            prepare_out_dir(dir).with_context(|| format!("--save {}", p.display()))?;
+        }
+    }
+    let train_split = match opts.train_limit {
+        Some(n) => data.train.take(n.min(data.train.len())),
+        None => data.train.clone(),
+    };
+    let (params, momentum, start_epoch) = starting_point(opts)?;
+    let cfg = TrainConfig {
+        epochs: opts.epochs,
+        batch_size: opts.batch_size,
+        lr: opts.lr,
+        momentum: opts.momentum,
+        seed: opts.seed,
+        train_images: train_split.len(),
+    };
+    info!(
+        "train: {} epochs, batch {}, SGD lr {} momentum {}, seed {}, {} training images",
+        cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.seed, cfg.train_images
+    );
+    if cfg.epochs <= start_epoch {
+        bail!("nothing to train: the checkpoint is already at epoch {start_epoch} and --epochs is {}", cfg.epochs);
+    }
+    let limited = Mnist { train: train_split, test: data.test.clone() };
+    let mut engine = open_engine(device, cfg.batch_size, &limited, true, &params)?;
+    if let Some(m) = &momentum {
+        engine.set_momentum(m)?;
+    }
+
+    let (before, preds_before, _) = evaluation(engine.as_mut(), "before training")?;
+    let tp = Instant::now();
+    let mut pictures = stage_pictures(out, "before", engine.as_mut(), &data.test, &preds_before)?;
+    let mut picture_seconds = tp.elapsed().as_secs_f64();
+    let mut epochs: Vec<EpochReport> = Vec::new();
+    let mut step_losses: Vec<f32> = Vec::new();
+    let steps = engine.steps_per_epoch();
+    let run_start = Instant::now();
+    for epoch in start_epoch..cfg.epochs {
+        progress.epoch_started(epoch, cfg.epochs, steps);
+        let r = train::run_epoch(engine.as_mut(), &cfg, epoch, &limited.train, &mut |s, m| progress.step(s, m));
+        progress.epoch_ended();
+        match r {
+            Ok((report, losses)) => {
+                info!(
+                    "epoch {}: train loss {:.4}, test loss {:.4}, test accuracy {:.2} %, {:.2} s, {:.0} images/s",
+                    report.epoch,
+                    report.train_loss,
+                    report.test_loss,
+                    100.0 * report.test_accuracy,
+                    report.seconds,
+                    report.images_per_sec
+                );
+                epochs.push(report);
+                step_losses.extend(losses);
+                if let Some(p) = &opts.save {
+                    save_state(p, engine.as_ref(), &cfg, epoch + 1)?;
+                }
+            }
+            Err(e) => {
+                progress.epochs_finished();
+                if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
+                    if let Some(p) = &opts.save {
+                        info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
+                        save_state(p, engine.as_ref(), &cfg, epoch)?;
+                    }
+                    // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
+                    info!("interrupted: writing the pictures of the network as it stands");
+                    let (_, preds) = engine.evaluate()?;
+                    filter_pictures(out, &params, Some(&engine.params()?))?;
+                    stage_pictures(out, "after", engine.as_mut(), &data.test, &preds)?;
+                    if !epochs.is_empty() {
+                        viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
+                        train::write_logs(out, &step_losses, steps, &epochs)?;
+                    }
+                } else if opts.save.is_some() {
+                    info!("the last good checkpoint is kept; nothing was written over it");
+                }
+                return Err(e);
+            }
+        }
+    }
+    progress.epochs_finished();
+    let training_seconds = run_start.elapsed().as_secs_f64();
+    let (after, preds_after, _) = evaluation(engine.as_mut(), "after training")?;
+    info!("training time: {:.1} s", training_seconds);
+    let tp = Instant::now();
+    pictures.extend(filter_pictures(out, &params, Some(&engine.params()?))?);
+    pictures.extend(stage_pictures(out, "after", engine.as_mut(), &data.test, &preds_after)?);
+    viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
+    pictures.push("curves.png".into());
+    pictures.extend(train::write_logs(out, &step_losses, steps, &epochs)?);
+    picture_seconds += tp.elapsed().as_secs_f64();
+    info!("pictures: {} files in {} ({:.2} s)", pictures.len(), out.display(), picture_seconds);
+    Ok(TrainOutcome {
+        adapter: engine.device(),
+        hyperparameters: cfg,
+        forward_only_test_accuracy: before.accuracy(),
+        forward_only_test_loss: before.mean_loss(),
+        test_accuracy: after.accuracy(),
+        test_loss: after.mean_loss(),
+        training_seconds,
+        picture_seconds,
+        pictures,
+        epochs,
+    })
+}
+
+/// Writes the pictures of one stage ("before" or "after" training) from the engine's current state: activation maps
+/// and predictions of fixed test digits (one per class), and the confusion matrix of `preds`.
+fn stage_pictures(
+    out: &Path,
+    stage: &str,
+    engine: &mut dyn Engine,
+    test: &Split,
+    preds: &[u32],
+) -> Result<Vec<String>> {
+    let what = if stage == "before" { "random weights (forward-only)" } else { "after backpropagation" };
+    let samples = viz::probe_samples(&test.labels);
+    let probe = engine.probe(&samples)?;
+    let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
+    let names =
+        [format!("activations_{stage}.png"), format!("predictions_{stage}.png"), format!("confusion_{stage}.png")];
+    viz::activations_png(&out.join(&names[0]), &probe, &labels, &format!("Feature maps, {what}"))?;
+    viz::predictions_png(&out.join(&names[1]), &probe, &labels, &format!("Predictions, {what}"))?;
+    viz::confusion_png(&out.join(&names[2]), preds, &test.labels, &format!("Confusion matrix, {what}"))?;
+    Ok(names.to_vec())
+}
+
+/// Filters before and after training on one shared colour scale (the larger of the two pictures' own scales), so the
+/// two pictures compare at a glance.
+fn filter_pictures(out: &Path, before: &[f32], after: Option<&[f32]>) -> Result<Vec<String>> {
+    let (b_path, a_path) = (out.join("filters_before.png"), out.join("filters_after.png"));
+    let b_title = "Filters, random weights (forward-only)";
+    let scale_b = viz::filters_png(&b_path, before, b_title, None)?;
+    let Some(after) = after else { return Ok(vec!["filters_before.png".into()]) };
+    let a_title = "Filters after backpropagation";
+    let scale_a = viz::filters_png(&a_path, after, a_title, None)?;
+    let shared = scale_a.max(scale_b);
+    viz::filters_png(&b_path, before, b_title, Some(shared))?;
+    viz::filters_png(&a_path, after, a_title, Some(shared))?;
+    Ok(vec!["filters_before.png".into(), "filters_after.png".into()])
+}
