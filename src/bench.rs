@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::gpu::network::GpuNetwork;
 use crate::gpu::ops::Family;
 use crate::gpu::{AdapterSelection, Gpu, OpenOptions};
-use crate::model::{self, TRAIN_FLOPS_PER_IMAGE};
+use crate::model::{self, Arch};
 
 /// Median, min and max of repeated measurements, and the samples themselves.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,6 +110,9 @@ pub struct BenchResult {
     #[serde(default)]
     pub schema_version: u32,
     pub device: DeviceInfo,
+    /// The network (`--arch`; empty in results from before it could be chosen: the study's).
+    #[serde(default)]
+    pub arch: String,
     #[serde(default)]
     pub host: Option<HostInfo>,
     pub wgpu_version: String,
@@ -136,7 +139,7 @@ pub struct BenchResult {
     pub train_images_per_sec: Stats,
     /// One pass over the training set the run loaded (60,000 images for MNIST) at the median training rate.
     pub epoch_seconds: f64,
-    /// Training throughput in GFLOP/s (7.1 MFLOP per image).
+    /// Training throughput in GFLOP/s (`Arch::train_flops_per_image`: 7.1 MFLOP for the study's network).
     pub train_gflops: f64,
     pub inference_images_per_sec: Stats,
     /// "gpu timestamps", "wall clock" or "none".
@@ -170,6 +173,8 @@ pub struct BenchConfig {
     pub command: String,
     /// Run `check --quick` first and record the verdict.
     pub check: bool,
+    /// The network trained and evaluated.
+    pub arch: Arch,
 }
 
 /// Times `run(k)` (which does k units of work) so that one sample lasts at least `min_seconds`: a warm-up, a short
@@ -192,9 +197,8 @@ fn calibrate(min_seconds: f64, max: usize, run: &mut dyn FnMut(usize) -> anyhow:
 /// Benchmarks one adapter at each batch size: start-up, training (calibrated samples), inference over the test set,
 /// per-kernel times; with the adapter's peaks and, if asked, whether `check --quick` passed on it first.
 pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
-    let device = DeviceInfo::of(&gpu.adapter, &gpu.caps);
     let verified = if cfg.check {
-        let report = crate::check::run(gpu.reopen()?, crate::check::CheckOptions { all_variants: false, quick: true });
+        let report = crate::check::run(gpu.reopen()?, crate::check::CheckOptions { quick: true, ..Default::default() });
         if !report.passed {
             log::warn!("bench: check failed on {}; its numbers are marked UNVERIFIED", gpu.adapter.line());
             log::warn!("{}", crate::check::table(&report));
@@ -204,7 +208,7 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
         None
     };
     let peak = crate::peak::peak(&gpu, 3).ok();
-    let params = model::init_params(model::DEFAULT_SEED);
+    let params = model::init_params(&cfg.arch, model::DEFAULT_SEED);
     let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
     let mut out = Vec::new();
     let mut gpu = Some(gpu);
@@ -214,7 +218,8 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
             None => unreachable!("the device is handed back after each batch size"),
         };
         let t0 = Instant::now();
-        let mut net = GpuNetwork::new(g, batch, Some(&data.train), &data.test, &params)?;
+        let mut net = GpuNetwork::new(g, &cfg.arch, batch, Some(&data.train), &data.test, &params)?;
+        let device = DeviceInfo::of(&net.gpu.adapter, &net.caps);
         let startup_seconds = t0.elapsed().as_secs_f64();
         let max_steps = 200_000;
         let steps = match cfg.steps {
@@ -248,8 +253,7 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
             .collect();
         let dispatches = net.dispatches_per_step();
         let epoch = data.train.len();
-        let mut r =
-            result(device.clone(), cfg, batch, steps, epoch, startup_seconds, train, infer, kernel_timer, kernels);
+        let mut r = result(device, cfg, batch, steps, epoch, startup_seconds, train, infer, kernel_timer, kernels);
         r.verified = verified;
         r.peak = peak.clone();
         r.dispatches_per_step = dispatches;
@@ -342,6 +346,7 @@ fn result(
     BenchResult {
         schema_version: SCHEMA_VERSION,
         device,
+        arch: cfg.arch.describe(),
         host: Some(HostInfo::this()),
         wgpu_version: env!("GPU_CNN_WGPU_VERSION").to_string(),
         gpu_cnn_commit: env!("GPU_CNN_GIT_COMMIT").to_string(),
@@ -355,7 +360,7 @@ fn result(
         min_seconds: if cfg.steps.is_some() { 0.0 } else { cfg.min_seconds },
         startup_seconds,
         epoch_seconds: epoch_images as f64 / train.median,
-        train_gflops: train.median * TRAIN_FLOPS_PER_IMAGE as f64 / 1e9,
+        train_gflops: train.median * cfg.arch.train_flops_per_image() as f64 / 1e9,
         train_images_per_sec: train,
         inference_images_per_sec: Stats::of(infer),
         kernel_timer,
@@ -369,9 +374,9 @@ fn result(
 pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     for &batch in &cfg.batch_sizes {
-        let params = model::init_params(model::DEFAULT_SEED);
+        let params = model::init_params(&cfg.arch, model::DEFAULT_SEED);
         let t0 = Instant::now();
-        let mut cpu = crate::cpu::CpuEngine::new(batch, Some(&data.train), &data.test, &params);
+        let mut cpu = crate::cpu::CpuEngine::new(&cfg.arch, batch, Some(&data.train), &data.test, &params);
         let startup_seconds = t0.elapsed().as_secs_f64();
         let steps = cfg.steps.unwrap_or(20).clamp(1, 20).min(data.train.len() / (batch * cfg.repeats).max(1)).max(1);
         let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
@@ -410,6 +415,14 @@ pub fn table(results: &[BenchResult]) -> String {
     s.push_str(&row("subgroup widths / kernel set", &|r| {
         let or_dash = |v: &str| if v.is_empty() { "–".to_string() } else { v.to_string() };
         format!("{} / {}", or_dash(&r.device.subgroups), or_dash(&r.device.kernels))
+    }));
+    s.push_str(&row("network (`--arch`)", &|r| {
+        let preset = model::PRESETS.iter().find(|p| p.1 == r.arch);
+        if r.arch.is_empty() {
+            "study".into()
+        } else {
+            preset.map_or(r.arch.clone(), |p| p.0.to_string())
+        }
     }));
     s.push_str(&row("batch size", &|r| r.batch_size.to_string()));
     s.push_str(&row("checked (`check --quick` first)", &|r| match r.verified {

@@ -1,7 +1,7 @@
 //! safetensors checkpoints with PyTorch's names and shapes (`conv1.weight` [16,1,3,3] … `fc2.bias` [10], all F32
 //! little-endian), readable by `safetensors.torch.load_file`.
 //!
-//! A checkpoint holds the model's 8 tensors and nothing else, so PyTorch's `load_state_dict(strict=True)` takes it; a
+//! A checkpoint holds the model's tensors and nothing else, so PyTorch's `load_state_dict(strict=True)` takes it; a
 //! training state keeps its SGD momentum in a second file beside it (`momentum_path`: the same names and shapes).
 //! Free-form metadata (epoch, seed, learning rate, …) goes in the safetensors `__metadata__` map. Saving is atomic (temp file, fsync, rename) and refuses
 //! non-finite values, so a diverged run never overwrites a good checkpoint. Loading checks every name, shape and dtype
@@ -15,15 +15,20 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensorError, TensorView};
 use safetensors::SafeTensors;
 
-use crate::model::{ParamTensor, PARAM_COUNT, PARAM_TENSORS};
+use crate::model::{Arch, ParamTensor};
 
 /// Largest file `load` reads: a valid checkpoint is about 830 KB.
 pub const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
 
-/// A model's parameters in the flat layout of [`crate::model`], and metadata.
+/// Metadata key of the architecture (`Arch::describe`); a file without it (PyTorch's) holds the study's network.
+pub const ARCH_KEY: &str = "arch";
+
+/// A model's parameters in the flat layout of its architecture, and metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
-    /// `PARAM_COUNT` values in [`PARAM_TENSORS`] order.
+    /// The network (saved in the metadata under `ARCH_KEY`).
+    pub arch: Arch,
+    /// `arch.param_count()` values in `arch.tensors()` order.
     pub params: Vec<f32>,
     /// Stored in the safetensors `__metadata__` map (e.g. epoch, step, seed, lr, momentum, format).
     pub metadata: BTreeMap<String, String>,
@@ -44,7 +49,7 @@ pub enum CheckpointError {
     Format { path: PathBuf, reason: String },
     #[error("checkpoint {} lacks tensor(s) {}", .path.display(), .names.join(", "))]
     MissingTensors { path: PathBuf, names: Vec<String> },
-    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's 8 tensors are allowed; gpu-cnn keeps the SGD momentum in a separate `.momentum.safetensors` file)", .path.display(), .names.join(", "))]
+    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's tensors are allowed; gpu-cnn keeps the SGD momentum in a separate `.momentum.safetensors` file)", .path.display(), .names.join(", "))]
     UnexpectedTensors { path: PathBuf, names: Vec<String> },
     #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", .path.display())]
     WrongShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
@@ -53,7 +58,9 @@ pub enum CheckpointError {
     #[error("{what}: {got} values, expected {expected}{}", not_saving(.path, ""))]
     WrongLength { path: Option<PathBuf>, what: &'static str, expected: usize, got: usize },
     #[error("non-finite value {value} in {what} `{name}` at element {index}{}", not_saving(.path, " (training diverged?); the previous file is untouched"))]
-    NonFinite { path: Option<PathBuf>, what: &'static str, name: &'static str, index: usize, value: f32 },
+    NonFinite { path: Option<PathBuf>, what: &'static str, name: String, index: usize, value: f32 },
+    #[error("checkpoint {} holds the network {found}, not {expected} (give --arch {found}, or another checkpoint)", .path.display())]
+    ArchMismatch { path: PathBuf, found: String, expected: String },
     #[error("I/O error {op} {}: {source}", .path.display())]
     Io { path: PathBuf, op: &'static str, source: io::Error },
 }
@@ -62,28 +69,34 @@ fn not_saving(path: &Option<PathBuf>, why: &str) -> String {
     path.as_ref().map_or(String::new(), |p| format!("; not saving {}{why}", p.display()))
 }
 
-/// Ok if every value is finite; otherwise names the first NaN/inf by tensor and element.
-pub fn check_finite(params: &[f32]) -> Result<(), CheckpointError> {
-    check_finite_as(params, "parameters", None)
+/// Ok if every value is finite; otherwise names the first NaN/inf by tensor (of `arch`) and element.
+pub fn check_finite(arch: &Arch, params: &[f32]) -> Result<(), CheckpointError> {
+    check_finite_as(arch, params, "parameters", None)
 }
 
-fn check_finite_as(values: &[f32], what: &'static str, path: Option<&Path>) -> Result<(), CheckpointError> {
+fn check_finite_as(
+    arch: &Arch,
+    values: &[f32],
+    what: &'static str,
+    path: Option<&Path>,
+) -> Result<(), CheckpointError> {
     let Some(pos) = values.iter().position(|v| !v.is_finite()) else {
         return Ok(());
     };
-    let (name, index) = PARAM_TENSORS
+    let (name, index) = arch
+        .tensors()
         .iter()
         .find(|t| t.range().contains(&pos))
-        .map_or(("<beyond the model's parameters>", pos), |t| (t.name, pos - t.offset));
+        .map_or(("<beyond the model's parameters>".to_string(), pos), |t| (t.name.clone(), pos - t.offset));
     Err(CheckpointError::NonFinite { path: path.map(Path::to_path_buf), what, name, index, value: values[pos] })
 }
 
-fn check_len(values: &[f32], what: &'static str, path: &Path) -> Result<(), CheckpointError> {
-    if values.len() != PARAM_COUNT {
+fn check_len(arch: &Arch, values: &[f32], what: &'static str, path: &Path) -> Result<(), CheckpointError> {
+    if values.len() != arch.param_count() {
         return Err(CheckpointError::WrongLength {
             path: Some(path.to_path_buf()),
             what,
-            expected: PARAM_COUNT,
+            expected: arch.param_count(),
             got: values.len(),
         });
     }
@@ -93,8 +106,8 @@ fn check_len(values: &[f32], what: &'static str, path: &Path) -> Result<(), Chec
 /// Write `ckpt` to `path` atomically: a temp file in the same directory, fsync, rename over `path`, fsync the directory.
 /// Refuses non-finite parameters and wrong lengths before touching the file system.
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
-    check_len(&ckpt.params, "parameters", path)?;
-    check_finite_as(&ckpt.params, "parameters", Some(path))?;
+    check_len(&ckpt.arch, &ckpt.params, "parameters", path)?;
+    check_finite_as(&ckpt.arch, &ckpt.params, "parameters", Some(path))?;
     if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
         return Err(CheckpointError::IsDirectory { path: path.to_path_buf() });
     }
@@ -103,19 +116,21 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     write_atomic(path, &bytes)
 }
 
-/// Little-endian bytes of each tensor, under PyTorch's names, plus metadata.
+/// Little-endian bytes of each tensor, under PyTorch's names, plus metadata (with the architecture).
 fn serialize(ckpt: &Checkpoint) -> Result<Vec<u8>, SafeTensorError> {
-    let owned: Vec<(&ParamTensor, Vec<u8>)> = PARAM_TENSORS
+    let owned: Vec<(&ParamTensor, Vec<u8>)> = ckpt
+        .arch
+        .tensors()
         .iter()
         .map(|t| (t, ckpt.params[t.range()].iter().flat_map(|v| v.to_le_bytes()).collect()))
         .collect();
     let views = owned
         .iter()
-        .map(|(t, bytes)| Ok((t.name, TensorView::new(Dtype::F32, t.shape.to_vec(), bytes)?)))
+        .map(|(t, bytes)| Ok((t.name.as_str(), TensorView::new(Dtype::F32, t.shape.to_vec(), bytes)?)))
         .collect::<Result<Vec<_>, SafeTensorError>>()?;
-    let metadata: Option<HashMap<String, String>> =
-        (!ckpt.metadata.is_empty()).then(|| ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    safetensors::serialize(views, metadata)
+    let mut metadata: HashMap<String, String> = ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    metadata.insert(ARCH_KEY.into(), ckpt.arch.describe());
+    safetensors::serialize(views, Some(metadata))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
@@ -138,24 +153,25 @@ pub fn momentum_path(path: &Path) -> PathBuf {
 /// `path`, both with the same metadata. Both are checked (lengths, finite values) before either is written, so a
 /// diverged run never replaces a good checkpoint.
 pub fn save_training(path: &Path, ckpt: &Checkpoint, momentum: &[f32]) -> Result<(), CheckpointError> {
-    check_len(&ckpt.params, "parameters", path)?;
-    check_finite_as(&ckpt.params, "parameters", Some(path))?;
-    check_len(momentum, "momentum", path)?;
-    check_finite_as(momentum, "momentum", Some(path))?;
-    let opt = Checkpoint { params: momentum.to_vec(), metadata: ckpt.metadata.clone() };
+    let arch = &ckpt.arch;
+    check_len(arch, &ckpt.params, "parameters", path)?;
+    check_finite_as(arch, &ckpt.params, "parameters", Some(path))?;
+    check_len(arch, momentum, "momentum", path)?;
+    check_finite_as(arch, momentum, "momentum", Some(path))?;
+    let opt = Checkpoint { arch: arch.clone(), params: momentum.to_vec(), metadata: ckpt.metadata.clone() };
     save(&momentum_path(path), &opt)?;
     save(path, ckpt)
 }
 
 /// Loads a training state written by `save_training`: the weights, and the momentum from `momentum_path` if that file
 /// exists (its metadata must match the weights', or it belongs to another run or step).
-pub fn load_training(path: &Path) -> Result<(Checkpoint, Option<Vec<f32>>), CheckpointError> {
-    let ckpt = load(path)?;
+pub fn load_training(path: &Path, arch: Option<&Arch>) -> Result<(Checkpoint, Option<Vec<f32>>), CheckpointError> {
+    let ckpt = load(path, arch)?;
     let mpath = momentum_path(path);
     if !mpath.exists() {
         return Ok((ckpt, None));
     }
-    let opt = load(&mpath)?;
+    let opt = load(&mpath, Some(&ckpt.arch))?;
     if opt.metadata != ckpt.metadata {
         return Err(CheckpointError::Format {
             path: mpath,
@@ -165,8 +181,10 @@ pub fn load_training(path: &Path) -> Result<(Checkpoint, Option<Vec<f32>>), Chec
     Ok((ckpt, Some(opt.params)))
 }
 
-/// Read and check a checkpoint: the 8 model tensors with PyTorch's shapes, F32, and nothing else.
-pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
+/// Read and check a checkpoint: the tensors of its architecture with PyTorch's shapes, F32, and nothing else. The
+/// architecture is the file's own (its `arch` metadata; the study's without it), which must be `arch` if that is
+/// given.
+pub fn load(path: &Path, arch: Option<&Arch>) -> Result<Checkpoint, CheckpointError> {
     let p = || path.to_path_buf();
     let meta = match fs::metadata(path) {
         Ok(m) => m,
@@ -183,10 +201,10 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     if bytes.len() as u64 > MAX_CHECKPOINT_BYTES {
         return Err(CheckpointError::TooLarge { path: p(), size: bytes.len() as u64, limit: MAX_CHECKPOINT_BYTES });
     }
-    decode(&bytes, path)
+    decode(&bytes, path, arch)
 }
 
-fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
+fn decode(bytes: &[u8], path: &Path, want: Option<&Arch>) -> Result<Checkpoint, CheckpointError> {
     let p = || path.to_path_buf();
     let Some(len_bytes) = bytes.get(..8) else {
         let reason = format!("{} bytes, shorter than the 8-byte header length", bytes.len());
@@ -203,23 +221,39 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
         return Err(CheckpointError::Truncated { path: p(), reason });
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
+    let mut metadata: BTreeMap<String, String> =
+        header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let arch = match metadata.remove(ARCH_KEY) {
+        Some(text) => Arch::parse(&text)
+            .map_err(|e| CheckpointError::Format { path: p(), reason: format!("its `{ARCH_KEY}` metadata: {e}") })?,
+        None => want.cloned().unwrap_or_default(),
+    };
+    if let Some(want) = want.filter(|w| **w != arch) {
+        return Err(CheckpointError::ArchMismatch { path: p(), found: arch.describe(), expected: want.describe() });
+    }
 
-    // Names: the 8 model tensors, nothing else.
+    // Names: the architecture's tensors, nothing else.
     let mut names: Vec<&str> = st.names();
     names.sort_unstable();
-    let expected = |name: &str| PARAM_TENSORS.iter().any(|t| t.name == name);
+    let expected = |name: &str| arch.tensors().iter().any(|t| t.name == name);
     let unexpected: Vec<String> = names.iter().filter(|n| !expected(n)).map(|n| n.to_string()).collect();
     if !unexpected.is_empty() {
         return Err(CheckpointError::UnexpectedTensors { path: p(), names: unexpected });
     }
-    let missing: Vec<String> =
-        PARAM_TENSORS.iter().filter(|t| names.binary_search(&t.name).is_err()).map(|t| t.name.to_string()).collect();
+    let missing: Vec<String> = arch
+        .tensors()
+        .iter()
+        .filter(|t| names.binary_search(&t.name.as_str()).is_err())
+        .map(|t| t.name.clone())
+        .collect();
     if !missing.is_empty() {
         return Err(CheckpointError::MissingTensors { path: p(), names: missing });
     }
 
-    let mut params = vec![0.0f32; PARAM_COUNT];
-    for t in &PARAM_TENSORS {
+    let mut params = vec![0.0f32; arch.param_count()];
+    for t in arch.tensors() {
         let name = t.name.to_string();
         let view = st.tensor(&name).map_err(|e| CheckpointError::Format { path: p(), reason: e.to_string() })?;
         if view.dtype() != Dtype::F32 {
@@ -234,10 +268,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
             *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
         }
     }
-    let (_, header) =
-        SafeTensors::read_metadata(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
-    let metadata = header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    Ok(Checkpoint { params, metadata: metadata.unwrap_or_default() })
+    Ok(Checkpoint { arch, params, metadata })
 }
 
 /// Turn safetensors' parse errors into messages a user can act on.
@@ -298,10 +329,12 @@ mod tests {
 
     #[test]
     fn serialize_then_decode_roundtrips() {
-        let params: Vec<f32> = (0..PARAM_COUNT).map(|i| (i as f32 * 0.37).sin()).collect();
-        let c = Checkpoint { params, metadata: BTreeMap::from([("epoch".into(), "3".into())]) };
+        let arch = Arch::parse("tiny").unwrap();
+        let params: Vec<f32> = (0..arch.param_count()).map(|i| (i as f32 * 0.37).sin()).collect();
+        let c = Checkpoint { arch: arch.clone(), params, metadata: BTreeMap::from([("epoch".into(), "3".into())]) };
         let bytes = serialize(&c).unwrap();
-        let d = decode(&bytes, Path::new("mem")).unwrap();
+        let d = decode(&bytes, Path::new("mem"), None).unwrap();
+        assert_eq!(d.arch, arch, "the architecture comes from the file");
         assert_eq!(
             d.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             c.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -311,22 +344,23 @@ mod tests {
 
     #[test]
     fn check_finite_names_tensor_and_element() {
-        let mut p = vec![0.0f32; PARAM_COUNT];
-        assert!(check_finite(&p).is_ok());
-        p[PARAM_TENSORS[4].offset + 7] = f32::NAN;
-        let msg = check_finite(&p).unwrap_err().to_string();
+        let arch = Arch::study();
+        let mut p = vec![0.0f32; arch.param_count()];
+        assert!(check_finite(&arch, &p).is_ok());
+        p[arch.tensors()[4].offset + 7] = f32::NAN;
+        let msg = check_finite(&arch, &p).unwrap_err().to_string();
         assert!(msg.contains("fc1.weight") && msg.contains("element 7") && msg.contains("NaN"), "{msg}");
         p[3] = f32::INFINITY;
-        assert!(check_finite(&p).unwrap_err().to_string().contains("conv1.weight"));
+        assert!(check_finite(&arch, &p).unwrap_err().to_string().contains("conv1.weight"));
     }
 
     #[test]
     fn short_buffers_are_truncated_errors() {
         for n in [0, 1, 7] {
-            assert!(matches!(decode(&vec![0u8; n], Path::new("m")), Err(CheckpointError::Truncated { .. })));
+            assert!(matches!(decode(&vec![0u8; n], Path::new("m"), None), Err(CheckpointError::Truncated { .. })));
         }
         let mut b = u64::MAX.to_le_bytes().to_vec();
         b.extend_from_slice(b"{}");
-        assert!(matches!(decode(&b, Path::new("m")), Err(CheckpointError::Truncated { .. })));
+        assert!(matches!(decode(&b, Path::new("m"), None), Err(CheckpointError::Truncated { .. })));
     }
 }

@@ -2,14 +2,15 @@
 //! with `reference::network` (plain Rust, threads over the batch), so the main job runs on any machine.
 
 use crate::data::Split;
-use crate::engine::{Engine, Metrics, Probe};
-use crate::model::{normalize_pixel, CLASSES};
+use crate::engine::{Engine, FeatureMaps, Metrics, Probe};
+use crate::model::{normalize_pixel, Arch, CLASSES};
 use crate::reference::{self, network};
 
 /// Images per evaluation chunk (one thread each).
 const EVAL_CHUNK: usize = 500;
 
 pub struct CpuEngine {
+    arch: Arch,
     batch: usize,
     train: Option<Split>,
     test: Split,
@@ -18,8 +19,10 @@ pub struct CpuEngine {
 }
 
 impl CpuEngine {
-    pub fn new(batch: usize, train: Option<&Split>, test: &Split, params: &[f32]) -> CpuEngine {
+    pub fn new(arch: &Arch, batch: usize, train: Option<&Split>, test: &Split, params: &[f32]) -> CpuEngine {
+        assert_eq!(params.len(), arch.param_count(), "parameters for {arch}");
         CpuEngine {
+            arch: arch.clone(),
             batch,
             train: train.cloned(),
             test: test.clone(),
@@ -44,6 +47,9 @@ impl Engine for CpuEngine {
     fn device(&self) -> crate::device::DeviceInfo {
         crate::device::DeviceInfo::cpu_reference()
     }
+    fn arch(&self) -> &Arch {
+        &self.arch
+    }
     fn train_epoch(
         &mut self,
         order: &[u32],
@@ -57,7 +63,7 @@ impl Engine for CpuEngine {
         for (s, batch) in order.chunks(self.batch).enumerate() {
             let (x, y) = gather(train, batch.iter().map(|&i| i as usize));
             let (loss, correct) =
-                network::train_step_counted(&mut self.params, &mut self.momentum, &x, &y, lr, momentum);
+                network::train_step_counted(&self.arch, &mut self.params, &mut self.momentum, &x, &y, lr, momentum);
             losses.push(loss);
             m.loss_sum += loss as f64 * y.len() as f64;
             m.correct += correct;
@@ -71,8 +77,7 @@ impl Engine for CpuEngine {
 
     fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
         let n = self.test.len();
-        let params = &self.params;
-        let test = &self.test;
+        let (arch, params, test) = (&self.arch, &self.params, &self.test);
         let chunks: Vec<(f64, usize, Vec<u32>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..n)
                 .step_by(EVAL_CHUNK)
@@ -80,11 +85,11 @@ impl Engine for CpuEngine {
                     scope.spawn(move || {
                         let end = (start + EVAL_CHUNK).min(n);
                         let (x, y) = gather(test, start..end);
-                        let acts = network::forward(params, &x, end - start);
+                        let acts = network::forward(arch, params, &x, end - start);
                         let mut losses = vec![0.0f32; end - start];
-                        reference::softmax_cross_entropy_forward(&acts.logits, &y, &mut losses, end - start, CLASSES);
+                        reference::softmax_cross_entropy_forward(acts.logits(), &y, &mut losses, end - start, CLASSES);
                         let preds: Vec<u32> =
-                            acts.logits.chunks(CLASSES).map(|row| reference::argmax(row) as u32).collect();
+                            acts.logits().chunks(CLASSES).map(|row| reference::argmax(row) as u32).collect();
                         let correct = preds.iter().zip(&y).filter(|(p, &l)| **p == l as u32).count();
                         (losses.iter().map(|&l| l as f64).sum::<f64>(), correct, preds)
                     })
@@ -104,8 +109,15 @@ impl Engine for CpuEngine {
 
     fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
         let (x, y) = gather(&self.test, samples.iter().map(|&i| i as usize));
-        let acts = network::forward(&self.params, &x, y.len());
-        Ok(Probe { x, a1: acts.a1, a2: acts.a2, logits: acts.logits })
+        let acts = network::forward(&self.arch, &self.params, &x, y.len());
+        let maps = self
+            .arch
+            .convs()
+            .iter()
+            .zip(acts.conv_maps(&self.arch))
+            .map(|(c, m)| FeatureMaps { channels: c.cout, side: c.side, values: m.to_vec() })
+            .collect();
+        Ok(Probe { x, maps, logits: acts.logits().to_vec() })
     }
 
     fn steps_per_epoch(&self) -> usize {

@@ -23,18 +23,26 @@ impl Metrics {
 pub struct Probe {
     /// Normalized inputs [n, 784].
     pub x: Vec<f32>,
-    /// conv1 + ReLU [n, 16, 28, 28].
-    pub a1: Vec<f32>,
-    /// conv2 + ReLU [n, 32, 14, 14].
-    pub a2: Vec<f32>,
+    /// Each convolution's output after ReLU (before its pool), in order.
+    pub maps: Vec<FeatureMaps>,
     /// Logits [n, 10].
     pub logits: Vec<f32>,
+}
+
+/// One convolution's feature maps for the probed images: `values` [n, channels, side, side].
+#[derive(Clone, Debug)]
+pub struct FeatureMaps {
+    pub channels: usize,
+    pub side: usize,
+    pub values: Vec<f32>,
 }
 
 /// What trains and evaluates the network: the GPU engine or the CPU reference.
 pub trait Engine {
     /// What it runs on (the adapter and kernels, or the CPU reference), as outputs record it.
     fn device(&self) -> crate::device::DeviceInfo;
+    /// The network it runs.
+    fn arch(&self) -> &crate::model::Arch;
     /// Trains one epoch in `order`. `progress(steps_done, running)` is called now and then; returning false stops the
     /// epoch early (Ctrl-C). Returns the epoch's metrics and the mean loss of every step that ran.
     fn train_epoch(

@@ -13,7 +13,7 @@ use gpu_cnn::data;
 use gpu_cnn::engine::Metrics;
 use gpu_cnn::gpu::ops::Family;
 use gpu_cnn::gpu::{self, AdapterSelection, AdapterSummary, Gpu};
-use gpu_cnn::model;
+use gpu_cnn::model::{self, Arch};
 use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
 use gpu_cnn::train::TrainError;
 
@@ -115,6 +115,9 @@ enum Command {
         /// Kernel family: tiled, simd or auto.
         #[arg(long, value_parser = parse_kernels)]
         kernels: Option<Family>,
+        /// Also check a whole training step of this network (as `train --arch`).
+        #[arg(long, value_parser = Arch::parse)]
+        arch: Option<Arch>,
         /// Print JSON on stdout (the table then goes to stderr).
         #[arg(long)]
         json: bool,
@@ -194,6 +197,10 @@ struct Common {
     /// Kernel family: tiled (GPUs), simd (CPU adapters such as lavapipe) or auto (by the adapter's type).
     #[arg(long, value_parser = parse_kernels)]
     kernels: Option<Family>,
+    /// The network: a preset (study, tiny, wide) or layers joined by `-`, e.g. conv16-pool-conv32-pool-fc128-fc10
+    /// (convC: 3×3 convolution + ReLU; pool: 2×2 max-pool; fcN: dense layer). Default: the study's, or a checkpoint's own.
+    #[arg(long, value_parser = Arch::parse)]
+    arch: Option<Arch>,
 }
 
 /// `--kernels`: a family, or `auto` (None: the adapter's default, or `GPU_CNN_KERNELS`).
@@ -247,6 +254,7 @@ struct TrainArgs {
 impl TrainArgs {
     fn options(&self) -> TrainOptions {
         TrainOptions {
+            arch: self.common.arch.clone(),
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -272,6 +280,9 @@ struct BenchArgs {
     /// Kernel family: tiled (GPUs), simd (CPU adapters such as lavapipe) or auto (by the adapter's type).
     #[arg(long, value_parser = parse_kernels)]
     kernels: Option<Family>,
+    /// The network (as for `train`): e.g. `wide` to give a big GPU more work per image.
+    #[arg(long, value_parser = Arch::parse, default_value = "study")]
+    arch: Arch,
     /// Every adapter on the machine, plus the CPU reference as a row.
     #[arg(long)]
     all_adapters: bool,
@@ -397,8 +408,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(b) => bench_cmd(&b),
         Command::BenchReport { files, plot, compare } => bench_report(&files, plot.as_deref(), compare.as_deref()),
         Command::Peak { adapter, backend, repeats, json } => peak_cmd(adapter, backend, repeats, json),
-        Command::Check { adapter, backend, all_adapters, all_variants, quick, kernels, json } => {
-            let opts = gpu_cnn::check::CheckOptions { all_variants, quick };
+        Command::Check { adapter, backend, all_adapters, all_variants, quick, kernels, arch, json } => {
+            let opts = gpu_cnn::check::CheckOptions { all_variants, quick, arch };
             check_cmd(AdapterSelection { adapter, backend }, all_adapters, kernels, opts, json)
         }
     }
@@ -433,7 +444,7 @@ fn check_cmd(
             g.caps.describe(),
             if opts.all_variants { " and every other variant it can run" } else { "" }
         );
-        let r = gpu_cnn::check::run(g, opts);
+        let r = gpu_cnn::check::run(g, opts.clone());
         let table = gpu_cnn::check::table(&r);
         if json {
             info!("{table}\n");
@@ -485,7 +496,8 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
 
 fn forward_only(c: &Common) -> Result<()> {
     let data = study::load_data(c.data_dir.as_deref())?;
-    let e = study::forward_only(&c.device_choice(), &data, c.seed, &c.out_dir)?;
+    let arch = c.arch.clone().unwrap_or_default();
+    let e = study::forward_only(&c.device_choice(), &data, &arch, c.seed, &c.out_dir)?;
     if c.json {
         println!("{}", serde_json::to_string(&e)?);
     }
@@ -494,7 +506,7 @@ fn forward_only(c: &Common) -> Result<()> {
 
 fn eval_cmd(c: &Common, path: &Path) -> Result<()> {
     let data = study::load_data(c.data_dir.as_deref())?;
-    let e = study::evaluate_checkpoint(&c.device_choice(), &data, path)?;
+    let e = study::evaluate_checkpoint(&c.device_choice(), &data, c.arch.as_ref(), path)?;
     if c.json {
         println!("{}", serde_json::to_string(&e)?);
     }
@@ -574,6 +586,7 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
         repeats: b.repeats,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         check: !b.no_check,
+        arch: b.arch.clone(),
     };
     let which = if b.all_adapters {
         gpu_cnn::bench::Adapters::All { backend: b.backend }
@@ -632,12 +645,13 @@ fn bench_report(files: &[PathBuf], plot: Option<&Path>, compare: Option<&[PathBu
 /// Saves a fresh checkpoint to `path` in a tight loop (values change every time) until the process is killed: the
 /// robustness test kills it at random moments and checks that `path` always loads.
 fn save_loop(path: &Path) -> Result<()> {
-    let mut params = model::init_params(1);
+    let arch = Arch::study();
+    let mut params = model::init_params(&arch, 1);
     for i in 0u64.. {
         params[0] = i as f32;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("iteration".to_string(), i.to_string());
-        checkpoint::save(path, &Checkpoint { params: params.clone(), metadata })?;
+        checkpoint::save(path, &Checkpoint { arch: arch.clone(), params: params.clone(), metadata })?;
         if i == 0 {
             eprintln!("saving");
         }

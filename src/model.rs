@@ -12,21 +12,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 pub const IMAGE_SIDE: usize = 28;
 /// Pixels per image.
 pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
-/// conv1 output channels; its feature maps are 28×28.
-pub const C1: usize = 16;
-/// Side of conv1's output (padding 1 keeps 28).
-pub const H1: usize = 28;
-/// Side after the first 2×2 max-pool.
-pub const P1: usize = 14;
-/// conv2 output channels; its feature maps are 14×14.
-pub const C2: usize = 32;
-/// Side after the second 2×2 max-pool.
-pub const P2: usize = 7;
-/// Flattened features into fc1, channel-major (C, H, W) as PyTorch flattens.
-pub const FLAT: usize = C2 * P2 * P2;
-/// fc1 width.
-pub const HIDDEN: usize = 128;
-/// Output classes.
+/// Output classes (MNIST's digits).
 pub const CLASSES: usize = 10;
 
 /// Input normalization (PyTorch's `transforms.Normalize((0.1307,), (0.3081,))`).
@@ -36,13 +22,243 @@ pub const MNIST_STD: f32 = 0.3081;
 /// Default seed for initialization and shuffling.
 pub const DEFAULT_SEED: u64 = 42;
 
-/// One named parameter tensor inside the flat parameter vector.
+/// One layer of a network, as `--arch` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// `convC`: a 3×3 convolution with padding 1 and a bias, to `C` channels, then ReLU.
+    Conv(usize),
+    /// `pool`: a 2×2 max-pool with stride 2 (after a convolution).
+    Pool,
+    /// `fcN`: a fully connected layer with a bias, to `N` features; ReLU after every one but the last. The first one
+    /// reads the flattened (C, H, W) features, as PyTorch's `flatten` lays them out.
+    Dense(usize),
+}
+
+/// A convolution of an architecture with everything derived from it: `index` (1-based, as in `conv1.weight`), shapes
+/// (its input and output are `side` × `side`), whether a max-pool follows, and its tensors' offsets in the flat
+/// parameter vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvLayer {
+    pub index: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub side: usize,
+    pub pool: bool,
+    pub w_off: usize,
+    pub b_off: usize,
+}
+
+impl ConvLayer {
+    /// Side of what the next layer reads (halved by the pool).
+    pub fn out_side(&self) -> usize {
+        if self.pool {
+            self.side / 2
+        } else {
+            self.side
+        }
+    }
+}
+
+/// A dense layer of an architecture: `index` (1-based, as in `fc1.weight`), sizes, ReLU or not, offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenseLayer {
+    pub index: usize,
+    pub inp: usize,
+    pub out: usize,
+    pub relu: bool,
+    pub w_off: usize,
+    pub b_off: usize,
+}
+
+/// A network: convolutions (each optionally followed by a max-pool), then dense layers, on 28×28 one-channel images.
+/// Everything else follows from it: shapes, the parameter layout, PyTorch's tensor names, FLOPs, the CPU reference's
+/// passes, the GPU's op list, the pictures. The study's network is `Arch::study()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arch {
+    layers: Vec<Layer>,
+    convs: Vec<ConvLayer>,
+    denses: Vec<DenseLayer>,
+    tensors: Vec<ParamTensor>,
+    param_count: usize,
+}
+
+/// Named architectures for `--arch`: (name, description, what it is for).
+pub const PRESETS: [(&str, &str, &str); 3] = [
+    ("study", "conv16-pool-conv32-pool-fc128-fc10", "the study's network (the default)"),
+    ("tiny", "conv4-pool-conv8-pool-fc32-fc10", "a small one, quick on any adapter"),
+    ("wide", "conv64-pool-conv128-pool-fc512-fc10", "about 15× the study's work per image, to keep a big GPU busy"),
+];
+
+impl Arch {
+    /// The study's network: conv 1→16, pool, conv 16→32, pool, fc 1568→128, fc 128→10.
+    pub fn study() -> Arch {
+        Arch::parse("study").expect("the study's architecture")
+    }
+
+    /// Parses `--arch`: a preset name (`study`, `tiny`, `wide`) or layers joined by `-`, e.g.
+    /// `conv16-pool-conv32-pool-fc128-fc10`. A description that does not make a network this engine runs is an error
+    /// naming the part that is wrong.
+    pub fn parse(text: &str) -> Result<Arch, String> {
+        let text = text.trim();
+        let desc = PRESETS.iter().find(|p| p.0 == text).map_or(text, |p| p.1);
+        let mut layers = Vec::new();
+        for (i, part) in desc.split('-').enumerate() {
+            let number = |prefix: &str| -> Result<usize, String> {
+                let n = part[prefix.len()..].parse::<usize>().map_err(|_| {
+                    format!("`{part}` (part {} of `{desc}`): expected a whole number after `{prefix}`", i + 1)
+                })?;
+                if n == 0 || n > 4096 {
+                    return Err(format!("`{part}` (part {} of `{desc}`): {n} is outside 1..=4096", i + 1));
+                }
+                Ok(n)
+            };
+            layers.push(match part {
+                "pool" => Layer::Pool,
+                p if p.starts_with("conv") => Layer::Conv(number("conv")?),
+                p if p.starts_with("fc") => Layer::Dense(number("fc")?),
+                _ => {
+                    return Err(format!(
+                        "`{part}` (part {} of `{desc}`) is not a layer: use convC, pool or fcN, joined by `-` (presets: {})",
+                        i + 1,
+                        PRESETS.map(|p| p.0).join(", ")
+                    ))
+                }
+            });
+        }
+        Arch::new(layers).map_err(|e| format!("--arch `{desc}`: {e}"))
+    }
+
+    /// The architecture of `layers`, checked: convolutions and pools first, each pool right after a convolution and on
+    /// an even side, a convolution followed by a pool unless it is the last one, then at least one dense layer, the
+    /// last with `CLASSES` outputs.
+    pub fn new(layers: Vec<Layer>) -> Result<Arch, String> {
+        let (mut c, mut side) = (1usize, IMAGE_SIDE);
+        let mut convs: Vec<ConvLayer> = Vec::new();
+        let mut denses: Vec<DenseLayer> = Vec::new();
+        let mut tensors = Vec::new();
+        let mut offset = 0;
+        let mut add = |tensors: &mut Vec<ParamTensor>, name: String, shape: Vec<usize>, fan_in: usize| {
+            let t = ParamTensor { name, shape, offset, fan_in };
+            offset += t.len();
+            let at = t.offset;
+            tensors.push(t);
+            at
+        };
+        for (i, layer) in layers.iter().enumerate() {
+            let next = layers.get(i + 1);
+            match *layer {
+                Layer::Conv(cout) => {
+                    if !denses.is_empty() {
+                        return Err(format!("conv{cout} after a dense layer (convolutions come first)"));
+                    }
+                    let pool = next == Some(&Layer::Pool);
+                    if !pool && matches!(next, Some(Layer::Conv(_))) {
+                        return Err(format!(
+                            "conv{cout} must be followed by pool before another convolution (the kernels fuse ReLU's backward with the pool's)"
+                        ));
+                    }
+                    let index = convs.len() + 1;
+                    let w_off = add(&mut tensors, format!("conv{index}.weight"), vec![cout, c, 3, 3], c * 9);
+                    let b_off = add(&mut tensors, format!("conv{index}.bias"), vec![cout], c * 9);
+                    convs.push(ConvLayer { index, cin: c, cout, side, pool, w_off, b_off });
+                    c = cout;
+                }
+                Layer::Pool => {
+                    if !matches!(i.checked_sub(1).map(|j| layers[j]), Some(Layer::Conv(_))) {
+                        return Err("pool must come right after a convolution".into());
+                    }
+                    if side % 2 != 0 {
+                        return Err(format!("pool on a {side}×{side} map: the side must be even"));
+                    }
+                    side /= 2;
+                }
+                Layer::Dense(out) => {
+                    let inp = denses.last().map_or(c * side * side, |d| d.out);
+                    let index = denses.len() + 1;
+                    let w_off = add(&mut tensors, format!("fc{index}.weight"), vec![out, inp], inp);
+                    let b_off = add(&mut tensors, format!("fc{index}.bias"), vec![out], inp);
+                    denses.push(DenseLayer { index, inp, out, relu: next.is_some(), w_off, b_off });
+                }
+            }
+        }
+        match denses.last() {
+            None => return Err("the last layer must be a dense one (fcN)".into()),
+            Some(_) if !matches!(layers.last(), Some(Layer::Dense(_))) => {
+                return Err("the last layer must be a dense one (fcN)".into())
+            }
+            Some(d) if d.out != CLASSES => {
+                return Err(format!("the last layer has {} outputs; MNIST has {CLASSES} classes", d.out))
+            }
+            _ => {}
+        }
+        Ok(Arch { layers, convs, denses, param_count: offset, tensors })
+    }
+
+    /// The description `parse` reads back (`conv16-pool-…-fc10`).
+    pub fn describe(&self) -> String {
+        let part = |l: &Layer| match l {
+            Layer::Conv(c) => format!("conv{c}"),
+            Layer::Pool => "pool".into(),
+            Layer::Dense(n) => format!("fc{n}"),
+        };
+        self.layers.iter().map(part).collect::<Vec<_>>().join("-")
+    }
+
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+    pub fn convs(&self) -> &[ConvLayer] {
+        &self.convs
+    }
+    pub fn denses(&self) -> &[DenseLayer] {
+        &self.denses
+    }
+    /// Every parameter tensor, in PyTorch's `state_dict` order (`conv1.weight`, `conv1.bias`, …, `fcN.bias`).
+    pub fn tensors(&self) -> &[ParamTensor] {
+        &self.tensors
+    }
+    /// Length of the flat parameter vector.
+    pub fn param_count(&self) -> usize {
+        self.param_count
+    }
+
+    /// Multiply-adds per image of the forward pass (1 MAC = 2 FLOPs).
+    pub fn forward_macs(&self) -> usize {
+        let conv: usize = self.convs.iter().map(|c| c.cout * c.side * c.side * c.cin * 9).sum();
+        conv + self.denses.iter().map(|d| d.inp * d.out).sum::<usize>()
+    }
+
+    /// FLOPs per trained image: the forward pass, every layer's weight gradient, and every layer's input gradient but
+    /// the first's.
+    pub fn train_flops_per_image(&self) -> usize {
+        let first = match (self.convs.first(), self.denses.first()) {
+            (Some(c), _) => c.cout * c.side * c.side * c.cin * 9,
+            (None, Some(d)) => d.inp * d.out,
+            (None, None) => 0,
+        };
+        2 * (3 * self.forward_macs() - first)
+    }
+}
+
+impl Default for Arch {
+    fn default() -> Self {
+        Arch::study()
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// One named parameter tensor inside the flat parameter vector.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamTensor {
     /// PyTorch's name, e.g. `conv1.weight`.
-    pub name: &'static str,
+    pub name: String,
     /// PyTorch's shape.
-    pub shape: &'static [usize],
+    pub shape: Vec<usize>,
     /// Offset in elements into the flat parameter vector.
     pub offset: usize,
     /// Fan-in used by PyTorch's default initialization (bound 1/sqrt(fan_in)).
@@ -61,33 +277,6 @@ impl ParamTensor {
     }
 }
 
-const fn tensor(name: &'static str, shape: &'static [usize], offset: usize, fan_in: usize) -> ParamTensor {
-    ParamTensor { name, shape, offset, fan_in }
-}
-
-pub const CONV1_W: usize = 0;
-pub const CONV1_B: usize = CONV1_W + C1 * 9;
-pub const CONV2_W: usize = CONV1_B + C1;
-pub const CONV2_B: usize = CONV2_W + C2 * C1 * 9;
-pub const FC1_W: usize = CONV2_B + C2;
-pub const FC1_B: usize = FC1_W + HIDDEN * FLAT;
-pub const FC2_W: usize = FC1_B + HIDDEN;
-pub const FC2_B: usize = FC2_W + CLASSES * HIDDEN;
-/// Total number of parameters (206,922).
-pub const PARAM_COUNT: usize = FC2_B + CLASSES;
-
-/// The eight tensors, in PyTorch's `state_dict` order.
-pub const PARAM_TENSORS: [ParamTensor; 8] = [
-    tensor("conv1.weight", &[C1, 1, 3, 3], CONV1_W, 9),
-    tensor("conv1.bias", &[C1], CONV1_B, 9),
-    tensor("conv2.weight", &[C2, C1, 3, 3], CONV2_W, C1 * 9),
-    tensor("conv2.bias", &[C2], CONV2_B, C1 * 9),
-    tensor("fc1.weight", &[HIDDEN, FLAT], FC1_W, FLAT),
-    tensor("fc1.bias", &[HIDDEN], FC1_B, FLAT),
-    tensor("fc2.weight", &[CLASSES, HIDDEN], FC2_W, HIDDEN),
-    tensor("fc2.bias", &[CLASSES], FC2_B, HIDDEN),
-];
-
 /// The named, seeded generator used for everything random (initialization, shuffling). Not `StdRng`, whose algorithm may
 /// change between `rand` versions.
 pub type Rng = Xoshiro256PlusPlus;
@@ -103,10 +292,10 @@ pub fn uniform01(rng: &mut Rng) -> f32 {
 
 /// PyTorch's default initialization for Conv2d and Linear: weights and biases uniform in ±1/sqrt(fan_in), drawn tensor by
 /// tensor in `state_dict` order from `Xoshiro256PlusPlus::seed_from_u64(seed)`.
-pub fn init_params(seed: u64) -> Vec<f32> {
+pub fn init_params(arch: &Arch, seed: u64) -> Vec<f32> {
     let mut rng = rng(seed);
-    let mut params = vec![0.0f32; PARAM_COUNT];
-    for t in PARAM_TENSORS {
+    let mut params = vec![0.0f32; arch.param_count()];
+    for t in arch.tensors() {
         let bound = 1.0 / (t.fan_in as f32).sqrt();
         for p in &mut params[t.range()] {
             *p = (2.0 * uniform01(&mut rng) - 1.0) * bound;
@@ -130,33 +319,77 @@ pub fn normalize_pixel(p: u8) -> f32 {
     (p as f32 / 255.0 - MNIST_MEAN) / MNIST_STD
 }
 
-/// Multiply-adds per image for each layer's forward pass (1 MAC = 2 FLOPs).
-pub const FORWARD_MACS: usize = C1 * H1 * H1 * 9 + C2 * P1 * P1 * C1 * 9 + FLAT * HIDDEN + HIDDEN * CLASSES;
-/// FLOPs per trained image: forward, plus weight gradients for every layer and input gradients for all but conv1.
-pub const TRAIN_FLOPS_PER_IMAGE: usize = 2 * (3 * FORWARD_MACS - C1 * H1 * H1 * 9);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn layout_is_contiguous_and_pytorch_sized() {
+        let arch = Arch::study();
         let mut next = 0;
-        for t in PARAM_TENSORS {
+        for t in arch.tensors() {
             assert_eq!(t.offset, next, "{}", t.name);
             next += t.len();
         }
-        assert_eq!(next, PARAM_COUNT);
-        assert_eq!(PARAM_COUNT, 206_922);
-        assert_eq!(FLAT, 1568);
+        assert_eq!(next, arch.param_count());
+        assert_eq!(arch.param_count(), 206_922);
+        assert_eq!(arch.denses()[0].inp, 1568);
+        let names: Vec<&str> = arch.tensors().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "conv1.weight",
+                "conv1.bias",
+                "conv2.weight",
+                "conv2.bias",
+                "fc1.weight",
+                "fc1.bias",
+                "fc2.weight",
+                "fc2.bias"
+            ]
+        );
+        assert_eq!(arch.tensors()[2].shape, [32, 16, 3, 3]);
+        assert_eq!(arch.describe(), "conv16-pool-conv32-pool-fc128-fc10");
+        // 7.1 MFLOP per trained image, as BENCHMARKS.md has always counted.
+        assert_eq!(arch.train_flops_per_image(), 2 * (3 * 1_218_048 - 112_896));
+    }
+
+    #[test]
+    fn descriptions_parse_and_bad_ones_name_the_part() {
+        for (name, desc, _) in PRESETS {
+            let a = Arch::parse(name).unwrap();
+            assert_eq!(a.describe(), desc);
+            assert_eq!(Arch::parse(desc).unwrap(), a);
+        }
+        let mlp = Arch::parse("fc64-fc10").unwrap();
+        assert_eq!((mlp.convs().len(), mlp.denses()[0].inp, mlp.param_count()), (0, 784, 784 * 64 + 64 + 64 * 10 + 10));
+        let no_pool = Arch::parse("conv8-fc10").unwrap();
+        assert_eq!(no_pool.denses()[0].inp, 8 * 28 * 28);
+        for (bad, says) in [
+            ("conv16-pool-conv32-pool-fc128", "10 classes"),
+            ("conv16-pool", "last layer must be a dense"),
+            ("conv16-conv32-pool-fc10", "must be followed by pool"),
+            ("pool-fc10", "right after a convolution"),
+            ("conv8-pool-pool-fc10", "right after a convolution"),
+            ("conv8-pool-conv8-pool-conv8-pool-fc10", "side must be even"),
+            ("fc10-conv8-fc10", "after a dense layer"),
+            ("conv16-pool-relu-fc10", "`relu` (part 3"),
+            ("convx-fc10", "whole number after `conv`"),
+            ("conv0-fc10", "outside 1..=4096"),
+            ("", "is not a layer"),
+        ] {
+            let e = Arch::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
     fn init_is_seeded_and_bounded() {
-        let a = init_params(1);
-        assert_eq!(a, init_params(1));
-        assert_ne!(a, init_params(2));
-        for t in PARAM_TENSORS {
+        let arch = Arch::study();
+        let a = init_params(&arch, 1);
+        assert_eq!(a, init_params(&arch, 1));
+        assert_ne!(a, init_params(&arch, 2));
+        for t in arch.tensors() {
             let bound = 1.0 / (t.fan_in as f32).sqrt();
             let s = &a[t.range()];
             assert!(s.iter().all(|v| v.abs() <= bound), "{}", t.name);

@@ -26,7 +26,7 @@ use crate::engine::{Engine, Metrics};
 use crate::gpu::network::GpuNetwork;
 use crate::gpu::ops::Family;
 use crate::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
-use crate::model;
+use crate::model::{self, Arch};
 use crate::train::{self, EpochReport, TrainConfig, TrainError};
 use crate::viz;
 
@@ -79,10 +79,11 @@ pub fn prepare_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The engine for `device` with `params`: training batches of `batch` from `data.train` (if `with_train`), and
-/// evaluation on `data.test`.
+/// The engine for `device` running `arch` with `params`: training batches of `batch` from `data.train` (if
+/// `with_train`), and evaluation on `data.test`.
 pub fn open_engine(
     device: &DeviceChoice,
+    arch: &Arch,
     batch: usize,
     data: &Mnist,
     with_train: bool,
@@ -93,7 +94,7 @@ pub fn open_engine(
         match open_gpu(selection, *kernels) {
             Ok(g) => {
                 info!("adapter: {}", g.adapter.line());
-                let net = GpuNetwork::new(g, batch, train, &data.test, params)?;
+                let net = GpuNetwork::new(g, arch, batch, train, &data.test, params)?;
                 info!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
                 return Ok(Box::new(net));
             }
@@ -104,7 +105,7 @@ pub fn open_engine(
         }
     }
     info!("device: CPU reference");
-    Ok(Box::new(CpuEngine::new(batch, train, &data.test, params)))
+    Ok(Box::new(CpuEngine::new(arch, batch, train, &data.test, params)))
 }
 
 /// One evaluation on the test set, as `forward-only --json` and `eval --json` print it (the same keys).
@@ -113,6 +114,8 @@ pub struct Evaluation {
     /// "forward-only" or "eval".
     pub command: String,
     pub adapter: DeviceInfo,
+    /// The network (`Arch::describe`).
+    pub arch: String,
     /// The seed of the random weights (forward-only), or None.
     pub seed: Option<u64>,
     /// The checkpoint evaluated (eval), or None.
@@ -144,20 +147,21 @@ fn log_metrics(label: &str, m: &Metrics) {
     );
 }
 
-/// The study's first half: the network with random weights from `seed`, evaluated on the test set (chance, about
-/// 10 %), with the pictures of its filters, activations, predictions and confusion matrix written into `out_dir`.
-pub fn forward_only(device: &DeviceChoice, data: &Mnist, seed: u64, out_dir: &Path) -> Result<Evaluation> {
+/// The study's first half: `arch` with random weights from `seed`, evaluated on the test set (chance, about 10 %),
+/// with the pictures of its filters, activations, predictions and confusion matrix written into `out_dir`.
+pub fn forward_only(device: &DeviceChoice, data: &Mnist, arch: &Arch, seed: u64, out_dir: &Path) -> Result<Evaluation> {
     prepare_out_dir(out_dir)?;
-    let params = model::init_params(seed);
-    let mut engine = open_engine(device, 64, data, false, &params)?;
+    let params = model::init_params(arch, seed);
+    let mut engine = open_engine(device, arch, 64, data, false, &params)?;
     let (m, preds, secs) = evaluation(engine.as_mut(), &format!("forward-only (random weights, seed {seed})"))?;
     info!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
-    let mut pictures = filter_pictures(out_dir, &params, None)?;
+    let mut pictures = filter_pictures(out_dir, arch, &params, None)?;
     pictures.extend(stage_pictures(out_dir, "before", engine.as_mut(), &data.test, &preds)?);
     info!("pictures: {} in {}", pictures.join(", "), out_dir.display());
     Ok(Evaluation {
         command: "forward-only".into(),
         adapter: engine.device(),
+        arch: arch.describe(),
         seed: Some(seed),
         checkpoint: None,
         test_accuracy: m.accuracy(),
@@ -169,14 +173,21 @@ pub fn forward_only(device: &DeviceChoice, data: &Mnist, seed: u64, out_dir: &Pa
     })
 }
 
-/// The weights of a checkpoint (gpu-cnn's or PyTorch's, see `checkpoint`) evaluated on the test set.
-pub fn evaluate_checkpoint(device: &DeviceChoice, data: &Mnist, path: &Path) -> Result<Evaluation> {
-    let ckpt = checkpoint::load(path)?;
-    let mut engine = open_engine(device, 64, data, false, &ckpt.params)?;
+/// The weights of a checkpoint (gpu-cnn's or PyTorch's, see `checkpoint`) evaluated on the test set, with the
+/// checkpoint's own architecture, which must be `arch` if that is given.
+pub fn evaluate_checkpoint(
+    device: &DeviceChoice,
+    data: &Mnist,
+    arch: Option<&Arch>,
+    path: &Path,
+) -> Result<Evaluation> {
+    let ckpt = checkpoint::load(path, arch)?;
+    let mut engine = open_engine(device, &ckpt.arch, 64, data, false, &ckpt.params)?;
     let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
     Ok(Evaluation {
         command: "eval".into(),
         adapter: engine.device(),
+        arch: ckpt.arch.describe(),
         seed: None,
         checkpoint: Some(path.display().to_string()),
         test_accuracy: m.accuracy(),
@@ -197,6 +208,9 @@ pub const DEFAULT_MOMENTUM: f64 = 0.9;
 /// A training run: hyperparameters, where it starts from, where it saves, where the pictures go.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// The network; None: the `init`/`resume` checkpoint's own, else the study's. A checkpoint of another network is
+    /// refused.
+    pub arch: Option<Arch>,
     /// Passes over the training set (a resumed run trains from its checkpoint's epoch up to this).
     pub epochs: usize,
     pub batch_size: usize,
@@ -220,6 +234,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
+            arch: None,
             epochs: DEFAULT_EPOCHS,
             batch_size: DEFAULT_BATCH_SIZE,
             lr: DEFAULT_LR,
@@ -257,6 +272,8 @@ impl Progress for () {}
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainOutcome {
     pub adapter: DeviceInfo,
+    /// The network (`Arch::describe`).
+    pub arch: String,
     pub hyperparameters: TrainConfig,
     /// The starting weights' test accuracy and loss (random weights unless `init`/`resume`).
     pub forward_only_test_accuracy: f64,
@@ -286,7 +303,8 @@ fn metadata(cfg: &TrainConfig, epochs_done: usize) -> std::collections::BTreeMap
 }
 
 fn save_state(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_done: usize) -> Result<()> {
-    let ckpt = Checkpoint { params: engine.params()?, metadata: metadata(cfg, epochs_done) };
+    let ckpt =
+        Checkpoint { arch: engine.arch().clone(), params: engine.params()?, metadata: metadata(cfg, epochs_done) };
     checkpoint::save_training(path, &ckpt, &engine.momentum()?)?;
     info!(
         "saved {} (after epoch {epochs_done}; momentum in {})",
@@ -296,10 +314,17 @@ fn save_state(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_done: 
     Ok(())
 }
 
-/// The starting point of a run: weights, momentum and epochs already done.
-fn starting_point(opts: &TrainOptions) -> Result<(Vec<f32>, Option<Vec<f32>>, usize)> {
+/// Where a run starts: the network, its weights, the momentum (when resuming) and the epochs already done.
+struct Start {
+    arch: Arch,
+    params: Vec<f32>,
+    momentum: Option<Vec<f32>>,
+    epochs_done: usize,
+}
+
+fn starting_point(opts: &TrainOptions) -> Result<Start> {
     if let Some(p) = &opts.resume {
-        let (ck, momentum) = checkpoint::load_training(p)?;
+        let (ck, momentum) = checkpoint::load_training(p, opts.arch.as_ref())?;
         let Some(momentum) = momentum else {
             bail!(
                 "--resume {}: no momentum state found (expected {}); use --init to start from its weights",
@@ -309,12 +334,15 @@ fn starting_point(opts: &TrainOptions) -> Result<(Vec<f32>, Option<Vec<f32>>, us
         };
         let done = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
         info!("resuming from {} after epoch {done}", p.display());
-        return Ok((ck.params, Some(momentum), done));
+        return Ok(Start { arch: ck.arch, params: ck.params, momentum: Some(momentum), epochs_done: done });
     }
     if let Some(p) = &opts.init {
-        return Ok((checkpoint::load(p)?.params, None, 0));
+        let ck = checkpoint::load(p, opts.arch.as_ref())?;
+        return Ok(Start { arch: ck.arch, params: ck.params, momentum: None, epochs_done: 0 });
     }
-    Ok((model::init_params(opts.seed), None, 0))
+    let arch = opts.arch.clone().unwrap_or_default();
+    let params = model::init_params(&arch, opts.seed);
+    Ok(Start { arch, params, momentum: None, epochs_done: 0 })
 }
 
 /// Trains the network with backpropagation and SGD: evaluates the starting weights, runs the epochs (evaluating and
@@ -341,7 +369,7 @@ pub fn train(
         Some(n) => data.train.take(n.min(data.train.len())),
         None => data.train.clone(),
     };
-    let (params, momentum, start_epoch) = starting_point(opts)?;
+    let Start { arch, params, momentum, epochs_done: start_epoch } = starting_point(opts)?;
     let cfg = TrainConfig {
         epochs: opts.epochs,
         batch_size: opts.batch_size,
@@ -351,14 +379,14 @@ pub fn train(
         train_images: train_split.len(),
     };
     info!(
-        "train: {} epochs, batch {}, SGD lr {} momentum {}, seed {}, {} training images",
+        "train: {arch}, {} epochs, batch {}, SGD lr {} momentum {}, seed {}, {} training images",
         cfg.epochs, cfg.batch_size, cfg.lr, cfg.momentum, cfg.seed, cfg.train_images
     );
     if cfg.epochs <= start_epoch {
         bail!("nothing to train: the checkpoint is already at epoch {start_epoch} and --epochs is {}", cfg.epochs);
     }
     let limited = Mnist { train: train_split, test: data.test.clone() };
-    let mut engine = open_engine(device, cfg.batch_size, &limited, true, &params)?;
+    let mut engine = open_engine(device, &arch, cfg.batch_size, &limited, true, &params)?;
     if let Some(m) = &momentum {
         engine.set_momentum(m)?;
     }
@@ -402,7 +430,7 @@ pub fn train(
                     // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
                     info!("interrupted: writing the pictures of the network as it stands");
                     let (_, preds) = engine.evaluate()?;
-                    filter_pictures(out, &params, Some(&engine.params()?))?;
+                    filter_pictures(out, &arch, &params, Some(&engine.params()?))?;
                     stage_pictures(out, "after", engine.as_mut(), &data.test, &preds)?;
                     if !epochs.is_empty() {
                         viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
@@ -420,7 +448,7 @@ pub fn train(
     let (after, preds_after, _) = evaluation(engine.as_mut(), "after training")?;
     info!("training time: {:.1} s", training_seconds);
     let tp = Instant::now();
-    pictures.extend(filter_pictures(out, &params, Some(&engine.params()?))?);
+    pictures.extend(filter_pictures(out, &arch, &params, Some(&engine.params()?))?);
     pictures.extend(stage_pictures(out, "after", engine.as_mut(), &data.test, &preds_after)?);
     viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
     pictures.push("curves.png".into());
@@ -429,6 +457,7 @@ pub fn train(
     info!("pictures: {} files in {} ({:.2} s)", pictures.len(), out.display(), picture_seconds);
     Ok(TrainOutcome {
         adapter: engine.device(),
+        arch: arch.describe(),
         hyperparameters: cfg,
         forward_only_test_accuracy: before.accuracy(),
         forward_only_test_loss: before.mean_loss(),
@@ -463,16 +492,19 @@ fn stage_pictures(
 }
 
 /// Filters before and after training on one shared colour scale (the larger of the two pictures' own scales), so the
-/// two pictures compare at a glance.
-fn filter_pictures(out: &Path, before: &[f32], after: Option<&[f32]>) -> Result<Vec<String>> {
+/// two pictures compare at a glance. None for a network without convolutions.
+fn filter_pictures(out: &Path, arch: &Arch, before: &[f32], after: Option<&[f32]>) -> Result<Vec<String>> {
+    if arch.convs().is_empty() {
+        return Ok(Vec::new());
+    }
     let (b_path, a_path) = (out.join("filters_before.png"), out.join("filters_after.png"));
     let b_title = "Filters, random weights (forward-only)";
-    let scale_b = viz::filters_png(&b_path, before, b_title, None)?;
+    let scale_b = viz::filters_png(&b_path, arch, before, b_title, None)?;
     let Some(after) = after else { return Ok(vec!["filters_before.png".into()]) };
     let a_title = "Filters after backpropagation";
-    let scale_a = viz::filters_png(&a_path, after, a_title, None)?;
+    let scale_a = viz::filters_png(&a_path, arch, after, a_title, None)?;
     let shared = scale_a.max(scale_b);
-    viz::filters_png(&b_path, before, b_title, Some(shared))?;
-    viz::filters_png(&a_path, after, a_title, Some(shared))?;
+    viz::filters_png(&b_path, arch, before, b_title, Some(shared))?;
+    viz::filters_png(&a_path, arch, after, a_title, Some(shared))?;
     Ok(vec!["filters_before.png".into(), "filters_after.png".into()])
 }

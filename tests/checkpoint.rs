@@ -5,12 +5,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use gpu_cnn::checkpoint::{self, check_finite, Checkpoint, CheckpointError, MAX_CHECKPOINT_BYTES};
-use gpu_cnn::model::{PARAM_COUNT, PARAM_TENSORS};
+use gpu_cnn::model::Arch;
 use proptest::prelude::*;
 
 /// Trained for 5 epochs by PyTorch (`benches/pytorch/torch_cnn.py --epochs 5 --save ...`, seed 0): test accuracy
 /// 99.02 %, loss 0.0282 in PyTorch.
 const PYTORCH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch_cnn_e5.safetensors");
+
+fn study() -> Arch {
+    Arch::study()
+}
+
+/// Parameters of the study's network.
+const PARAM_COUNT: usize = 206_922;
 
 /// Deterministic values that exercise the bit patterns: signs, -0.0, subnormals, extremes.
 fn values(seed: u32) -> Vec<f32> {
@@ -33,6 +40,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 fn full_ckpt() -> Checkpoint {
     Checkpoint {
+        arch: study(),
         params: values(1),
         metadata: BTreeMap::from([
             ("epoch".to_string(), "3".to_string()),
@@ -62,8 +70,8 @@ fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
 fn hand_built(edit: impl Fn(&str) -> Option<(String, &'static str, Vec<usize>)>) -> Vec<u8> {
     let mut entries = Vec::new();
     let mut offset = 0usize;
-    for t in PARAM_TENSORS {
-        let Some((name, dtype, shape)) = edit(t.name) else { continue };
+    for t in study().tensors() {
+        let Some((name, dtype, shape)) = edit(&t.name) else { continue };
         let elem = match dtype {
             "F64" | "I64" => 8,
             "F16" | "BF16" => 2,
@@ -81,7 +89,8 @@ fn hand_built(edit: impl Fn(&str) -> Option<(String, &'static str, Vec<usize>)>)
 }
 
 fn same(name: &str) -> Option<(String, &'static str, Vec<usize>)> {
-    let t = PARAM_TENSORS.iter().find(|t| t.name == name).unwrap();
+    let arch = study();
+    let t = arch.tensors().iter().find(|t| t.name == name).unwrap();
     Some((name.to_string(), "F32", t.shape.to_vec()))
 }
 
@@ -89,7 +98,7 @@ fn load_bytes(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     fs::write(&path, bytes).unwrap();
-    let r = checkpoint::load(&path);
+    let r = checkpoint::load(&path, None);
     if let Err(e) = &r {
         let msg = err_msg(e);
         assert!(msg.contains("bad.safetensors"), "names the path: {msg}");
@@ -110,7 +119,7 @@ fn roundtrip_params_only() {
     let path = dir.path().join("a.safetensors");
     let c = Checkpoint { params: values(7), ..Default::default() };
     checkpoint::save(&path, &c).unwrap();
-    let d = checkpoint::load(&path).unwrap();
+    let d = checkpoint::load(&path, None).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
     assert!(d.metadata.is_empty());
     assert_eq!(dir_entries(dir.path()), ["a.safetensors"], "no temp files left behind");
@@ -122,12 +131,12 @@ fn roundtrip_with_metadata() {
     let path = dir.path().join("b.safetensors");
     let c = full_ckpt();
     checkpoint::save(&path, &c).unwrap();
-    let d = checkpoint::load(&path).unwrap();
+    let d = checkpoint::load(&path, None).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
     assert_eq!(d.metadata, c.metadata);
     // Saving again over the existing file works and stays bit-identical.
     checkpoint::save(&path, &d).unwrap();
-    assert_eq!(bits(&checkpoint::load(&path).unwrap().params), bits(&c.params));
+    assert_eq!(bits(&checkpoint::load(&path, None).unwrap().params), bits(&c.params));
     assert_eq!(dir_entries(dir.path()), ["b.safetensors"]);
 }
 
@@ -140,7 +149,7 @@ fn training_state_keeps_momentum_beside_the_weights() {
     assert_eq!(dir_entries(dir.path()), ["run.momentum.safetensors", "run.safetensors"]);
     // The weights file is a plain checkpoint (8 tensors: what PyTorch's strict load takes).
     assert_eq!(safetensors::SafeTensors::deserialize(&fs::read(&path).unwrap()).unwrap().len(), 8);
-    let (d, m) = checkpoint::load_training(&path).unwrap();
+    let (d, m) = checkpoint::load_training(&path, None).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
     assert_eq!(bits(&m.unwrap()), bits(&values(2)));
     assert_eq!(d.metadata, c.metadata);
@@ -149,12 +158,12 @@ fn training_state_keeps_momentum_beside_the_weights() {
     let mut other = c.clone();
     other.metadata.insert("epoch".into(), "4".into());
     checkpoint::save(&path, &other).unwrap();
-    let e = checkpoint::load_training(&path).unwrap_err();
+    let e = checkpoint::load_training(&path, None).unwrap_err();
     assert!(err_msg(&e).contains("run.momentum.safetensors") && err_msg(&e).contains("does not match"), "{e}");
 
     // Without the momentum file: the weights alone.
     fs::remove_file(checkpoint::momentum_path(&path)).unwrap();
-    let (d, m) = checkpoint::load_training(&path).unwrap();
+    let (d, m) = checkpoint::load_training(&path, None).unwrap();
     assert!(m.is_none());
     assert_eq!(d.metadata, other.metadata);
 
@@ -163,7 +172,10 @@ fn training_state_keeps_momentum_beside_the_weights() {
     let mut inf = values(2);
     inf[PARAM_COUNT - 1] = f32::NEG_INFINITY;
     let e = checkpoint::save_training(&path, &c, &inf).unwrap_err();
-    assert!(matches!(e, CheckpointError::NonFinite { what: "momentum", name: "fc2.bias", index: 9, .. }), "{e:?}");
+    assert!(
+        matches!(e, CheckpointError::NonFinite { what: "momentum", ref name, index: 9, .. } if name == "fc2.bias"),
+        "{e:?}"
+    );
     let e = checkpoint::save_training(&path, &c, &[]).unwrap_err();
     assert!(matches!(e, CheckpointError::WrongLength { what: "momentum", .. }), "{e:?}");
     assert_eq!(fs::read(&path).unwrap(), before);
@@ -178,8 +190,8 @@ fn saved_file_has_pytorch_names_shapes_and_dtype() {
     let bytes = fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.len(), 8);
-    for t in PARAM_TENSORS {
-        let v = st.tensor(t.name).unwrap();
+    for t in study().tensors() {
+        let v = st.tensor(&t.name).unwrap();
         assert_eq!(v.dtype(), safetensors::Dtype::F32, "{}", t.name);
         assert_eq!(v.shape(), t.shape, "{}", t.name);
         let first = f32::from_le_bytes(v.data()[..4].try_into().unwrap());
@@ -189,11 +201,11 @@ fn saved_file_has_pytorch_names_shapes_and_dtype() {
 
 #[test]
 fn loads_pytorch_checkpoint() {
-    let c = checkpoint::load(Path::new(PYTORCH)).unwrap();
+    let c = checkpoint::load(Path::new(PYTORCH), None).unwrap();
     assert_eq!(c.params.len(), PARAM_COUNT);
     assert_eq!(c.metadata.get("format").map(String::as_str), Some("pt"));
-    check_finite(&c.params).unwrap();
-    for t in PARAM_TENSORS {
+    check_finite(&study(), &c.params).unwrap();
+    for t in study().tensors() {
         let v = &c.params[t.range()];
         let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let mean_sq = v.iter().map(|x| (x * x) as f64).sum::<f64>() / v.len() as f64;
@@ -205,7 +217,7 @@ fn loads_pytorch_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.safetensors");
     checkpoint::save(&path, &c).unwrap();
-    let d = checkpoint::load(&path).unwrap();
+    let d = checkpoint::load(&path, None).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
     assert_eq!(d.metadata, c.metadata);
 }
@@ -346,19 +358,19 @@ fn offsets_past_the_end_or_inconsistent() {
 #[test]
 fn directory_missing_and_too_large() {
     let dir = tempfile::tempdir().unwrap();
-    let e = checkpoint::load(dir.path()).unwrap_err();
+    let e = checkpoint::load(dir.path(), None).unwrap_err();
     assert!(matches!(e, CheckpointError::IsDirectory { .. }), "{e:?}");
     assert!(err_msg(&e).contains("is a directory"));
 
     let missing = dir.path().join("nope.safetensors");
-    let e = checkpoint::load(&missing).unwrap_err();
+    let e = checkpoint::load(&missing, None).unwrap_err();
     assert!(matches!(e, CheckpointError::Missing { .. }), "{e:?}");
     assert!(err_msg(&e).contains("nope.safetensors") && err_msg(&e).contains("does not exist"));
 
     // A sparse file just over the limit: refused by size before it is read.
     let big = dir.path().join("big.safetensors");
     fs::File::create(&big).unwrap().set_len(MAX_CHECKPOINT_BYTES + 1).unwrap();
-    let e = checkpoint::load(&big).unwrap_err();
+    let e = checkpoint::load(&big, None).unwrap_err();
     assert!(matches!(e, CheckpointError::TooLarge { .. }), "{e:?}");
     assert!(err_msg(&e).contains("limit"));
 }
@@ -372,23 +384,23 @@ fn failed_save_leaves_old_checkpoint_intact() {
     let before = fs::read(&path).unwrap();
 
     let mut nan = good.clone();
-    nan.params[PARAM_TENSORS[2].offset + 5] = f32::NAN;
+    nan.params[study().tensors()[2].offset + 5] = f32::NAN;
     let e = checkpoint::save(&path, &nan).unwrap_err();
-    assert!(matches!(e, CheckpointError::NonFinite { index: 5, name: "conv2.weight", .. }), "{e:?}");
+    assert!(matches!(e, CheckpointError::NonFinite { index: 5, ref name, .. } if name == "conv2.weight"), "{e:?}");
     let msg = err_msg(&e);
     assert!(msg.contains("NaN") && msg.contains("good.safetensors") && msg.contains("conv2.weight"), "{msg}");
 
     let mut inf = good.clone();
     inf.params[PARAM_COUNT - 1] = f32::NEG_INFINITY;
     let e = checkpoint::save(&path, &inf).unwrap_err();
-    assert!(matches!(e, CheckpointError::NonFinite { name: "fc2.bias", index: 9, .. }), "{e:?}");
+    assert!(matches!(e, CheckpointError::NonFinite { ref name, index: 9, .. } if name == "fc2.bias"), "{e:?}");
 
     let short = Checkpoint { params: vec![0.0; 10], ..Default::default() };
     let e = checkpoint::save(&path, &short).unwrap_err();
     assert!(matches!(e, CheckpointError::WrongLength { got: 10, .. }), "{e:?}");
 
     assert_eq!(fs::read(&path).unwrap(), before, "old checkpoint untouched");
-    assert_eq!(bits(&checkpoint::load(&path).unwrap().params), bits(&good.params));
+    assert_eq!(bits(&checkpoint::load(&path, None).unwrap().params), bits(&good.params));
     assert_eq!(dir_entries(dir.path()), ["good.safetensors"], "no temp files left behind");
 }
 
@@ -408,11 +420,11 @@ fn save_into_bad_places() {
 
 #[test]
 fn check_finite_accepts_finite_and_rejects_nan() {
-    assert!(check_finite(&values(9)).is_ok());
+    assert!(check_finite(&study(), &values(9)).is_ok());
     let mut v = values(9);
-    v[PARAM_TENSORS[7].offset] = f32::INFINITY;
-    let e = check_finite(&v).unwrap_err();
-    assert!(matches!(e, CheckpointError::NonFinite { name: "fc2.bias", index: 0, .. }), "{e:?}");
+    v[study().tensors()[7].offset] = f32::INFINITY;
+    let e = check_finite(&study(), &v).unwrap_err();
+    assert!(matches!(e, CheckpointError::NonFinite { ref name, index: 0, .. } if name == "fc2.bias"), "{e:?}");
     assert!(err_msg(&e).contains("inf"));
 }
 

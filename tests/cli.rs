@@ -193,6 +193,35 @@ fn help_lists_every_environment_variable_the_sources_read() {
     assert!(stderr.contains("WGPU_POWER_PREF") && stderr.contains("`turbo`"), "{stderr}");
 }
 
+/// `--arch`: a preset trains and says so; its checkpoint carries the network, so `eval` needs no `--arch` and refuses a
+/// different one; bad descriptions name the part that is wrong.
+#[test]
+fn arch_trains_saves_and_is_checked_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("tiny.safetensors");
+    let out = gpu_cnn()
+        .args(["train", "--arch", "tiny", "--epochs", "1", "--train-limit", "6400", "--json", "--save"])
+        .arg(&ck)
+        .arg("--out-dir")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v = json_of(&out.stdout);
+    assert_eq!(v["arch"], "conv4-pool-conv8-pool-fc32-fc10", "{v}");
+    let trained = v["test_accuracy"].as_f64().unwrap();
+    assert!(trained > 0.8, "tiny learns: {trained}");
+    let out = gpu_cnn().args(["eval", "--json", "--checkpoint"]).arg(&ck).assert().success().get_output().clone();
+    let e = json_of(&out.stdout);
+    assert_eq!((e["arch"].as_str(), e["test_accuracy"].as_f64()), (v["arch"].as_str(), Some(trained)));
+    fails_with(&["eval", "--arch", "study", "--checkpoint", ck.to_str().unwrap()], "holds the network conv4-pool");
+    fails_with(&["train", "--arch", "wide", "--resume", ck.to_str().unwrap()], "holds the network conv4-pool");
+    fails_with(&["train", "--arch", "conv16-conv32-pool-fc10"], "must be followed by pool");
+    fails_with(&["forward-only", "--arch", "conv8-pool-fc128"], "10 classes");
+    fails_with(&["bench", "--arch", "conv8-relu-fc10"], "`relu` (part 2");
+}
+
 #[test]
 fn bad_paths_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,9 @@
 //!
 //! Each backward op is checked against central differences of a random scalar objective of its forward op,
 //! `L = Σ r ⊙ y` with fixed random `r` (so `dy = r`), at every entry of every input; softmax cross-entropy, whose
-//! backward is by definition the gradient of the mean loss, is checked against that mean. Then the whole network's mean
-//! loss is checked with respect to a sample of entries of all eight parameter tensors and of the input.
+//! backward is by definition the gradient of the mean loss, is checked against that mean. Then a whole network's mean
+//! loss is checked with respect to a sample of entries of every parameter tensor and of the input: the study's network
+//! and others `--arch` can describe (a convolution without a pool, no convolution, odd channel counts).
 //!
 //! Agreement: `|fd − analytic| ≤ 1e-6 · max(1, |fd|, |analytic|)`. With `eps = 1e-6`, central differences have a
 //! truncation error of order `eps²·|L'''|` (≈ 1e-12; zero for the linear ops) and a rounding error of order
@@ -16,7 +17,7 @@
 //! (windows that ReLU zeroed entirely are exempt: they stay zero under a tiny perturbation), and a network probe whose
 //! ±eps perturbation changes any ReLU mask or max-pool argmax anyway is skipped and counted.
 
-use gpu_cnn::model::{init_params, C1, C2, CLASSES, FLAT, H1, HIDDEN, IMAGE_PIXELS, P1, PARAM_COUNT, PARAM_TENSORS};
+use gpu_cnn::model::{init_params, Arch, Layer, CLASSES, IMAGE_PIXELS};
 use gpu_cnn::reference::*;
 use rand::Rng;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -221,45 +222,90 @@ fn window_gaps(x: &[f64], planes: usize, h: usize, wd: usize) -> impl Iterator<I
     })
 }
 
+/// A pooled convolution's output (after ReLU) with its planes (n × channels) and side.
+type Pooled = (Vec<f64>, usize, usize);
+
+/// Every ReLU's input (pre-activation) in `arch`'s forward pass, and each pooled convolution's output, recomputed from
+/// the kept activations.
+fn pre_activations(arch: &Arch, params: &[f64], acts: &Activations<f64>) -> (Vec<f64>, Vec<Pooled>) {
+    let n = acts.n;
+    let (mut zs, mut pooled) = (Vec::new(), Vec::new());
+    let (mut convs, mut denses) = (arch.convs().iter(), arch.denses().iter());
+    for (i, layer) in arch.layers().iter().enumerate() {
+        let input = if i == 0 { &acts.x } else { &acts.outs[i - 1] };
+        match layer {
+            Layer::Conv(_) => {
+                let c = convs.next().unwrap();
+                let mut z = vec![0.0; acts.outs[i].len()];
+                let (w, b) = (&params[c.w_off..c.b_off], &params[c.b_off..c.b_off + c.cout]);
+                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.side, c.side);
+                zs.extend(&z);
+                if c.pool {
+                    pooled.push((acts.outs[i].clone(), n * c.cout, c.side));
+                }
+            }
+            Layer::Pool => {}
+            Layer::Dense(_) => {
+                let d = denses.next().unwrap();
+                if d.relu {
+                    let mut z = vec![0.0; acts.outs[i].len()];
+                    let (w, b) = (&params[d.w_off..d.b_off], &params[d.b_off..d.b_off + d.out]);
+                    dense_forward(input, w, b, &mut z, n, d.inp, d.out);
+                    zs.extend(&z);
+                }
+            }
+        }
+    }
+    (zs, pooled)
+}
+
 /// True when every ReLU input is at least `NETWORK_MARGIN` from 0 and every max-pool window with a positive maximum has
 /// a gap of at least `NETWORK_MARGIN` (a window of ReLU-zeroed values is a tie, but one that a tiny perturbation cannot break).
-fn away_from_kinks_and_ties(params: &[f64], acts: &Activations<f64>) -> bool {
-    let n = acts.n;
-    let t = |i: usize| &params[PARAM_TENSORS[i].range()];
-    let mut z1 = vec![0.0; acts.a1.len()];
-    conv2d_forward(&acts.x, t(0), t(1), &mut z1, n, 1, C1, H1, H1);
-    let mut z2 = vec![0.0; acts.a2.len()];
-    conv2d_forward(&acts.p1, t(2), t(3), &mut z2, n, C1, C2, P1, P1);
-    let mut zh = vec![0.0; acts.h.len()];
-    dense_forward(&acts.p2, t(4), t(5), &mut zh, n, FLAT, HIDDEN);
-    let relus_ok = z1.iter().chain(&z2).chain(&zh).all(|z| z.abs() >= NETWORK_MARGIN);
-    let pool_ok =
-        |a: &[f64], c, side| window_gaps(a, n * c, side, side).all(|(max, gap)| max <= 0.0 || gap >= NETWORK_MARGIN);
-    relus_ok && pool_ok(&acts.a1, C1, H1) && pool_ok(&acts.a2, C2, P1)
+fn away_from_kinks_and_ties(arch: &Arch, params: &[f64], acts: &Activations<f64>) -> bool {
+    let (zs, pooled) = pre_activations(arch, params, acts);
+    zs.iter().all(|z| z.abs() >= NETWORK_MARGIN)
+        && pooled.iter().all(|(a, planes, side)| {
+            window_gaps(a, *planes, *side, *side).all(|(max, gap)| max <= 0.0 || gap >= NETWORK_MARGIN)
+        })
 }
 
 /// The network's piecewise pattern: every ReLU mask and where each max-pool routes its gradient.
-fn pattern(acts: &Activations<f64>) -> Vec<bool> {
-    let n = acts.n;
-    let routes = |a: &[f64], c, side| {
-        let mut dx = vec![0.0; a.len()];
-        maxpool_backward(a, &vec![1.0; a.len() / 4], &mut dx, n, c, side, side);
-        dx
-    };
-    let (r1, r2) = (routes(&acts.a1, C1, H1), routes(&acts.a2, C2, P1));
-    [&acts.a1, &acts.a2, &acts.h, &r1, &r2].iter().flat_map(|v| v.iter().map(|&e| e > 0.0)).collect()
+fn pattern(arch: &Arch, acts: &Activations<f64>) -> Vec<bool> {
+    let mut out = Vec::new();
+    let (mut convs, mut denses) = (arch.convs().iter(), arch.denses().iter());
+    for (i, layer) in arch.layers().iter().enumerate() {
+        let a = &acts.outs[i];
+        match layer {
+            Layer::Conv(_) => {
+                let c = convs.next().unwrap();
+                out.extend(a.iter().map(|&e| e > 0.0));
+                if c.pool {
+                    let mut dx = vec![0.0; a.len()];
+                    maxpool_backward(a, &vec![1.0; a.len() / 4], &mut dx, acts.n, c.cout, c.side, c.side);
+                    out.extend(dx.iter().map(|&e| e > 0.0));
+                }
+            }
+            Layer::Pool => {}
+            Layer::Dense(_) => {
+                if denses.next().unwrap().relu {
+                    out.extend(a.iter().map(|&e| e > 0.0));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A network, a batch of `n` inputs and labels with no ReLU kink or max-pool tie within `NETWORK_MARGIN`, from `seed`
 /// (or the next seed that gives one).
-fn smooth_point(seed: u64, n: usize) -> (Vec<f64>, Vec<f64>, Vec<u8>) {
+fn smooth_point(arch: &Arch, seed: u64, n: usize) -> (Vec<f64>, Vec<f64>, Vec<u8>) {
     for attempt in 0..1000 {
         let mut r = rng(seed + attempt);
-        let params: Vec<f64> = init_params(seed + attempt).iter().map(|&p| p as f64).collect();
+        let params: Vec<f64> = init_params(arch, seed + attempt).iter().map(|&p| p as f64).collect();
         // Inputs spread over MNIST's normalized range [−0.42, 2.82].
         let x = uniform(&mut r, n * IMAGE_PIXELS, -0.5, 2.8);
         let labels = (0..n).map(|_| r.random_range(0..CLASSES as u8)).collect();
-        if away_from_kinks_and_ties(&params, &forward(&params, &x, n)) {
+        if away_from_kinks_and_ties(arch, &params, &forward(arch, &params, &x, n)) {
             eprintln!("network point: seed {}", seed + attempt);
             return (params, x, labels);
         }
@@ -269,15 +315,29 @@ fn smooth_point(seed: u64, n: usize) -> (Vec<f64>, Vec<f64>, Vec<u8>) {
 
 #[test]
 fn network_gradients() {
-    let n = 2;
-    let (params, x, labels) = smooth_point(100, n);
-    let loss = |p: &[f64], x: &[f64]| mean_loss(&forward(p, x, n), &labels);
-    let base = pattern(&forward(&params, &x, n));
-    let same_pattern = |p: &[f64], x: &[f64]| pattern(&forward(p, x, n)) == base;
+    network_gradients_of(&Arch::study(), 100);
+}
 
-    let acts = forward(&params, &x, n);
-    let (grads, dx) = backward(&params, &acts, &labels);
-    assert_eq!(grads.len(), PARAM_COUNT);
+/// Other networks `--arch` describes: a convolution feeding a dense layer without a pool, odd channel counts, two
+/// dense layers after a pooled pair, no convolution at all.
+#[test]
+fn network_gradients_of_other_architectures() {
+    for (desc, seed) in [("conv3-pool-conv5-fc12-fc10", 200), ("conv4-fc10", 300), ("fc24-fc16-fc10", 400)] {
+        eprintln!("--arch {desc}");
+        network_gradients_of(&Arch::parse(desc).unwrap(), seed);
+    }
+}
+
+fn network_gradients_of(arch: &Arch, seed: u64) {
+    let n = 2;
+    let (params, x, labels) = smooth_point(arch, seed, n);
+    let loss = |p: &[f64], x: &[f64]| mean_loss(&forward(arch, p, x, n), &labels);
+    let base = pattern(arch, &forward(arch, &params, &x, n));
+    let same_pattern = |p: &[f64], x: &[f64]| pattern(arch, &forward(arch, p, x, n)) == base;
+
+    let acts = forward(arch, &params, &x, n);
+    let (grads, dx) = backward(arch, &params, &acts, &labels);
+    assert_eq!(grads.len(), arch.param_count());
     assert_eq!(dx.len(), x.len());
 
     let mut r = rng(7);
@@ -315,8 +375,8 @@ fn network_gradients() {
         check(&format!("network d(mean loss)/d {name}"), &fd, &an);
     };
 
-    for t in PARAM_TENSORS {
-        probe(t.name, &params, t.range(), &grads, 16, &|p| loss(p, &x), &|p| same_pattern(p, &x));
+    for t in arch.tensors() {
+        probe(&t.name, &params, t.range(), &grads, 16, &|p| loss(p, &x), &|p| same_pattern(p, &x));
     }
     probe("x (input)", &x, 0..x.len(), &dx, 32, &|x| loss(&params, x), &|x| same_pattern(&params, x));
     eprintln!("network probes skipped because ±eps changed a ReLU mask or max-pool argmax: {skipped}");

@@ -9,8 +9,12 @@ use gpu_cnn::data::{self, Split};
 use gpu_cnn::gpu::network::GpuNetwork;
 use gpu_cnn::gpu::ops::{Caps, Family};
 use gpu_cnn::gpu::Gpu;
-use gpu_cnn::model::{self, normalize_pixel, PARAM_TENSORS};
+use gpu_cnn::model::{self, normalize_pixel, Arch};
 use gpu_cnn::reference::network;
+
+fn study() -> Arch {
+    Arch::study()
+}
 
 fn mnist() -> data::Mnist {
     data::load(&data::default_data_dir()).expect("data/mnist")
@@ -54,9 +58,9 @@ fn one_step_against_reference(gpu: Gpu, caps: Caps) {
     eprintln!("kernels: {}", caps.describe());
     let d = mnist();
     let train = d.train.take(640);
-    let params = model::init_params(7);
+    let params = model::init_params(&study(), 7);
     let batch = 64;
-    let mut net = GpuNetwork::with_caps(gpu, caps, batch, Some(&train), &d.test.take(500), &params).unwrap();
+    let mut net = GpuNetwork::with_caps(gpu, caps, &study(), batch, Some(&train), &d.test.take(500), &params).unwrap();
     let order = gpu_cnn::train::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     net.train_steps_raw(&order, lr, mu, 1).unwrap();
@@ -65,9 +69,9 @@ fn one_step_against_reference(gpu: Gpu, caps: Caps) {
     let gpu_params = net.params().unwrap();
 
     let (x, y) = batch_x(&train, &order[..batch]);
-    let (ref_loss, ref_grads) = network::loss_and_grads(&to_f64(&params), &to_f64(&x), &y);
+    let (ref_loss, ref_grads) = network::loss_and_grads(&study(), &to_f64(&params), &to_f64(&x), &y);
     // The same computation in f32 on the CPU: how far an honest f32 implementation lands from the f64 truth.
-    let (_, grads32) = network::loss_and_grads(&params, &x, &y);
+    let (_, grads32) = network::loss_and_grads(&study(), &params, &x, &y);
     // The loss is a mean of 64 f32 log-sum-exps over a deep f32 pipeline: 1e-5 relative is ~100 ulps of slack.
     assert!((gpu_loss - ref_loss).abs() <= 1e-5 * ref_loss, "loss: gpu {gpu_loss} vs reference {ref_loss}");
     eprintln!("step loss: gpu {gpu_loss:.8} reference {ref_loss:.8}");
@@ -75,7 +79,7 @@ fn one_step_against_reference(gpu: Gpu, caps: Caps) {
     // (conv1's: 50,176 terms per weight), so the error scale differs per tensor and per adapter's summation order.
     // Each tensor may be off by 4× what the f32 CPU reference is off, or 2e-6 of its largest gradient, whichever is
     // larger; an indexing or routing mistake is off by the size of a gradient itself.
-    for t in PARAM_TENSORS {
+    for t in study().tensors() {
         let r = &ref_grads[t.range()];
         let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let cpu32 = grads32[t.range()].iter().zip(r).map(|(&g, &r)| (g as f64 - r).abs()).fold(0.0, f64::max);
@@ -113,8 +117,8 @@ fn twenty_steps(gpu: Gpu, caps: Caps) {
     let d = mnist();
     let batch = 32;
     let train = d.train.take(batch * 20);
-    let mut params = model::init_params(3);
-    let mut net = GpuNetwork::with_caps(gpu, caps, batch, Some(&train), &d.test.take(250), &params).unwrap();
+    let mut params = model::init_params(&study(), 3);
+    let mut net = GpuNetwork::with_caps(gpu, caps, &study(), batch, Some(&train), &d.test.take(250), &params).unwrap();
     let order = gpu_cnn::train::epoch_order(3, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     net.train_steps_raw(&order, lr, mu, 20).unwrap();
@@ -122,7 +126,7 @@ fn twenty_steps(gpu: Gpu, caps: Caps) {
     let mut momentum = vec![0.0f32; params.len()];
     for (s, chunk) in order.chunks(batch).enumerate() {
         let (x, y) = batch_x(&train, chunk);
-        let loss = network::train_step(&mut params, &mut momentum, &x, &y, lr, mu);
+        let loss = network::train_step(&study(), &mut params, &mut momentum, &x, &y, lr, mu);
         let g = gpu_losses[s];
         eprintln!("step {s}: gpu {g:.6} cpu {loss:.6}");
         // Two f32 trainings drift apart by rounding; over 20 steps they stay within 1e-3 relative.
@@ -143,8 +147,8 @@ fn run(
     start: Option<&(Checkpoint, Option<Vec<f32>>)>,
     epochs: std::ops::Range<usize>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let params = start.map_or_else(|| model::init_params(11), |(c, _)| c.params.clone());
-    let mut net = GpuNetwork::with_caps(gpu, caps, 64, Some(train), test, &params).unwrap();
+    let params = start.map_or_else(|| model::init_params(&study(), 11), |(c, _)| c.params.clone());
+    let mut net = GpuNetwork::with_caps(gpu, caps, &study(), 64, Some(train), test, &params).unwrap();
     if let Some((_, m)) = start {
         net.set_momentum(m.as_ref().expect("the momentum file"));
     }
@@ -189,8 +193,9 @@ fn bit_identical_and_resumable(gpu1: Gpu, caps: Caps, train: &Split, test: &Spli
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mid.safetensors");
     let meta = [("epochs_done".to_string(), "1".to_string())].into_iter().collect();
-    checkpoint::save_training(&path, &Checkpoint { params: params_1, metadata: meta }, &momentum_1).unwrap();
-    let loaded = checkpoint::load_training(&path).unwrap();
+    checkpoint::save_training(&path, &Checkpoint { arch: study(), params: params_1, metadata: meta }, &momentum_1)
+        .unwrap();
+    let loaded = checkpoint::load_training(&path, None).unwrap();
     let (losses_2, params_2, _) = run(gpu("second half").unwrap(), caps, &train, &test, Some(&loaded), 1..2);
     let resumed: Vec<u32> = losses_1.iter().chain(&losses_2).map(|l| l.to_bits()).collect();
     assert_eq!(resumed, losses_a.iter().map(|l| l.to_bits()).collect::<Vec<_>>(), "resumed losses differ");
@@ -212,12 +217,12 @@ fn evaluation(gpu: Gpu, caps: Caps) {
     let d = mnist();
     // More than one evaluation chunk of either family, and a partial last one.
     let test = d.test.take(2777);
-    let params = model::init_params(5);
-    let mut net = GpuNetwork::with_caps(gpu, caps, 64, None, &test, &params).unwrap();
+    let params = model::init_params(&study(), 5);
+    let mut net = GpuNetwork::with_caps(gpu, caps, &study(), 64, None, &test, &params).unwrap();
     let (m, preds) = GpuNetwork::evaluate(&mut net).unwrap();
     let all: Vec<u32> = (0..test.len() as u32).collect();
     let (x, y) = batch_x(&test, &all);
-    let (loss_sum, correct) = network::evaluate(&params, &x, &y);
+    let (loss_sum, correct) = network::evaluate(&study(), &params, &x, &y);
     assert_eq!(m.count, test.len());
     assert!((m.loss_sum - loss_sum).abs() <= 1e-5 * loss_sum, "loss sum: gpu {} vs cpu {loss_sum}", m.loss_sum);
     // Random weights give small logit margins; allow a prediction to flip on a near-tie, but not more than one.
@@ -236,14 +241,75 @@ fn probe(gpu: Gpu, caps: Caps) {
     eprintln!("kernels: {}", caps.describe());
     let d = mnist();
     let test = d.test.take(300);
-    let params = model::init_params(9);
-    let mut net = GpuNetwork::with_caps(gpu, caps, 64, None, &test, &params).unwrap();
+    let params = model::init_params(&study(), 9);
+    let mut net = GpuNetwork::with_caps(gpu, caps, &study(), 64, None, &test, &params).unwrap();
     let samples = [3u32, 299, 0, 42];
     let p = net.probe(&samples).unwrap();
     let (x, _) = batch_x(&test, &samples);
-    let acts = network::forward(&to_f64(&params), &to_f64(&x), samples.len());
+    let acts = network::forward(&study(), &to_f64(&params), &to_f64(&x), samples.len());
     assert_close("probe x", &p.x, &to_f64(&x), &|_| 1e-6, 1e-6);
-    assert_close("probe a1", &p.a1, &acts.a1, &|_| 1e-5, 1e-5);
-    assert_close("probe a2", &p.a2, &acts.a2, &|_| 1e-5, 1e-5);
-    assert_close("probe logits", &p.logits, &acts.logits, &|_| 1e-5, 1e-5);
+    let maps = acts.conv_maps(&study());
+    assert_eq!(p.maps.len(), 2);
+    for (k, (m, want)) in p.maps.iter().zip(maps).enumerate() {
+        assert_close(&format!("probe conv{} maps", k + 1), &m.values, want, &|_| 1e-5, 1e-5);
+    }
+    assert_close("probe logits", &p.logits, acts.logits(), &|_| 1e-5, 1e-5);
+}
+
+/// A random small network `--arch` can describe, from `seed`: zero to two convolutions of 1 to 9 channels (a pool after
+/// each, or none after the last), zero to two hidden dense layers of 1 to 40 features, then the 10 classes.
+fn random_arch(seed: u64) -> Arch {
+    let mut r = model::rng(seed);
+    let mut pick = |n: u32| (model::uniform01(&mut r) * n as f32) as usize;
+    let mut layers = Vec::new();
+    let convs = pick(3);
+    for i in 0..convs {
+        layers.push(model::Layer::Conv(1 + pick(9)));
+        if i + 1 < convs || pick(2) == 1 {
+            layers.push(model::Layer::Pool);
+        }
+    }
+    for _ in 0..pick(3) {
+        layers.push(model::Layer::Dense(1 + pick(40)));
+    }
+    layers.push(model::Layer::Dense(10));
+    Arch::new(layers).expect("a valid architecture")
+}
+
+/// Generated networks on the GPU: one whole training step (loss, every gradient, the parameters after SGD) against the
+/// f64 reference, in every kernel family that can run the network (the simd family cannot take some; it says why).
+#[test]
+fn generated_networks_train_like_the_reference() {
+    let Some(gpu) = gpu_for_families("generated_networks_train_like_the_reference") else { return };
+    let variants = gpu_cnn::check::variants(&gpu, true);
+    let h = gpu_cnn::check::Harness::new(gpu);
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..6 {
+        let arch = random_arch(1000 + seed);
+        if !seen.insert(arch.describe()) {
+            continue;
+        }
+        let rows = gpu_cnn::check::training_steps(&h, &arch, &variants);
+        let runnable = variants.iter().filter(|c| gpu_cnn::gpu::network::fits(&arch, **c).is_ok()).count();
+        eprintln!("--arch {arch}: {} rows in {runnable} of {} kernel variants", rows.len(), variants.len());
+        assert!(runnable >= 1, "{arch}: the tiled family runs every network");
+        assert_eq!(rows.len(), runnable, "{arch}: one row (loss, each gradient, the parameters) per variant");
+        for r in &rows {
+            assert!(r.passed, "{arch} [{}]: {}", r.variant, r.failure.clone().unwrap_or_default());
+        }
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
+
+    // Two the simd kernels cannot run (a convolution on 7×7: odd rows; conv2's weights past the uniform window): the
+    // tiled family does, and `fits` says why the simd one does not.
+    for (desc, why) in
+        [("conv4-pool-conv4-pool-conv4-fc10", "must be even"), ("conv32-pool-conv32-fc10", "uniform window")]
+    {
+        let arch = Arch::parse(desc).unwrap();
+        let err = gpu_cnn::gpu::network::fits(&arch, Caps::simd(false)).unwrap_err();
+        assert!(err.contains(why), "{desc}: {err}");
+        let rows = gpu_cnn::check::training_steps(&h, &arch, &variants);
+        assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["tiled"], "{desc}");
+        assert!(rows[0].passed, "{desc}: {}", rows[0].failure.clone().unwrap_or_default());
+    }
 }

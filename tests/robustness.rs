@@ -33,8 +33,8 @@ fn kill_during_save_leaves_a_loadable_checkpoint() {
         std::thread::sleep(Duration::from_millis(5 + (round * 37) % 60));
         signal(child.id(), "-KILL");
         let _ = child.wait();
-        let ck =
-            checkpoint::load(&path).unwrap_or_else(|e| panic!("round {round}: checkpoint unreadable after kill: {e}"));
+        let ck = checkpoint::load(&path, None)
+            .unwrap_or_else(|e| panic!("round {round}: checkpoint unreadable after kill: {e}"));
         let iteration: f32 = ck.metadata["iteration"].parse().unwrap();
         assert_eq!(ck.params[0], iteration, "round {round}: weights and metadata from different saves");
         assert!(ck.params.iter().all(|v| v.is_finite()));
@@ -107,7 +107,7 @@ fn ctrl_c_saves_and_exits_non_zero() {
     assert_eq!(status.code(), Some(130), "an interrupted run must exit with 130:\n{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let saved = checkpoint::load(&ck).unwrap_or_else(|e| panic!("no checkpoint after Ctrl-C: {e}\n{stderr}"));
+    let saved = checkpoint::load(&ck, None).unwrap_or_else(|e| panic!("no checkpoint after Ctrl-C: {e}\n{stderr}"));
     // What it could write: the pictures of the network as it stood.
     assert!(
         dir.path().join("filters_after.png").exists() && dir.path().join("predictions_after.png").exists(),

@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{random, random_labels};
-use gpu_cnn::engine::Probe;
-use gpu_cnn::model::{self, C1, C2, CLASSES, H1, IMAGE_PIXELS, P1};
+use gpu_cnn::engine::{FeatureMaps, Probe};
+use gpu_cnn::model::{self, Arch, CLASSES, IMAGE_PIXELS};
 use gpu_cnn::train::EpochReport;
 use gpu_cnn::viz::{self, VizError};
 
@@ -57,16 +57,29 @@ fn assert_only(dir: &Path, names: &[&str]) {
     assert_eq!(found, want);
 }
 
-/// A probe of `n` images: normalized inputs in MNIST's range, ReLU-like activations (about half zeros), random logits.
-fn synthetic_probe(n: usize, seed: u64) -> (Probe, Vec<u8>) {
+/// A probe of `n` images of `arch`: normalized inputs in MNIST's range, ReLU-like activations (about half zeros),
+/// random logits.
+fn synthetic_probe_of(arch: &Arch, n: usize, seed: u64) -> (Probe, Vec<u8>) {
     let relu = |v: Vec<f32>| v.into_iter().map(|a| a.max(0.0)).collect();
+    let maps = arch
+        .convs()
+        .iter()
+        .map(|c| FeatureMaps {
+            channels: c.cout,
+            side: c.side,
+            values: relu(random(n * c.cout * c.side * c.side, -1.0, 1.5, seed + c.index as u64)),
+        })
+        .collect();
     let probe = Probe {
         x: random(n * IMAGE_PIXELS, -0.4242, 2.8215, seed),
-        a1: relu(random(n * C1 * H1 * H1, -1.0, 1.5, seed + 1)),
-        a2: relu(random(n * C2 * P1 * P1, -2.0, 3.0, seed + 2)),
-        logits: random(n * CLASSES, -4.0, 4.0, seed + 3),
+        maps,
+        logits: random(n * CLASSES, -4.0, 4.0, seed + 30),
     };
     (probe, (0..n).map(|i| (i % CLASSES) as u8).collect())
+}
+
+fn synthetic_probe(n: usize, seed: u64) -> (Probe, Vec<u8>) {
+    synthetic_probe_of(&Arch::study(), n, seed)
 }
 
 fn epochs(n: usize) -> Vec<EpochReport> {
@@ -92,26 +105,38 @@ fn step_losses(n: usize) -> Vec<f32> {
 #[test]
 fn filters_png_draws_both_layers_and_honours_the_scale() {
     let (_tmp, dir) = scratch("filters");
-    let before = model::init_params(1);
+    let arch = Arch::study();
+    let before = model::init_params(&arch, 1);
     let path = dir.as_path().join("filters_before.png");
-    let s = viz::filters_png(&path, &before, "conv filters before training", None).unwrap();
+    let s = viz::filters_png(&path, &arch, &before, "conv filters before training", None).unwrap();
     // init draws within ±1/√fan_in, so the largest |w|·√fan_in is just under 1.
     assert!(s > 0.9 && s <= 1.0, "scale {s}");
     check_png(&path, 740, 942);
 
     let mut after = before.clone();
-    for w in &mut after[model::CONV1_W..model::CONV2_B] {
+    for w in &mut after[..arch.convs()[1].w_off] {
         *w *= 2.0;
     }
     let path = dir.as_path().join("filters_after.png");
-    assert_eq!(viz::filters_png(&path, &after, "conv filters after training", Some(2.5)).unwrap(), 2.5);
+    assert_eq!(viz::filters_png(&path, &arch, &after, "conv filters after training", Some(2.5)).unwrap(), 2.5);
     check_png(&path, 740, 942);
     assert_only(dir.as_path(), &["filters_before.png", "filters_after.png"]);
 
-    let err = viz::filters_png(&path, &after[1..], "short", None).unwrap_err();
+    let err = viz::filters_png(&path, &arch, &after[1..], "short", None).unwrap_err();
     assert!(matches!(err, VizError::Input { .. }), "{err}");
-    let err = viz::filters_png(&path, &after, "bad scale", Some(-1.0)).unwrap_err();
+    let err = viz::filters_png(&path, &arch, &after, "bad scale", Some(-1.0)).unwrap_err();
     assert!(matches!(err, VizError::Input { .. }), "{err}");
+
+    // Other networks: one convolution; a wide pair (smaller conv2 tiles, a wider picture); none (an error, named).
+    for (desc, width, height) in [("conv4-fc10", 740, 414), ("wide", 828, 1722)] {
+        let other = Arch::parse(desc).unwrap();
+        let path = dir.as_path().join(format!("filters_{}.png", other.convs().len()));
+        viz::filters_png(&path, &other, &model::init_params(&other, 2), desc, None).unwrap();
+        check_png(&path, width, height);
+    }
+    let mlp = Arch::parse("fc16-fc10").unwrap();
+    let err = viz::filters_png(&path, &mlp, &model::init_params(&mlp, 2), "mlp", None).unwrap_err();
+    assert!(err.to_string().contains("no convolution"), "{err}");
 }
 
 #[test]
@@ -123,10 +148,17 @@ fn activations_png_has_one_row_per_digit() {
         viz::activations_png(&path, &probe, &labels, "feature maps").unwrap();
         check_png(&path, 908, 68 + 70 * n as u32 + 44);
     }
+    // Other networks: each convolution's maps (the first 32 of a wider layer), or only the input without any.
+    for (desc, width) in [("conv4-fc10", 230), ("wide", 1148), ("fc16-fc10", 152)] {
+        let (probe, labels) = synthetic_probe_of(&Arch::parse(desc).unwrap(), 2, 7);
+        let path = dir.as_path().join(format!("activations_{}.png", desc.len()));
+        viz::activations_png(&path, &probe, &labels, desc).unwrap();
+        check_png(&path, width, 68 + 70 * 2 + 44);
+    }
     let (mut probe, labels) = synthetic_probe(3, 5);
-    probe.a2.pop();
+    probe.maps[1].values.pop();
     let err = viz::activations_png(&dir.as_path().join("bad.png"), &probe, &labels, "bad").unwrap_err();
-    assert!(matches!(err, VizError::Input { .. }) && err.to_string().contains("probe.a2"), "{err}");
+    assert!(matches!(err, VizError::Input { .. }) && err.to_string().contains("probe.maps[1]"), "{err}");
 }
 
 #[test]
@@ -183,11 +215,12 @@ fn curves_png_works_for_many_few_and_no_steps() {
 #[test]
 fn unwritable_targets_are_errors_naming_the_path() {
     let (_tmp, dir) = scratch("unwritable");
-    let params = model::init_params(3);
+    let arch = Arch::study();
+    let params = model::init_params(&arch, 3);
     let (probe, labels) = synthetic_probe(2, 3);
 
     let missing = dir.as_path().join("no-such-dir").join("filters.png");
-    let err = viz::filters_png(&missing, &params, "t", None).unwrap_err();
+    let err = viz::filters_png(&missing, &arch, &params, "t", None).unwrap_err();
     assert!(matches!(err, VizError::Io { .. }), "{err}");
     assert!(err.to_string().contains("no-such-dir"), "{err}");
     eprintln!("{err}");
@@ -196,7 +229,7 @@ fn unwritable_targets_are_errors_naming_the_path() {
     let taken = dir.as_path().join("taken.png");
     std::fs::create_dir(&taken).unwrap();
     let results: [(&str, Result<(), VizError>); 5] = [
-        ("filters", viz::filters_png(&taken, &params, "t", None).map(|_| ())),
+        ("filters", viz::filters_png(&taken, &arch, &params, "t", None).map(|_| ())),
         ("activations", viz::activations_png(&taken, &probe, &labels, "t")),
         ("predictions", viz::predictions_png(&taken, &probe, &labels, "t")),
         ("confusion", viz::confusion_png(&taken, &[1, 2], &labels, "t")),
@@ -232,8 +265,9 @@ fn real_mnist_pictures() {
     let out: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/viz-demo");
     std::fs::create_dir_all(&out).unwrap();
 
-    let init = model::init_params(model::DEFAULT_SEED);
-    let mut engine = CpuEngine::new(64, Some(&train), &test, &init);
+    let arch = Arch::study();
+    let init = model::init_params(&arch, model::DEFAULT_SEED);
+    let mut engine = CpuEngine::new(&arch, 64, Some(&train), &test, &init);
     let samples = viz::probe_samples(&test.labels);
     let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
     let draw = |engine: &mut CpuEngine, tag: &str, when: &str, scale: Option<f32>| -> f32 {
@@ -241,6 +275,7 @@ fn real_mnist_pictures() {
         let probe = engine.probe(&samples).unwrap();
         let s = viz::filters_png(
             &out.join(format!("filters_{tag}.png")),
+            &Arch::study(),
             &engine.params().unwrap(),
             &format!("conv filters {when}"),
             scale,

@@ -112,12 +112,14 @@ pub struct CheckReport {
 }
 
 /// What to check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Every variant the device can run, not only those the engine would use there.
     pub all_variants: bool,
     /// The network's shapes only (for `bench`): a minute on lavapipe becomes seconds.
     pub quick: bool,
+    /// A network whose whole training step is checked too, beside the study's (`--arch`).
+    pub arch: Option<crate::model::Arch>,
 }
 
 /// Collects comparisons into rows.
@@ -213,6 +215,16 @@ pub fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<Ch
     rows.into_rows()
 }
 
+/// One whole training step of `arch` in each of `variants` whose kernels can run it (`gpu::network::fits`), against
+/// the f64 reference: the loss, every gradient tensor, the parameters after SGD.
+pub fn training_steps(h: &Harness, arch: &crate::model::Arch, variants: &[Caps]) -> Vec<CheckRow> {
+    let mut rows = Rows::default();
+    for caps in variants.iter().filter(|c| crate::gpu::network::fits(arch, **c).is_ok()) {
+        network::training_step(h, *caps, arch, &mut rows);
+    }
+    rows.into_rows()
+}
+
 /// Runs every check on `gpu`: each op group, then a whole training step and an evaluation per variant.
 pub fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
     let t0 = Instant::now();
@@ -226,10 +238,13 @@ pub fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
     }
     let mut net = Rows::default();
     for caps in &variants {
-        network::training_step(&h, *caps, &mut net);
+        network::training_step(&h, *caps, &crate::model::Arch::study(), &mut net);
         network::evaluation(&h, *caps, &mut net);
     }
     rows.extend(net.into_rows());
+    if let Some(arch) = opts.arch.as_ref().filter(|a| **a != crate::model::Arch::study()) {
+        rows.extend(training_steps(&h, arch, &variants));
+    }
     let passed = rows.iter().all(|r| r.passed);
     CheckReport {
         adapter,

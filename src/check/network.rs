@@ -6,7 +6,7 @@ use super::{compare, Rows};
 use crate::data::Split;
 use crate::gpu::network::GpuNetwork;
 use crate::gpu::ops::Caps;
-use crate::model::{self, normalize_pixel, IMAGE_PIXELS, PARAM_TENSORS};
+use crate::model::{self, normalize_pixel, Arch, IMAGE_PIXELS};
 use crate::reference::network;
 
 /// `n` images that look a little like digits to the network: mostly background, some ink; labels 0..9.
@@ -32,48 +32,51 @@ fn batch(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
 fn with_network(
     h: &Harness,
     caps: Caps,
+    arch: &Arch,
     train: &Split,
     test: &Split,
     params: &[f32],
     f: &mut dyn FnMut(&mut GpuNetwork),
 ) {
     let gpu = h.gpu.reopen();
-    match gpu.and_then(|g| GpuNetwork::with_caps(g, caps, 64, Some(train), test, params)) {
+    match gpu.and_then(|g| GpuNetwork::with_caps(g, caps, arch, 64, Some(train), test, params)) {
         Ok(mut net) => f(&mut net),
         Err(e) => panic!("the network on {}: {e}", h.gpu.adapter.line()),
     }
 }
 
-/// One full training step from the same weights on one batch of 64: the loss within 1e-5, each gradient tensor within
-/// 4× what the f32 CPU reference is off (or 2e-6 of its largest gradient), the parameters after SGD within 1e-6.
-pub fn training_step(h: &Harness, caps: Caps, rows: &mut Rows) {
+/// One full training step of `arch` from the same weights on one batch of 64: the loss within 1e-5, each gradient
+/// tensor within 4× what the f32 CPU reference is off (or 2e-6 of its largest gradient), the parameters after SGD
+/// within 1e-6. The rows are "training step" (the study's network) or "training step <arch>".
+pub fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows) {
     let variant = caps.describe();
+    let kernel = if *arch == Arch::study() { "training step".to_string() } else { format!("training step {arch}") };
     let (train, test) = (synthetic(640, 21), synthetic(100, 22));
-    let params = model::init_params(7);
+    let params = model::init_params(arch, 7);
     let order = crate::train::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     let (x, y) = batch(&train, &order[..64]);
-    let (ref_loss, ref_grads) = network::loss_and_grads(&to_f64(&params), &to_f64(&x), &y);
-    let (_, grads32) = network::loss_and_grads(&params, &x, &y);
-    with_network(h, caps, &train, &test, &params, &mut |net| {
+    let (ref_loss, ref_grads) = network::loss_and_grads(arch, &to_f64(&params), &to_f64(&x), &y);
+    let (_, grads32) = network::loss_and_grads(arch, &params, &x, &y);
+    with_network(h, caps, arch, &train, &test, &params, &mut |net| {
         net.train_steps_raw(&order, lr, mu, 1).expect("a training step");
         let loss = net.step_losses(1).expect("the step loss")[0];
         let grads = net.grads().expect("the gradients");
         let after = net.params().expect("the parameters");
-        rows.add("training step", &variant, compare("loss", &[loss], &[ref_loss], &|_| 0.0, 1e-5));
-        for t in PARAM_TENSORS {
+        rows.add(&kernel, &variant, compare("loss", &[loss], &[ref_loss], &|_| 0.0, 1e-5));
+        for t in arch.tensors() {
             let r = &ref_grads[t.range()];
             let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let cpu32 = grads32[t.range()].iter().zip(r).map(|(&g, &r)| (g as f64 - r).abs()).fold(0.0, f64::max);
             let tol = (4.0 * cpu32).max(2e-6 * scale);
             let c = compare(&format!("grad {}", t.name), &grads[t.range()], r, &|_| tol, 0.0);
-            rows.add("training step", &variant, c);
+            rows.add(&kernel, &variant, c);
         }
         let mut want = params.clone();
         let mut v = vec![0.0f32; params.len()];
         let g32: Vec<f32> = ref_grads.iter().map(|&g| g as f32).collect();
         crate::reference::sgd_step(&mut want, &g32, &mut v, lr, mu);
-        rows.add("training step", &variant, compare("params after SGD", &after, &to_f64(&want), &|_| 1e-6, 1e-5));
+        rows.add(&kernel, &variant, compare("params after SGD", &after, &to_f64(&want), &|_| 1e-6, 1e-5));
     });
 }
 
@@ -82,11 +85,12 @@ pub fn training_step(h: &Harness, caps: Caps, rows: &mut Rows) {
 pub fn evaluation(h: &Harness, caps: Caps, rows: &mut Rows) {
     let variant = caps.describe();
     let (train, test) = (synthetic(64, 23), synthetic(2777, 24));
-    let params = model::init_params(5);
+    let arch = Arch::study();
+    let params = model::init_params(&arch, 5);
     let all: Vec<u32> = (0..test.len() as u32).collect();
     let (x, y) = batch(&test, &all);
-    let (loss_sum, correct) = network::evaluate(&params, &x, &y);
-    with_network(h, caps, &train, &test, &params, &mut |net| {
+    let (loss_sum, correct) = network::evaluate(&arch, &params, &x, &y);
+    with_network(h, caps, &arch, &train, &test, &params, &mut |net| {
         let (m, _) = net.evaluate().expect("an evaluation");
         rows.add("evaluation", &variant, compare("loss sum", &[m.loss_sum as f32], &[loss_sum], &|_| 0.0, 1e-5));
         let c = compare("correct", &[m.correct as f32], &[correct as f64], &|_| 1.0, 0.0);

@@ -47,6 +47,8 @@ pub enum GpuError {
     Readback { what: String, adapter: String, message: String },
     #[error("{variable}: {message}")]
     Config { variable: &'static str, message: String },
+    #[error("--arch {arch}: {message} (--kernels tiled runs any architecture)")]
+    Arch { arch: String, message: String },
 }
 
 /// What the user asked for with `--adapter` and `--backend`.

@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 
 use crate::data::Split;
-use crate::engine::{Engine, Metrics, Probe};
-use crate::model::*;
+use crate::engine::{Engine, FeatureMaps, Metrics, Probe};
+use crate::model::{Arch, ConvLayer, DenseLayer, CLASSES, IMAGE_PIXELS};
 
-use super::kernels::{Access, Kernel, Kernels, STEP_BYTES};
+use super::kernels::{Access, Kernel, Kernels, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 use super::ops::conv2d::{self, Conv};
 use super::ops::dense::{self, Dense, Source};
 use super::ops::softmax_cross_entropy::{self, StatsLayout};
@@ -35,37 +35,106 @@ const PIPELINE_THREADS: usize = 2;
 /// Training steps recorded into one command buffer before it is submitted.
 pub const STEPS_PER_SUBMIT: usize = 32;
 
-pub const CONV1: Conv = Conv { cin: 1, cout: C1, h: H1, w: H1, w_off: CONV1_W, b_off: CONV1_B };
-pub const CONV2: Conv = Conv { cin: C1, cout: C2, h: P1, w: P1, w_off: CONV2_W, b_off: CONV2_B };
-pub const FC1: Dense = Dense { inp: FLAT, out: HIDDEN, w_off: FC1_W, b_off: FC1_B };
-pub const FC2: Dense = Dense { inp: HIDDEN, out: CLASSES, w_off: FC2_W, b_off: FC2_B };
-
-/// The forward pass of the study's network, tiles sized for `batch`: conv1 → conv2 (each with bias, ReLU and max-pool)
-/// → fc1 (ReLU) → fc2, from `x` to `logits`.
-pub fn forward(caps: Caps, batch: usize) -> Lowered {
-    conv2d::forward(caps, &CONV1, batch, true, true, "x", "a1", "p1")
-        .layer("conv1")
-        .then(conv2d::forward(caps, &CONV2, batch, true, true, "p1", "a2", "p2").layer("conv2"))
-        .then(dense::forward(caps, &FC1, batch, true, "p2", "h").layer("fc1"))
-        .then(dense::forward(caps, &FC2, batch, false, "h", "logits").layer("fc2"))
+/// Names of the buffers the lowered network reads and writes: `x` and `y` (the loaded batch), each layer's output
+/// (`conv1.out`, `conv1.pooled`, `fc1.out`, …, the last dense layer's is `logits`) and the gradient of each layer's
+/// pre-activation (`conv1.dz`, `fc1.dz`, …, `dlogits`).
+fn out_name(arch: &Arch, d: &DenseLayer) -> String {
+    if d.index == arch.denses().len() {
+        "logits".into()
+    } else {
+        format!("fc{}.out", d.index)
+    }
 }
 
-/// The backward pass, from `dlogits` to every gradient in `grads`: each layer's weight gradient, then the gradient
-/// of its input through the ReLU (and max-pool) before it.
-pub fn backward(caps: Caps, batch: usize) -> Lowered {
-    let pooled2 = Source::PooledRelu { a: "a2", ph: P2, pw: P2 };
-    dense::backward_weight(caps, &FC2, batch, "h", "dlogits", "grads")
-        .then(dense::backward_input(caps, &FC2, batch, "dlogits", "dh", Source::Relu("h")))
-        .layer("fc2")
-        .then(dense::backward_weight(caps, &FC1, batch, "p2", "dh", "grads").layer("fc1"))
-        .then(dense::backward_input(caps, &FC1, batch, "dh", "dz2", pooled2).layer("fc1"))
-        .then(conv2d::backward_weight(caps, &CONV2, batch, "p1", "dz2", "grads", "conv2").layer("conv2"))
-        .then(conv2d::backward_input(caps, &CONV2, batch, "dz2", "dz1", Some("a1")).layer("conv2"))
-        .then(conv2d::backward_weight(caps, &CONV1, batch, "x", "dz1", "grads", "conv1").layer("conv1"))
+fn dz_name(arch: &Arch, d: &DenseLayer) -> String {
+    if d.index == arch.denses().len() {
+        "dlogits".into()
+    } else {
+        format!("fc{}.dz", d.index)
+    }
+}
+
+fn conv_op(c: &ConvLayer) -> Conv {
+    Conv { cin: c.cin, cout: c.cout, h: c.side, w: c.side, w_off: c.w_off, b_off: c.b_off }
+}
+
+fn dense_op(d: &DenseLayer) -> Dense {
+    Dense { inp: d.inp, out: d.out, w_off: d.w_off, b_off: d.b_off }
+}
+
+/// What a dense layer reads: the input, the last convolution's output (pooled or not), or the dense layer before.
+fn dense_input(arch: &Arch, d: &DenseLayer) -> String {
+    match (d.index, arch.convs().last()) {
+        (1, None) => "x".into(),
+        (1, Some(c)) if c.pool => format!("conv{}.pooled", c.index),
+        (1, Some(c)) => format!("conv{}.out", c.index),
+        (i, _) => format!("fc{}.out", i - 1),
+    }
+}
+
+/// What a convolution reads: the input, or the pooled output of the convolution before (`Arch` puts a pool between
+/// two convolutions).
+fn conv_input(c: &ConvLayer) -> String {
+    if c.index == 1 {
+        "x".into()
+    } else {
+        format!("conv{}.pooled", c.index - 1)
+    }
+}
+
+/// The forward pass of `arch`, tiles sized for `batch`: every convolution (with bias, ReLU and its max-pool fused),
+/// then every dense layer (ReLU but for the last), from `x` to `logits`.
+pub fn forward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
+    let mut l = Lowered::default();
+    for cl in arch.convs() {
+        let (out, pooled) = (format!("conv{}.out", cl.index), format!("conv{}.pooled", cl.index));
+        let op = conv2d::forward(caps, &conv_op(cl), batch, true, cl.pool, &conv_input(cl), &out, &pooled);
+        l = l.then(op.layer(&format!("conv{}", cl.index)));
+    }
+    for d in arch.denses() {
+        let op = dense::forward(caps, &dense_op(d), batch, d.relu, &dense_input(arch, d), &out_name(arch, d));
+        l = l.then(op.layer(&format!("fc{}", d.index)));
+    }
+    l
+}
+
+/// The backward pass, from `dlogits` to every gradient in `grads`: layer by layer from the last, its weight gradient,
+/// then the gradient of its input through the ReLU (and max-pool) that produced it (none for the first layer).
+pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
+    let mut l = Lowered::default();
+    for d in arch.denses().iter().rev() {
+        let (name, dz, x) = (format!("fc{}", d.index), dz_name(arch, d), dense_input(arch, d));
+        l = l.then(dense::backward_weight(caps, &dense_op(d), batch, &x, &dz, "grads").layer(&name));
+        let last_conv = arch.convs().last();
+        let (dx, source) = match (d.index, last_conv) {
+            (1, None) => continue,
+            (1, Some(c)) if c.pool => {
+                let a = format!("conv{}.out", c.index);
+                let side = c.out_side();
+                (format!("conv{}.dz", c.index), Some((a, side)))
+            }
+            (1, Some(c)) => (format!("conv{}.dz", c.index), Some((format!("conv{}.out", c.index), 0))),
+            (i, _) => (dz_name(arch, &arch.denses()[i - 2]), Some((format!("fc{}.out", i - 1), 0))),
+        };
+        let (a, side) = source.expect("a source");
+        let src = if side > 0 { Source::PooledRelu { a: &a, ph: side, pw: side } } else { Source::Relu(&a) };
+        l = l.then(dense::backward_input(caps, &dense_op(d), batch, &dz, &dx, src).layer(&name));
+    }
+    for cl in arch.convs().iter().rev() {
+        let (name, dz) = (format!("conv{}", cl.index), format!("conv{}.dz", cl.index));
+        let op = conv_op(cl);
+        l = l.then(conv2d::backward_weight(caps, &op, batch, &conv_input(cl), &dz, "grads", &name).layer(&name));
+        if cl.index > 1 {
+            let (dx, a) = (format!("conv{}.dz", cl.index - 1), format!("conv{}.out", cl.index - 1));
+            l = l.then(conv2d::backward_input(caps, &op, batch, &dz, &dx, Some(&a)).layer(&name));
+        }
+    }
+    l
 }
 
 /// Everything a `GpuNetwork` dispatches, as plans over named buffers.
 pub struct Program {
+    pub arch: Arch,
     pub caps: Caps,
     pub batch: usize,
     pub eval_batch: usize,
@@ -80,15 +149,19 @@ pub struct Program {
     pub eval: Lowered,
 }
 
-/// Lowers the network for a device of `caps`, training batches of `batch` from `train_len` images (0: no training)
-/// and evaluation over `test_len` images.
-pub fn lower(caps: Caps, batch: usize, train_len: usize, test_len: usize) -> Program {
+/// Lowers `arch` for a device of `caps`, training batches of `batch` from `train_len` images (0: no training) and
+/// evaluation over `test_len` images.
+pub fn lower(arch: &Arch, caps: Caps, batch: usize, train_len: usize, test_len: usize) -> Program {
     let eval_batch = eval_batch(caps.family);
     let steps = train_len.div_ceil(batch) + test_len.div_ceil(eval_batch);
     let stats = StatsLayout::new(steps);
     let loss = |backward| softmax_cross_entropy::loss(backward, CLASSES, stats, "logits", "y", "dlogits");
-    let train = forward(caps, batch).then(loss(true)).then(backward(caps, batch)).then(sgd::step(PARAM_COUNT));
+    let train = forward(arch, caps, batch)
+        .then(loss(true))
+        .then(backward(arch, caps, batch))
+        .then(sgd::step(arch.param_count()));
     Program {
+        arch: arch.clone(),
         caps,
         batch,
         eval_batch,
@@ -97,7 +170,7 @@ pub fn lower(caps: Caps, batch: usize, train_len: usize, test_len: usize) -> Pro
         load_test: load_batch::load(test_len, "test.data", "test.order", "x", "y"),
         load_probe: load_batch::load(test_len, "test.data", "probe.order", "x", "y"),
         train,
-        eval: forward(caps, eval_batch).then(loss(false)),
+        eval: forward(arch, caps, eval_batch).then(loss(false)),
     }
 }
 
@@ -112,30 +185,50 @@ impl Program {
     fn tensors(&self) -> Vec<(String, usize)> {
         let (b, cap) = (self.batch, self.batch.max(self.eval_batch));
         let probe = b.max(PROBE_MAX);
-        let mut t: Vec<(String, usize)> = [
-            ("x", cap * IMAGE_PIXELS),
-            ("y", cap),
-            ("a1", probe * C1 * H1 * H1),
-            ("p1", cap * C1 * P1 * P1),
-            ("a2", probe * C2 * P1 * P1),
-            ("p2", cap * FLAT),
-            ("h", cap * HIDDEN),
-            ("logits", cap * CLASSES),
-            ("dlogits", b * CLASSES),
-            ("dh", b * HIDDEN),
-            ("dz2", b * C2 * P1 * P1),
-            ("dz1", b * C1 * H1 * H1),
-            ("grads", PARAM_COUNT),
-            ("momentum", PARAM_COUNT),
-        ]
-        .into_iter()
-        .map(|(n, f)| (n.to_string(), f))
-        .collect();
+        let arch = &self.arch;
+        let count = arch.param_count();
+        let mut t: Vec<(String, usize)> = vec![
+            ("x".into(), cap * IMAGE_PIXELS),
+            ("y".into(), cap),
+            ("grads".into(), count),
+            ("momentum".into(), count),
+        ];
+        for c in arch.convs() {
+            let maps = c.cout * c.side * c.side;
+            // A pooled convolution stores its pre-pool output only for training and the probe.
+            let stored = if c.pool { probe } else { cap.max(PROBE_MAX) };
+            t.push((format!("conv{}.out", c.index), stored * maps));
+            t.push((format!("conv{}.pooled", c.index), if c.pool { cap * maps / 4 } else { 1 }));
+            t.push((format!("conv{}.dz", c.index), b * maps));
+        }
+        for d in arch.denses() {
+            t.push((out_name(arch, d), cap * d.out));
+            t.push((dz_name(arch, d), b * d.out));
+        }
         for l in self.load_train.iter().chain([&self.load_test, &self.train, &self.eval]) {
             t.extend(l.temps.iter().map(|tmp| (tmp.name.clone(), tmp.floats)));
         }
         t
     }
+}
+
+/// Whether the kernels of `caps` can run `arch`: the simd family reads rows as pairs (even sides only) and the
+/// convolutions' weights through a uniform window of `WEIGHT_WINDOW_BYTES` at the start of the parameters.
+pub fn fits(arch: &Arch, caps: Caps) -> Result<(), String> {
+    if caps.family != Family::Simd {
+        return Ok(());
+    }
+    for c in arch.convs() {
+        conv2d::check_shape(&conv_op(c)).map_err(|e| format!("the simd kernels cannot run conv{}: {e}", c.index))?;
+        let end = 4 * (c.b_off + c.cout) as u64;
+        if end > WEIGHT_WINDOW_BYTES {
+            return Err(format!(
+                "the simd kernels cannot run conv{}: its weights end at byte {end} of the parameters, past the {WEIGHT_WINDOW_BYTES}-byte uniform window they read them through",
+                c.index
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One pipeline the engine can create: its shader, entry point and override constants.
@@ -159,7 +252,7 @@ pub fn all_pipeline_specs() -> Vec<PipelineSpec> {
     };
     for caps in [Caps::simd(true), Caps::simd(false), Caps::tiled()] {
         for batch in [64, 1024] {
-            for p in lower(caps, batch, 60_000, 10_000).plans() {
+            for p in lower(&Arch::study(), caps, batch, 60_000, 10_000).plans() {
                 add(p.entry, p.constants.clone());
             }
         }
@@ -244,6 +337,7 @@ struct Hyper {
 /// The study's network on one GPU.
 pub struct GpuNetwork {
     pub gpu: Gpu,
+    pub arch: Arch,
     pub caps: Caps,
     pub batch: usize,
     pub eval_batch: usize,
@@ -265,16 +359,21 @@ pub struct GpuNetwork {
 
 impl GpuNetwork {
     /// Uploads the data, creates every buffer and pipeline, and sets the parameters. The kernels are the device's
-    /// (`gpu.caps`).
+    /// (`gpu.caps`), or the tiled family where the simd kernels cannot take `arch` (said in a warning).
     pub fn new(
         gpu: Gpu,
+        arch: &Arch,
         batch: usize,
         train: Option<&Split>,
         test: &Split,
         params: &[f32],
     ) -> Result<GpuNetwork, GpuError> {
-        let caps = gpu.caps;
-        Self::with_caps(gpu, caps, batch, train, test, params)
+        let mut caps = gpu.caps;
+        if let Err(why) = fits(arch, caps) {
+            log::warn!("{why}; running the tiled kernels instead");
+            caps = Caps::tiled();
+        }
+        Self::with_caps(gpu, caps, arch, batch, train, test, params)
     }
 
     /// The same with the kernels of `caps` (tests compare families on one device; a simd `caps` with subgroups needs
@@ -282,16 +381,18 @@ impl GpuNetwork {
     pub fn with_caps(
         gpu: Gpu,
         caps: Caps,
+        arch: &Arch,
         batch: usize,
         train: Option<&Split>,
         test: &Split,
         params: &[f32],
     ) -> Result<GpuNetwork, GpuError> {
-        assert_eq!(params.len(), PARAM_COUNT);
+        assert_eq!(params.len(), arch.param_count());
         assert!(batch > 0);
         assert!(!caps.subgroups_of_8 || gpu.subgroups_of_8, "subgroup kernels on a device without them");
+        fits(arch, caps).map_err(|message| GpuError::Arch { arch: arch.describe(), message })?;
         let train_len = train.map_or(0, |s| s.len());
-        let program = lower(caps, batch, train_len, test.len());
+        let program = lower(arch, caps, batch, train_len, test.len());
         let f32b = |n: usize| (n * 4) as u64;
         // The largest activation decides whether the batch fits the adapter's binding limit: say so up front.
         let tensors = program.tensors();
@@ -322,7 +423,10 @@ impl GpuNetwork {
         for (name, floats) in &sizes {
             buffers.insert(name.clone(), gpu.storage(name, f32b(*floats))?);
         }
-        buffers.insert("params".into(), gpu.storage_init("params", bytemuck::cast_slice(params))?);
+        // At least the simd convolutions' uniform weight window, zero-padded (a small network is smaller).
+        let mut padded = params.to_vec();
+        padded.resize(params.len().max(WEIGHT_WINDOW_BYTES as usize / 4), 0.0);
+        buffers.insert("params".into(), gpu.storage_init("params", bytemuck::cast_slice(&padded))?);
         buffers.insert("probe.order".into(), gpu.storage("probe order", 4 * PROBE_MAX as u64)?);
         buffers.insert("test.data".into(), test.data.clone());
         buffers.insert("test.order".into(), test.order.clone());
@@ -417,6 +521,7 @@ impl GpuNetwork {
 
         Ok(GpuNetwork {
             gpu,
+            arch: arch.clone(),
             caps,
             batch,
             eval_batch: program.eval_batch,
@@ -445,25 +550,25 @@ impl GpuNetwork {
     }
 
     pub fn set_params(&self, params: &[f32]) {
-        assert_eq!(params.len(), PARAM_COUNT);
+        assert_eq!(params.len(), self.arch.param_count());
         self.gpu.queue.write_buffer(self.buffer("params"), 0, bytemuck::cast_slice(params));
     }
 
     pub fn set_momentum(&self, momentum: &[f32]) {
-        assert_eq!(momentum.len(), PARAM_COUNT);
+        assert_eq!(momentum.len(), self.arch.param_count());
         self.gpu.queue.write_buffer(self.buffer("momentum"), 0, bytemuck::cast_slice(momentum));
     }
 
     pub fn params(&self) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("params"), 0, PARAM_COUNT, "the parameters")
+        self.gpu.read_f32(self.buffer("params"), 0, self.arch.param_count(), "the parameters")
     }
 
     pub fn momentum(&self) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("momentum"), 0, PARAM_COUNT, "the momentum")
+        self.gpu.read_f32(self.buffer("momentum"), 0, self.arch.param_count(), "the momentum")
     }
 
     pub fn grads(&self) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("grads"), 0, PARAM_COUNT, "the gradients")
+        self.gpu.read_f32(self.buffer("grads"), 0, self.arch.param_count(), "the gradients")
     }
 
     fn offset(&self, entry: usize) -> u32 {
@@ -542,7 +647,7 @@ impl GpuNetwork {
     fn begin_epoch(&self, order: &[u32], lr: f32, momentum: f32) {
         let train = self.train.as_ref().expect("GpuNetwork was built without a training set");
         assert_eq!(order.len(), train.len);
-        let hyper = Hyper { lr, momentum, count: PARAM_COUNT as u32, _pad: 0 };
+        let hyper = Hyper { lr, momentum, count: self.arch.param_count() as u32, _pad: 0 };
         self.gpu.queue.write_buffer(self.buffer("hyper"), 0, bytemuck::bytes_of(&hyper));
         self.gpu.queue.write_buffer(&train.order, 0, bytemuck::cast_slice(order));
         self.clear_metrics();
@@ -734,10 +839,16 @@ impl GpuNetwork {
         }
         let idx = self.gpu.queue.submit([enc.finish()]);
         self.gpu.wait(Some(idx), "the probe forward pass")?;
+        let mut maps = Vec::new();
+        for c in self.arch.convs() {
+            let floats = n * c.cout * c.side * c.side;
+            let what = format!("conv{} activations", c.index);
+            let values = self.gpu.read_f32(self.buffer(&format!("conv{}.out", c.index)), 0, floats, &what)?;
+            maps.push(FeatureMaps { channels: c.cout, side: c.side, values });
+        }
         Ok(Probe {
             x: self.gpu.read_f32(self.buffer("x"), 0, n * IMAGE_PIXELS, "probe inputs")?,
-            a1: self.gpu.read_f32(self.buffer("a1"), 0, n * C1 * H1 * H1, "conv1 activations")?,
-            a2: self.gpu.read_f32(self.buffer("a2"), 0, n * C2 * P1 * P1, "conv2 activations")?,
+            maps,
             logits: self.gpu.read_f32(self.buffer("logits"), 0, n * CLASSES, "logits")?,
         })
     }
@@ -753,6 +864,9 @@ impl GpuNetwork {
 impl Engine for GpuNetwork {
     fn device(&self) -> crate::device::DeviceInfo {
         crate::device::DeviceInfo::of(&self.gpu.adapter, &self.caps)
+    }
+    fn arch(&self) -> &Arch {
+        &self.arch
     }
     fn train_epoch(
         &mut self,
@@ -799,7 +913,7 @@ mod tests {
     /// the sizing functions the network dispatches with: no GPU needed.
     #[test]
     fn a_batch_of_64_fills_a_132_multiprocessor_gpu() {
-        let program = lower(Caps::tiled(), 64, 60_000, 10_000);
+        let program = lower(&Arch::study(), Caps::tiled(), 64, 60_000, 10_000);
         let mut checked = 0;
         for p in &program.train.plans {
             let (flops, groups) = ((p.flops)(64), (p.groups)(64));
@@ -816,7 +930,7 @@ mod tests {
         const { assert!(TARGET_GROUPS >= 2 * 132) };
         // The checker fails where a kernel would not fill the GPU: the simd family's fc1 forward launches 32
         // workgroups of 8 threads.
-        let simd = lower(Caps::simd(false), 64, 60_000, 10_000);
+        let simd = lower(&Arch::study(), Caps::simd(false), 64, 60_000, 10_000);
         let fc1 = simd.train.plans.iter().find(|p| p.label == "dense_forward fc1").expect("fc1");
         assert!((fc1.groups)(64) < 2 * 132);
     }

@@ -1,4 +1,4 @@
-//! The study's CNN on the CPU, built only from the reference ops of this module:
+//! Any `model::Arch` on the CPU, built only from the reference ops of this module. The study's network:
 //!
 //! ```text
 //! x [n,1,28,28] → conv1 (1→16, 3×3, pad 1) → ReLU → a1 [n,16,28,28] → maxpool 2×2 → p1 [n,16,14,14]
@@ -6,7 +6,7 @@
 //!   → fc1 (1568→128) → ReLU → h [n,128] → fc2 (128→10) → logits [n,10] → softmax cross-entropy (mean over the batch)
 //! ```
 //!
-//! Parameters are one flat vector in the layout of `crate::model` (`PARAM_TENSORS`), and so are the gradients.
+//! Parameters are one flat vector in the architecture's layout (`Arch::tensors`), and so are the gradients.
 //! `forward`/`backward`/`loss_and_grads` are generic (f64 for gradient checks); `train_step` and `evaluate` are the f32
 //! "CPU device", which splits a batch over threads without giving up determinism.
 
@@ -15,140 +15,158 @@ use super::{
     dense_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward, sgd_step,
     softmax_cross_entropy_backward, softmax_cross_entropy_forward,
 };
-use crate::model::{C1, C2, CLASSES, FLAT, H1, HIDDEN, IMAGE_PIXELS, P1, P2, PARAM_COUNT, PARAM_TENSORS};
+use crate::model::{Arch, Layer, CLASSES, IMAGE_PIXELS};
 use num_traits::Float;
 use std::ops::Range;
 
-/// What the forward pass keeps for the backward pass. ReLU outputs stand in for pre-activations (ReLU's and max-pool's
-/// backward read them), as on the GPU.
+/// What the forward pass keeps for the backward pass: the input and every layer's output. ReLU outputs stand in for
+/// pre-activations (ReLU's and max-pool's backward read them), as on the GPU.
 #[derive(Clone, Debug)]
 pub struct Activations<T> {
     /// The normalized input, `[n, 1, 28, 28]`.
     pub x: Vec<T>,
-    /// conv1 + ReLU, `[n, 16, 28, 28]`.
-    pub a1: Vec<T>,
-    /// First max-pool, `[n, 16, 14, 14]`.
-    pub p1: Vec<T>,
-    /// conv2 + ReLU, `[n, 32, 14, 14]`.
-    pub a2: Vec<T>,
-    /// Second max-pool, `[n, 32, 7, 7]`, i.e. the flattened `[n, 1568]` that fc1 reads.
-    pub p2: Vec<T>,
-    /// fc1 + ReLU, `[n, 128]`.
-    pub h: Vec<T>,
-    /// fc2, `[n, 10]`.
-    pub logits: Vec<T>,
+    /// One per layer of the architecture: a convolution's output after ReLU `[n, C, S, S]` (before its pool), a pool's
+    /// output, a dense layer's output (after ReLU, but for the last: the logits `[n, 10]`).
+    pub outs: Vec<Vec<T>>,
     /// Batch size.
     pub n: usize,
+}
+
+impl<T> Activations<T> {
+    pub fn logits(&self) -> &[T] {
+        self.outs.last().expect("an architecture has layers")
+    }
+    /// The outputs of the convolutions (after ReLU, before any pool), in order: what the pictures show.
+    pub fn conv_maps(&self, arch: &Arch) -> Vec<&[T]> {
+        arch.layers().iter().zip(&self.outs).filter(|(l, _)| matches!(l, Layer::Conv(_))).map(|(_, o)| &o[..]).collect()
+    }
 }
 
 fn zeros<T: Float>(len: usize) -> Vec<T> {
     vec![T::zero(); len]
 }
 
-/// The eight tensors of a flat parameter vector, in `PARAM_TENSORS` order
-/// (conv1.weight, conv1.bias, conv2.weight, conv2.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias).
-fn split_params<T>(flat: &[T]) -> [&[T]; 8] {
-    assert_eq!(flat.len(), PARAM_COUNT, "parameter vector length");
-    PARAM_TENSORS.map(|t| &flat[t.range()])
-}
-
-/// The same, mutable (for filling the gradient vector).
-fn split_params_mut<T>(flat: &mut [T]) -> [&mut [T]; 8] {
-    assert_eq!(flat.len(), PARAM_COUNT, "parameter vector length");
-    let mut rest = flat;
-    PARAM_TENSORS.map(|t| {
-        let (head, tail) = std::mem::take(&mut rest).split_at_mut(t.len());
-        rest = tail;
-        head
-    })
-}
-
 /// The forward pass of `n` images `x` `[n, 1, 28, 28]` (normalized), keeping every activation the backward pass needs.
-pub fn forward<T: Float>(params: &[T], x: &[T], n: usize) -> Activations<T> {
+pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activations<T> {
     assert_eq!(x.len(), n * IMAGE_PIXELS, "input length");
-    let [conv1_w, conv1_b, conv2_w, conv2_b, fc1_w, fc1_b, fc2_w, fc2_b] = split_params(params);
-
-    let mut z1 = zeros(n * C1 * H1 * H1);
-    conv2d_forward(x, conv1_w, conv1_b, &mut z1, n, 1, C1, H1, H1);
-    let mut a1 = zeros(z1.len());
-    relu_forward(&z1, &mut a1);
-    let mut p1 = zeros(n * C1 * P1 * P1);
-    maxpool_forward(&a1, &mut p1, n, C1, H1, H1);
-
-    let mut z2 = zeros(n * C2 * P1 * P1);
-    conv2d_forward(&p1, conv2_w, conv2_b, &mut z2, n, C1, C2, P1, P1);
-    let mut a2 = zeros(z2.len());
-    relu_forward(&z2, &mut a2);
-    let mut p2 = zeros(n * C2 * P2 * P2);
-    maxpool_forward(&a2, &mut p2, n, C2, P1, P1);
-
-    let mut zh = zeros(n * HIDDEN);
-    dense_forward(&p2, fc1_w, fc1_b, &mut zh, n, FLAT, HIDDEN);
-    let mut h = zeros(zh.len());
-    relu_forward(&zh, &mut h);
-    let mut logits = zeros(n * CLASSES);
-    dense_forward(&h, fc2_w, fc2_b, &mut logits, n, HIDDEN, CLASSES);
-
-    Activations { x: x.to_vec(), a1, p1, a2, p2, h, logits, n }
+    assert_eq!(params.len(), arch.param_count(), "parameter vector length");
+    let (mut convs, mut denses) = (arch.convs().iter(), arch.denses().iter());
+    let mut outs: Vec<Vec<T>> = Vec::with_capacity(arch.layers().len());
+    let mut channels_side = (1, crate::model::IMAGE_SIDE);
+    for layer in arch.layers() {
+        let input: &[T] = outs.last().map_or(x, |o| &o[..]);
+        let out = match layer {
+            Layer::Conv(_) => {
+                let c = convs.next().expect("a conv layer");
+                let (w, b) = (&params[c.w_off..c.b_off], &params[c.b_off..c.b_off + c.cout]);
+                let mut z = zeros(n * c.cout * c.side * c.side);
+                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.side, c.side);
+                let mut a = zeros(z.len());
+                relu_forward(&z, &mut a);
+                channels_side = (c.cout, c.side);
+                a
+            }
+            Layer::Pool => {
+                let (ch, side) = channels_side;
+                let mut p = zeros(n * ch * (side / 2) * (side / 2));
+                maxpool_forward(input, &mut p, n, ch, side, side);
+                channels_side = (ch, side / 2);
+                p
+            }
+            Layer::Dense(_) => {
+                let d = denses.next().expect("a dense layer");
+                let (w, b) = (&params[d.w_off..d.b_off], &params[d.b_off..d.b_off + d.out]);
+                let mut z = zeros(n * d.out);
+                dense_forward(input, w, b, &mut z, n, d.inp, d.out);
+                if d.relu {
+                    let mut h = zeros(z.len());
+                    relu_forward(&z, &mut h);
+                    h
+                } else {
+                    z
+                }
+            }
+        };
+        outs.push(out);
+    }
+    Activations { x: x.to_vec(), outs, n }
 }
 
 /// The mean over the batch of the per-sample cross-entropy losses (summed in sample order, then divided by `n`).
 pub fn mean_loss<T: Float>(acts: &Activations<T>, labels: &[u8]) -> T {
     let n = acts.n;
     let mut losses = zeros(n);
-    softmax_cross_entropy_forward(&acts.logits, labels, &mut losses, n, CLASSES);
+    softmax_cross_entropy_forward(acts.logits(), labels, &mut losses, n, CLASSES);
     losses.iter().fold(T::zero(), |s, &l| s + l) / T::from(n).expect("n fits in T")
 }
 
-/// The backward pass: the gradient of the mean loss with respect to every parameter (flat, `PARAM_COUNT`, in the
-/// layout of `crate::model`) and with respect to the input `x`.
-pub fn backward<T: Float>(params: &[T], acts: &Activations<T>, labels: &[u8]) -> (Vec<T>, Vec<T>) {
+/// The backward pass: the gradient of the mean loss with respect to every parameter (flat, in the architecture's
+/// layout) and with respect to the input `x`. Layer by layer from the last: the weight gradient, then the gradient of
+/// the layer's input through the ReLU (and max-pool) that produced it.
+pub fn backward<T: Float>(arch: &Arch, params: &[T], acts: &Activations<T>, labels: &[u8]) -> (Vec<T>, Vec<T>) {
     let n = acts.n;
-    let [conv1_w, _, conv2_w, _, fc1_w, _, fc2_w, _] = split_params(params);
-    let mut grads = zeros(PARAM_COUNT);
-    let [d_conv1_w, d_conv1_b, d_conv2_w, d_conv2_b, d_fc1_w, d_fc1_b, d_fc2_w, d_fc2_b] = split_params_mut(&mut grads);
-
-    let mut d_logits = zeros(n * CLASSES);
-    softmax_cross_entropy_backward(&acts.logits, labels, &mut d_logits, n, CLASSES);
-
-    // fc2
-    dense_backward_weight(&acts.h, &d_logits, d_fc2_w, d_fc2_b, n, HIDDEN, CLASSES);
-    let mut d_h = zeros(n * HIDDEN);
-    dense_backward_input(&d_logits, fc2_w, &mut d_h, n, HIDDEN, CLASSES);
-
-    // fc1 + ReLU
-    let mut d_zh = zeros(d_h.len());
-    relu_backward(&acts.h, &d_h, &mut d_zh);
-    dense_backward_weight(&acts.p2, &d_zh, d_fc1_w, d_fc1_b, n, FLAT, HIDDEN);
-    let mut d_p2 = zeros(n * FLAT);
-    dense_backward_input(&d_zh, fc1_w, &mut d_p2, n, FLAT, HIDDEN);
-
-    // second max-pool, conv2 + ReLU
-    let mut d_a2 = zeros(acts.a2.len());
-    maxpool_backward(&acts.a2, &d_p2, &mut d_a2, n, C2, P1, P1);
-    let mut d_z2 = zeros(d_a2.len());
-    relu_backward(&acts.a2, &d_a2, &mut d_z2);
-    conv2d_backward_weight(&acts.p1, &d_z2, d_conv2_w, d_conv2_b, n, C1, C2, P1, P1);
-    let mut d_p1 = zeros(acts.p1.len());
-    conv2d_backward_input(&d_z2, conv2_w, &mut d_p1, n, C1, C2, P1, P1);
-
-    // first max-pool, conv1 + ReLU
-    let mut d_a1 = zeros(acts.a1.len());
-    maxpool_backward(&acts.a1, &d_p1, &mut d_a1, n, C1, H1, H1);
-    let mut d_z1 = zeros(d_a1.len());
-    relu_backward(&acts.a1, &d_a1, &mut d_z1);
-    conv2d_backward_weight(&acts.x, &d_z1, d_conv1_w, d_conv1_b, n, 1, C1, H1, H1);
-    let mut d_x = zeros(acts.x.len());
-    conv2d_backward_input(&d_z1, conv1_w, &mut d_x, n, 1, C1, H1, H1);
-
-    (grads, d_x)
+    let mut grads = zeros(arch.param_count());
+    let mut dy = zeros(n * CLASSES);
+    softmax_cross_entropy_backward(acts.logits(), labels, &mut dy, n, CLASSES);
+    // (channels, side) of each layer's input, as the forward pass saw them (the pools need them).
+    let mut shapes = Vec::new();
+    let (mut cs, mut convs) = ((1, crate::model::IMAGE_SIDE), arch.convs().iter());
+    for layer in arch.layers() {
+        shapes.push(cs);
+        match layer {
+            Layer::Conv(_) => cs = (convs.next().expect("a conv layer").cout, cs.1),
+            Layer::Pool => cs = (cs.0, cs.1 / 2),
+            Layer::Dense(_) => {}
+        }
+    }
+    let (mut ci, mut di) = (arch.convs().len(), arch.denses().len());
+    // `dy`: the gradient of the current layer's output (after its ReLU: the ReLU's backward is done here).
+    for (i, layer) in arch.layers().iter().enumerate().rev() {
+        let input: &[T] = if i == 0 { &acts.x } else { &acts.outs[i - 1] };
+        match layer {
+            Layer::Dense(_) => {
+                di -= 1;
+                let d = arch.denses()[di];
+                let dz = if d.relu {
+                    let mut dz = zeros(dy.len());
+                    relu_backward(&acts.outs[i], &dy, &mut dz);
+                    dz
+                } else {
+                    dy
+                };
+                let (dw, db) = grads[d.w_off..d.b_off + d.out].split_at_mut(d.b_off - d.w_off);
+                dense_backward_weight(input, &dz, dw, db, n, d.inp, d.out);
+                let mut dx = zeros(n * d.inp);
+                dense_backward_input(&dz, &params[d.w_off..d.b_off], &mut dx, n, d.inp, d.out);
+                dy = dx;
+            }
+            Layer::Pool => {
+                let (ch, side) = shapes[i];
+                let mut dx = zeros(n * ch * side * side);
+                maxpool_backward(input, &dy, &mut dx, n, ch, side, side);
+                dy = dx;
+            }
+            Layer::Conv(_) => {
+                ci -= 1;
+                let c = arch.convs()[ci];
+                let mut dz = zeros(dy.len());
+                relu_backward(&acts.outs[i], &dy, &mut dz);
+                let (dw, db) = grads[c.w_off..c.b_off + c.cout].split_at_mut(c.b_off - c.w_off);
+                conv2d_backward_weight(input, &dz, dw, db, n, c.cin, c.cout, c.side, c.side);
+                let mut dx = zeros(n * c.cin * c.side * c.side);
+                conv2d_backward_input(&dz, &params[c.w_off..c.b_off], &mut dx, n, c.cin, c.cout, c.side, c.side);
+                dy = dx;
+            }
+        }
+    }
+    (grads, dy)
 }
 
 /// The mean loss of a batch and its gradient with respect to the parameters; `n` is `labels.len()`.
-pub fn loss_and_grads<T: Float>(params: &[T], x: &[T], labels: &[u8]) -> (T, Vec<T>) {
-    let acts = forward(params, x, labels.len());
+pub fn loss_and_grads<T: Float>(arch: &Arch, params: &[T], x: &[T], labels: &[u8]) -> (T, Vec<T>) {
+    let acts = forward(arch, params, x, labels.len());
     let loss = mean_loss(&acts, labels);
-    let (grads, _d_x) = backward(params, &acts, labels);
+    let (grads, _d_x) = backward(arch, params, &acts, labels);
     (loss, grads)
 }
 
@@ -183,13 +201,22 @@ fn map_chunks<R: Send>(n: usize, chunk: usize, f: impl Fn(Range<usize>) -> R + S
 /// The batch is cut into chunks of `TRAIN_CHUNK` images, run on all cores. Each chunk's `backward` gives the gradient
 /// of the chunk's mean loss; the batch gradient is their sum weighted by `chunk_len / n`, added up in chunk order, so
 /// the result is deterministic (it differs from an unsplit `loss_and_grads` only by rounding).
-pub fn train_step(params: &mut [f32], momentum: &mut [f32], x: &[f32], labels: &[u8], lr: f32, mu: f32) -> f32 {
-    train_step_counted(params, momentum, x, labels, lr, mu).0
+pub fn train_step(
+    arch: &Arch,
+    params: &mut [f32],
+    momentum: &mut [f32],
+    x: &[f32],
+    labels: &[u8],
+    lr: f32,
+    mu: f32,
+) -> f32 {
+    train_step_counted(arch, params, momentum, x, labels, lr, mu).0
 }
 
 /// `train_step`, also returning how many of the batch's samples the parameters before the update classified right
 /// (the training accuracy the GPU's loss kernel counts too).
 pub fn train_step_counted(
+    arch: &Arch,
     params: &mut [f32],
     momentum: &mut [f32],
     x: &[f32],
@@ -202,16 +229,16 @@ pub fn train_step_counted(
     assert_eq!(x.len(), n * IMAGE_PIXELS, "train_step: input length");
     let frozen: &[f32] = params;
     let chunks = map_chunks(n, TRAIN_CHUNK, |r| {
-        let acts = forward(frozen, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
+        let acts = forward(arch, frozen, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
         let mut losses = vec![0.0f32; r.len()];
-        softmax_cross_entropy_forward(&acts.logits, &labels[r.clone()], &mut losses, r.len(), CLASSES);
+        softmax_cross_entropy_forward(acts.logits(), &labels[r.clone()], &mut losses, r.len(), CLASSES);
         let correct =
-            acts.logits.chunks(CLASSES).zip(&labels[r.clone()]).filter(|(row, &l)| argmax(row) == l as usize).count();
-        let (grads, _d_x) = backward(frozen, &acts, &labels[r]);
+            acts.logits().chunks(CLASSES).zip(&labels[r.clone()]).filter(|(row, &l)| argmax(row) == l as usize).count();
+        let (grads, _d_x) = backward(arch, frozen, &acts, &labels[r]);
         (losses, grads, correct)
     });
 
-    let mut grads = vec![0.0f32; PARAM_COUNT];
+    let mut grads = vec![0.0f32; arch.param_count()];
     let mut loss_sum = 0.0f32;
     let correct = chunks.iter().map(|c| c.2).sum();
     for (losses, chunk_grads, _) in &chunks {
@@ -228,14 +255,15 @@ pub fn train_step_counted(
 
 /// Evaluates `x` `[n, 1, 28, 28]` (normalized) against `labels`: the sum of the per-sample losses (accumulated in f64,
 /// in sample order) and the number of samples whose `argmax` logit is the label. Runs on all cores.
-pub fn evaluate(params: &[f32], x: &[f32], labels: &[u8]) -> (f64, usize) {
+pub fn evaluate(arch: &Arch, params: &[f32], x: &[f32], labels: &[u8]) -> (f64, usize) {
     let n = labels.len();
     assert_eq!(x.len(), n * IMAGE_PIXELS, "evaluate: input length");
     let chunks = map_chunks(n, EVAL_CHUNK, |r| {
-        let acts = forward(params, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
+        let acts = forward(arch, params, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
         let mut losses = vec![0.0f32; r.len()];
-        softmax_cross_entropy_forward(&acts.logits, &labels[r.clone()], &mut losses, r.len(), CLASSES);
-        let correct = acts.logits.chunks(CLASSES).zip(&labels[r]).filter(|(row, &l)| argmax(row) == l as usize).count();
+        softmax_cross_entropy_forward(acts.logits(), &labels[r.clone()], &mut losses, r.len(), CLASSES);
+        let correct =
+            acts.logits().chunks(CLASSES).zip(&labels[r]).filter(|(row, &l)| argmax(row) == l as usize).count();
         (losses, correct)
     });
     let loss_sum = chunks.iter().flat_map(|(losses, _)| losses).fold(0.0f64, |s, &l| s + l as f64);
@@ -246,6 +274,10 @@ pub fn evaluate(params: &[f32], x: &[f32], labels: &[u8]) -> (f64, usize) {
 mod tests {
     use super::*;
     use crate::model::{init_params, rng, uniform01};
+
+    fn study() -> Arch {
+        Arch::study()
+    }
 
     /// `n` random "normalized images" in MNIST's normalized range, and labels.
     fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
@@ -258,35 +290,33 @@ mod tests {
     #[test]
     fn forward_shapes() {
         let (x, _) = batch(3, 1);
-        let acts = forward(&init_params(1), &x, 3);
+        let arch = study();
+        let acts = forward(&arch, &init_params(&arch, 1), &x, 3);
         assert_eq!(acts.x.len(), 3 * IMAGE_PIXELS);
-        assert_eq!(acts.a1.len(), 3 * C1 * H1 * H1);
-        assert_eq!(acts.p1.len(), 3 * C1 * P1 * P1);
-        assert_eq!(acts.a2.len(), 3 * C2 * P1 * P1);
-        assert_eq!(acts.p2.len(), 3 * FLAT);
-        assert_eq!(acts.h.len(), 3 * HIDDEN);
-        assert_eq!(acts.logits.len(), 3 * CLASSES);
-        assert!(acts.logits.iter().all(|v| v.is_finite()));
-        assert!(acts.a1.iter().chain(&acts.a2).chain(&acts.h).all(|&v| v >= 0.0));
+        let lens: Vec<usize> = acts.outs.iter().map(|o| o.len() / 3).collect();
+        assert_eq!(lens, [16 * 28 * 28, 16 * 14 * 14, 32 * 14 * 14, 1568, 128, CLASSES]);
+        assert!(acts.logits().iter().all(|v| v.is_finite()));
+        assert!(acts.outs[..5].iter().flatten().all(|&v| v >= 0.0));
     }
 
     #[test]
     fn train_step_is_loss_and_grads_then_sgd_and_is_deterministic() {
         let (x, labels) = batch(20, 2); // 20 = two full chunks and a partial one
-        let params = init_params(3);
-        let (loss, grads) = loss_and_grads(&params, &x, &labels);
+        let arch = study();
+        let params = init_params(&arch, 3);
+        let (loss, grads) = loss_and_grads(&arch, &params, &x, &labels);
 
         let (lr, mu) = (0.5f32, 0.9f32);
         let run = || {
-            let (mut p, mut v) = (params.clone(), vec![0.0f32; PARAM_COUNT]);
-            let step_loss = train_step(&mut p, &mut v, &x, &labels, lr, mu);
+            let (mut p, mut v) = (params.clone(), vec![0.0f32; arch.param_count()]);
+            let step_loss = train_step(&arch, &mut p, &mut v, &x, &labels, lr, mu);
             (step_loss, p, v)
         };
         let (step_loss, p, v) = run();
         assert_eq!(step_loss, loss, "per-sample losses do not depend on chunking");
         // From zero momentum, v is the gradient and w moved by −lr·g, up to the rounding of the chunked sum.
         let gmax = grads.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-        for i in 0..PARAM_COUNT {
+        for i in 0..arch.param_count() {
             assert!((v[i] - grads[i]).abs() <= 1e-5 * gmax, "v[{i}] = {} vs g = {}", v[i], grads[i]);
             assert!((params[i] - lr * grads[i] - p[i]).abs() <= 1e-5 * gmax + 1e-7, "w[{i}]");
         }
@@ -297,11 +327,12 @@ mod tests {
     #[test]
     fn a_few_steps_fit_a_small_batch() {
         let (x, labels) = batch(16, 4);
-        let (mut p, mut v) = (init_params(5), vec![0.0f32; PARAM_COUNT]);
-        let first = train_step(&mut p, &mut v, &x, &labels, 0.05, 0.9);
+        let arch = study();
+        let (mut p, mut v) = (init_params(&arch, 5), vec![0.0f32; arch.param_count()]);
+        let first = train_step(&arch, &mut p, &mut v, &x, &labels, 0.05, 0.9);
         let mut last = first;
         for _ in 0..15 {
-            last = train_step(&mut p, &mut v, &x, &labels, 0.05, 0.9);
+            last = train_step(&arch, &mut p, &mut v, &x, &labels, 0.05, 0.9);
         }
         assert!(last < 0.5 * first, "loss {first} → {last}");
     }
@@ -309,12 +340,13 @@ mod tests {
     #[test]
     fn evaluate_agrees_with_forward() {
         let (x, labels) = batch(260, 6); // two evaluation chunks, the second partial
-        let params = init_params(7);
-        let (loss_sum, correct) = evaluate(&params, &x, &labels);
-        let acts = forward(&params, &x, 260);
+        let arch = study();
+        let params = init_params(&arch, 7);
+        let (loss_sum, correct) = evaluate(&arch, &params, &x, &labels);
+        let acts = forward(&arch, &params, &x, 260);
         let mean = mean_loss(&acts, &labels) as f64;
         assert!((loss_sum / 260.0 - mean).abs() < 1e-5 * mean, "{loss_sum} / 260 vs {mean}");
-        let expected = acts.logits.chunks(CLASSES).zip(&labels).filter(|(row, &l)| argmax(row) == l as usize).count();
+        let expected = acts.logits().chunks(CLASSES).zip(&labels).filter(|(row, &l)| argmax(row) == l as usize).count();
         assert_eq!(correct, expected);
     }
 
@@ -325,12 +357,13 @@ mod tests {
     fn cpu_timing() {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         let (x, labels) = batch(64, 8);
-        let (mut p, mut v) = (init_params(9), vec![0.0f32; PARAM_COUNT]);
-        train_step(&mut p, &mut v, &x, &labels, 0.01, 0.9);
+        let arch = study();
+        let (mut p, mut v) = (init_params(&arch, 9), vec![0.0f32; arch.param_count()]);
+        train_step(&arch, &mut p, &mut v, &x, &labels, 0.01, 0.9);
         let reps = 10;
         let start = std::time::Instant::now();
         for _ in 0..reps {
-            train_step(&mut p, &mut v, &x, &labels, 0.01, 0.9);
+            train_step(&arch, &mut p, &mut v, &x, &labels, 0.01, 0.9);
         }
         let step = start.elapsed().as_secs_f64() / reps as f64;
         eprintln!(
@@ -341,7 +374,7 @@ mod tests {
         );
         let (x, labels) = batch(10_000, 10);
         let start = std::time::Instant::now();
-        let (loss_sum, correct) = evaluate(&p, &x, &labels);
+        let (loss_sum, correct) = evaluate(&arch, &p, &x, &labels);
         let t = start.elapsed().as_secs_f64();
         eprintln!(
             "evaluate, 10k images, {cores} cores: {:.2} s ({:.0} images/s); loss {:.3}, {correct} correct",

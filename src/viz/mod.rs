@@ -34,7 +34,7 @@ pub use filters::filters_png;
 pub use predictions::predictions_png;
 
 use crate::engine::Probe;
-use crate::model::{C1, C2, CLASSES, H1, IMAGE_PIXELS, P1};
+use crate::model::{CLASSES, IMAGE_PIXELS};
 
 /// Why a picture was not written. Every variant names the picture's path.
 #[derive(thiserror::Error, Debug)]
@@ -64,15 +64,14 @@ pub fn probe_samples(labels: &[u8]) -> Vec<u32> {
     (0..CLASSES as u8).filter_map(|c| labels.iter().position(|&l| l == c).map(|i| i as u32)).collect()
 }
 
-/// The number of images in `probe`, after checking that its four tensors and `labels` agree on it.
+/// The number of images in `probe`, after checking that its tensors and `labels` agree on it.
 fn probe_len(path: &Path, probe: &Probe, labels: &[u8]) -> Result<usize, VizError> {
     let n = labels.len();
-    let expect = [
-        ("x", probe.x.len(), n * IMAGE_PIXELS),
-        ("a1", probe.a1.len(), n * C1 * H1 * H1),
-        ("a2", probe.a2.len(), n * C2 * P1 * P1),
-        ("logits", probe.logits.len(), n * CLASSES),
-    ];
+    let mut expect = vec![("x".to_string(), probe.x.len(), n * IMAGE_PIXELS)];
+    for (k, m) in probe.maps.iter().enumerate() {
+        expect.push((format!("maps[{k}]"), m.values.len(), n * m.channels * m.side * m.side));
+    }
+    expect.push(("logits".into(), probe.logits.len(), n * CLASSES));
     if n == 0 {
         return Err(VizError::input(path, "no probed images (labels is empty)"));
     }
