@@ -692,10 +692,13 @@ impl GpuNetwork {
             let n = self.eval_batch.min(self.test.len - ch * self.eval_batch);
             self.write_step(self.train_steps + ch, ch * self.eval_batch, n, false);
         }
-        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            for _ in 0..passes {
+        // One submission per pass, all queued before the first wait: the GPU never idles, and each wait's timeout
+        // covers one pass.
+        let mut submitted = Vec::new();
+        for _ in 0..passes {
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
                 for ch in 0..chunks {
                     let n = self.eval_batch.min(self.test.len - ch * self.eval_batch);
                     for op in self.load_test.iter().chain(&self.eval_ops) {
@@ -703,9 +706,11 @@ impl GpuNetwork {
                     }
                 }
             }
+            submitted.push(self.gpu.queue.submit([enc.finish()]));
         }
-        let idx = self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait(Some(idx), "evaluation")?;
+        for idx in submitted {
+            self.gpu.wait(Some(idx), "evaluation")?;
+        }
         Ok(self.read_metrics()?.count)
     }
 
@@ -719,21 +724,27 @@ impl GpuNetwork {
         let (split, load) = (&self.test, &self.load_test);
         self.clear_metrics();
         let chunks = split.len.div_ceil(self.eval_batch);
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("eval"), timestamp_writes: None });
-            for ch in 0..chunks {
-                let n = self.eval_batch.min(split.len - ch * self.eval_batch);
-                let e = self.train_steps + ch;
-                self.write_step(e, ch * self.eval_batch, n, false);
+        // One submission per chunk, all queued before the first wait: the GPU never idles, and each wait's timeout
+        // covers one chunk (a big network on a software adapter takes minutes for the whole test set).
+        let mut submitted = Vec::new();
+        for ch in 0..chunks {
+            let n = self.eval_batch.min(split.len - ch * self.eval_batch);
+            let e = self.train_steps + ch;
+            self.write_step(e, ch * self.eval_batch, n, false);
+            let mut enc =
+                self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("eval") });
+            {
+                let mut pass = enc
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("eval"), timestamp_writes: None });
                 for op in load.iter().chain(&self.eval_ops) {
                     op.record(&mut pass, self.offset(e), n);
                 }
             }
+            submitted.push(self.gpu.queue.submit([enc.finish()]));
         }
-        let idx = self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait(Some(idx), "evaluation")?;
+        for idx in submitted {
+            self.gpu.wait(Some(idx), "evaluation")?;
+        }
         let m = self.read_metrics()?;
         let preds = self.gpu.read_u32(self.buffer("stats"), self.stats_layout.preds, split.len, "the predictions")?;
         Ok((m, preds))
