@@ -65,8 +65,8 @@ fn b_at(col: vec4<u32>, k: u32) -> f32 {
     return dy[col.x + (k / 9u * H + u32(iy)) * W + u32(ix)];
 }
 
-// The tile core (tile_product, tile_at, the workgroup tiles, WG, GM, RM, KS, BK) is shaders/tile_core.wgsl: the
-// host appends it to this file (kernels.rs, `tile_core`).
+// The tile core (tile_product, tile_at, the workgroup tiles, WG, GM, RM, KS, BK) and pool_relu_route are
+// shaders/tile_core.wgsl: the host appends it to this file (kernels.rs, `tile_core`).
 
 @compute @workgroup_size(WG)
 fn conv2d_backward_input_tiled(
@@ -103,19 +103,10 @@ fn conv2d_backward_input_tiled(
         // The window (2yy .. 2yy + 1, 2xx .. 2xx + 1) of the previous layer's [2H, 2W] plane.
         let top = ((b * CIN + ci) * 2u * H + 2u * yy) * 2u * W + 2u * xx;
         let bottom = top + 2u * W;
-        let w4 = vec4<f32>(a[top], a[top + 1u], a[bottom], a[bottom + 1u]);
-        var arg = 0u;
-        var best = w4.x;
-        for (var q = 1u; q < 4u; q++) {
-            if w4[q] > best {
-                best = w4[q];
-                arg = q;
-            }
-        }
-        let g2 = select(0.0, v, best > 0.0);
-        dx[top] = select(0.0, g2, arg == 0u);
-        dx[top + 1u] = select(0.0, g2, arg == 1u);
-        dx[bottom] = select(0.0, g2, arg == 2u);
-        dx[bottom + 1u] = select(0.0, g2, arg == 3u);
+        let r = pool_relu_route(vec4<f32>(a[top], a[top + 1u], a[bottom], a[bottom + 1u]), v);
+        dx[top] = r.x;
+        dx[top + 1u] = r.y;
+        dx[bottom] = r.z;
+        dx[bottom + 1u] = r.w;
     }
 }

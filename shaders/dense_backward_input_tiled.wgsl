@@ -64,8 +64,8 @@ fn b_at(col: vec4<u32>, o: u32) -> f32 {
     return params[col.x + o * IN];
 }
 
-// The tile core (tile_product, tile_at, the workgroup tiles, WG, GM, RM, KS, BK) is shaders/tile_core.wgsl: the
-// host appends it to this file (kernels.rs, `tile_core`).
+// The tile core (tile_product, tile_at, the workgroup tiles, WG, GM, RM, KS, BK) and pool_relu_route are
+// shaders/tile_core.wgsl: the host appends it to this file (kernels.rs, `tile_core`).
 
 @compute @workgroup_size(WG)
 fn dense_backward_input_tiled(
@@ -99,19 +99,10 @@ fn dense_backward_input_tiled(
         let plane = b * (IN / (PH * PW)) + i / (PH * PW);
         let top = (plane * 2u * PH + i / PW % PH * 2u) * 2u * PW + i % PW * 2u;
         let bottom = top + 2u * PW;
-        let w4 = vec4<f32>(x[top], x[top + 1u], x[bottom], x[bottom + 1u]);
-        var arg = 0u;
-        var best = w4.x;
-        for (var q = 1u; q < 4u; q++) {
-            if w4[q] > best {
-                best = w4[q];
-                arg = q;
-            }
-        }
-        let g2 = select(0.0, v, best > 0.0);
-        dx[top] = select(0.0, g2, arg == 0u);
-        dx[top + 1u] = select(0.0, g2, arg == 1u);
-        dx[bottom] = select(0.0, g2, arg == 2u);
-        dx[bottom + 1u] = select(0.0, g2, arg == 3u);
+        let r = pool_relu_route(vec4<f32>(x[top], x[top + 1u], x[bottom], x[bottom + 1u]), v);
+        dx[top] = r.x;
+        dx[top + 1u] = r.y;
+        dx[bottom] = r.z;
+        dx[bottom + 1u] = r.w;
     }
 }

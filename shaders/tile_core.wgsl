@@ -12,6 +12,7 @@
 // The register block is RM ≤ 4 vec4 accumulators with constant indices (RN = 4 columns each), so it stays in
 // registers on every compiler and rows past RM cost nothing. BM = GM·RM ≤ 32, GN = 64 / (KS·GM), BN = 4·GN ≤ 64,
 // BK·(BM + 1) ≤ 528, BK·(BN + 1) ≤ 1040, BK divides 64 and KS divides BK: the host's `tiles` module picks them.
+// Last, `pool_relu_route`: the max-pool and ReLU backward the input-gradient kernels fuse into their epilogue.
 
 const WG: u32 = 64u;
 
@@ -151,4 +152,20 @@ fn tile_product(m0: u32, n0: u32, k0: u32, k1: u32, lid: u32) {
         }
         workgroupBarrier();
     }
+}
+
+// The 2×2 max-pool and ReLU backward of one pooled gradient `v` (both input-gradient kernels' ROUTE epilogue): `w4`
+// holds the window's ReLU outputs (top-left, top-right, bottom-left, bottom-right); `v` goes to the first maximum if it
+// is positive (ReLU let it through), 0 everywhere else, as reference::maxpool_backward and relu_backward do.
+fn pool_relu_route(w4: vec4<f32>, v: f32) -> vec4<f32> {
+    var arg = 0u;
+    var best = w4.x;
+    for (var q = 1u; q < 4u; q++) {
+        if w4[q] > best {
+            best = w4[q];
+            arg = q;
+        }
+    }
+    let g = select(0.0, v, best > 0.0);
+    return vec4<f32>(select(0.0, g, arg == 0u), select(0.0, g, arg == 1u), select(0.0, g, arg == 2u), select(0.0, g, arg == 3u));
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-pub use harness::Harness;
+pub use harness::{random, random_labels, to_f64, Harness};
 
 use crate::gpu::ops::{Caps, Family};
 use crate::gpu::{AdapterSummary, Gpu};

@@ -5,7 +5,6 @@ pub mod browser;
 
 use gpu_cnn::gpu::ops::Family;
 use gpu_cnn::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
-use gpu_cnn::model::{rng, uniform01, Rng};
 
 /// The default adapter, or None with a visible "skipped" line. With `GPU_CNN_REQUIRE_GPU=1` a missing adapter fails.
 pub fn gpu(test: &str) -> Option<Gpu> {
@@ -48,20 +47,9 @@ pub fn gpu_for_families(test: &str) -> Option<Gpu> {
     }
 }
 
-/// `len` values uniform in [lo, hi) from `seed` (never all zeros).
-pub fn random(len: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
-    let mut r: Rng = rng(seed);
-    (0..len).map(|_| lo + (hi - lo) * uniform01(&mut r)).collect()
-}
-
-pub fn random_labels(len: usize, classes: u32, seed: u64) -> Vec<u8> {
-    let mut r: Rng = rng(seed);
-    (0..len).map(|_| ((uniform01(&mut r) * classes as f32) as u32).min(classes - 1) as u8).collect()
-}
-
-pub fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
+/// Seeded random inputs, as `gpu-cnn check` makes them.
+#[allow(unused_imports)] // not every test file uses all three
+pub use gpu_cnn::check::{random, random_labels, to_f64};
 
 /// Checks |gpu − ref| ≤ atol_i + rtol·|ref| for every element (atol per element, e.g. from an error bound), and
 /// returns the largest relative error |gpu − ref| / |ref| among the elements whose |ref| is at least 10 % of the largest
