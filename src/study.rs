@@ -79,22 +79,21 @@ pub fn prepare_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The engine for `device` running `arch` with `params`: training batches of `batch` from `data.train` (if
-/// `with_train`), and evaluation on `data.test`.
+/// The engine for `device` running `arch` with `params`: training batches of `batch` from `train` (if given), and
+/// evaluation on `test`.
 pub fn open_engine(
     device: &DeviceChoice,
     arch: &Arch,
     batch: usize,
-    data: &Mnist,
-    with_train: bool,
+    train: Option<&Split>,
+    test: &Split,
     params: &[f32],
 ) -> Result<Box<dyn Engine>> {
-    let train = with_train.then_some(&data.train);
     if let DeviceChoice::Gpu { selection, kernels } = device {
         match open_gpu(selection, *kernels) {
             Ok(g) => {
                 info!("adapter: {}", g.adapter.line());
-                let net = GpuNetwork::new(g, arch, batch, train, &data.test, params)?;
+                let net = GpuNetwork::new(g, arch, batch, train, test, params)?;
                 info!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
                 return Ok(Box::new(net));
             }
@@ -105,7 +104,7 @@ pub fn open_engine(
         }
     }
     info!("device: CPU reference");
-    Ok(Box::new(CpuEngine::new(arch, batch, train, &data.test, params)))
+    Ok(Box::new(CpuEngine::new(arch, batch, train, test, params)))
 }
 
 /// One evaluation on the test set, as `forward-only --json` and `eval --json` print it (the same keys).
@@ -152,7 +151,7 @@ fn log_metrics(label: &str, m: &Metrics) {
 pub fn forward_only(device: &DeviceChoice, data: &Mnist, arch: &Arch, seed: u64, out_dir: &Path) -> Result<Evaluation> {
     prepare_out_dir(out_dir)?;
     let params = model::init_params(arch, seed);
-    let mut engine = open_engine(device, arch, 64, data, false, &params)?;
+    let mut engine = open_engine(device, arch, 64, None, &data.test, &params)?;
     let (m, preds, secs) = evaluation(engine.as_mut(), &format!("forward-only (random weights, seed {seed})"))?;
     info!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
     let mut pictures = filter_pictures(out_dir, arch, &params, None)?;
@@ -182,7 +181,7 @@ pub fn evaluate_checkpoint(
     path: &Path,
 ) -> Result<Evaluation> {
     let ckpt = checkpoint::load(path, arch)?;
-    let mut engine = open_engine(device, &ckpt.arch, 64, data, false, &ckpt.params)?;
+    let mut engine = open_engine(device, &ckpt.arch, 64, None, &data.test, &ckpt.params)?;
     let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
     Ok(Evaluation {
         command: "eval".into(),
@@ -365,9 +364,13 @@ pub fn train(
             prepare_out_dir(dir).with_context(|| format!("--save {}", p.display()))?;
         }
     }
+    let limited;
     let train_split = match opts.train_limit {
-        Some(n) => data.train.take(n.min(data.train.len())),
-        None => data.train.clone(),
+        Some(n) => {
+            limited = data.train.take(n.min(data.train.len()));
+            &limited
+        }
+        None => &data.train,
     };
     let Start { arch, params, momentum, epochs_done: start_epoch } = starting_point(opts)?;
     let cfg = TrainConfig {
@@ -385,8 +388,7 @@ pub fn train(
     if cfg.epochs <= start_epoch {
         bail!("nothing to train: the checkpoint is already at epoch {start_epoch} and --epochs is {}", cfg.epochs);
     }
-    let limited = Mnist { train: train_split, test: data.test.clone() };
-    let mut engine = open_engine(device, &arch, cfg.batch_size, &limited, true, &params)?;
+    let mut engine = open_engine(device, &arch, cfg.batch_size, Some(train_split), &data.test, &params)?;
     if let Some(m) = &momentum {
         engine.set_momentum(m)?;
     }
@@ -401,7 +403,7 @@ pub fn train(
     let run_start = Instant::now();
     for epoch in start_epoch..cfg.epochs {
         progress.epoch_started(epoch, cfg.epochs, steps);
-        let r = train::run_epoch(engine.as_mut(), &cfg, epoch, &limited.train, &mut |s, m| progress.step(s, m));
+        let r = train::run_epoch(engine.as_mut(), &cfg, epoch, train_split, &mut |s, m| progress.step(s, m));
         progress.epoch_ended();
         match r {
             Ok((report, losses)) => {

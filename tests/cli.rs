@@ -4,6 +4,7 @@
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
+use std::path::Path;
 
 fn gpu_cnn() -> Command {
     let mut c = Command::cargo_bin("gpu-cnn").expect("binary");
@@ -15,6 +16,17 @@ fn json_of(out: &[u8]) -> Value {
     let s = String::from_utf8_lossy(out);
     assert_eq!(s.trim().lines().count(), 1, "--json must print exactly one line on stdout, got:\n{s}");
     serde_json::from_str(s.trim()).expect("stdout is JSON")
+}
+
+/// `train ARGS --save CK --out-dir DIR --json`, which must succeed: the run's JSON.
+fn train_saving(args: &[&str], ck: &Path, dir: &Path) -> Value {
+    let cmd = gpu_cnn().arg("train").args(args).arg("--save").arg(ck).arg("--out-dir").arg(dir).arg("--json").assert();
+    json_of(&cmd.success().get_output().stdout)
+}
+
+/// `eval --checkpoint CK --json`, which must succeed: the evaluation's JSON.
+fn eval_json(ck: &Path) -> Value {
+    json_of(&gpu_cnn().args(["eval", "--json", "--checkpoint"]).arg(ck).assert().success().get_output().stdout)
 }
 
 fn check_adapter(v: &Value) {
@@ -102,19 +114,10 @@ fn cpu_device_evaluates_the_same_checkpoint() {
 fn train_save_then_eval_and_resume() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("run.safetensors");
-    let out = gpu_cnn()
-        .args(["train", "--epochs", "1", "--train-limit", "640", "--json", "--save"])
-        .arg(&ck)
-        .arg("--out-dir")
-        .arg(dir.path())
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let trained = json_of(&out.stdout)["test_accuracy"].as_f64().unwrap();
+    let trained =
+        train_saving(&["--epochs", "1", "--train-limit", "640"], &ck, dir.path())["test_accuracy"].as_f64().unwrap();
     assert!(ck.exists() && dir.path().join("run.momentum.safetensors").exists());
-    let out = gpu_cnn().args(["eval", "--json", "--checkpoint"]).arg(&ck).assert().success().get_output().clone();
-    assert_eq!(json_of(&out.stdout)["test_accuracy"].as_f64().unwrap(), trained, "eval of the saved weights");
+    assert_eq!(eval_json(&ck)["test_accuracy"].as_f64().unwrap(), trained, "eval of the saved weights");
     // Resuming a finished run has nothing to do: a clear error, not a silent no-op.
     gpu_cnn()
         .args(["train", "--epochs", "1", "--train-limit", "640", "--resume"])
@@ -199,21 +202,11 @@ fn help_lists_every_environment_variable_the_sources_read() {
 fn arch_trains_saves_and_is_checked_on_load() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("tiny.safetensors");
-    let out = gpu_cnn()
-        .args(["train", "--arch", "tiny", "--epochs", "1", "--train-limit", "6400", "--json", "--save"])
-        .arg(&ck)
-        .arg("--out-dir")
-        .arg(dir.path())
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let v = json_of(&out.stdout);
+    let v = train_saving(&["--arch", "tiny", "--epochs", "1", "--train-limit", "6400"], &ck, dir.path());
     assert_eq!(v["arch"], "conv4-pool-conv8-pool-fc32-fc10", "{v}");
     let trained = v["test_accuracy"].as_f64().unwrap();
     assert!(trained > 0.8, "tiny learns: {trained}");
-    let out = gpu_cnn().args(["eval", "--json", "--checkpoint"]).arg(&ck).assert().success().get_output().clone();
-    let e = json_of(&out.stdout);
+    let e = eval_json(&ck);
     assert_eq!((e["arch"].as_str(), e["test_accuracy"].as_f64()), (v["arch"].as_str(), Some(trained)));
     fails_with(&["eval", "--arch", "study", "--checkpoint", ck.to_str().unwrap()], "holds the network conv4-pool");
     fails_with(&["train", "--arch", "wide", "--resume", ck.to_str().unwrap()], "holds the network conv4-pool");

@@ -105,19 +105,18 @@ pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
     for d in arch.denses().iter().rev() {
         let (name, dz, x) = (format!("fc{}", d.index), dz_name(arch, d), dense_input(arch, d));
         l = l.then(dense::backward_weight(caps, &dense_op(d), batch, &x, &dz, "grads").layer(&name));
-        let last_conv = arch.convs().last();
-        let (dx, source) = match (d.index, last_conv) {
+        // Where the input came from: the last convolution (its ReLU output, pooled or not) or the dense layer before.
+        let (dx, a, pooled_side) = match (d.index, arch.convs().last()) {
             (1, None) => continue,
-            (1, Some(c)) if c.pool => {
-                let a = format!("conv{}.out", c.index);
-                let side = c.out_side();
-                (format!("conv{}.dz", c.index), Some((a, side)))
+            (1, Some(c)) => {
+                (format!("conv{}.dz", c.index), format!("conv{}.out", c.index), c.pool.then(|| c.out_side()))
             }
-            (1, Some(c)) => (format!("conv{}.dz", c.index), Some((format!("conv{}.out", c.index), 0))),
-            (i, _) => (dz_name(arch, &arch.denses()[i - 2]), Some((format!("fc{}.out", i - 1), 0))),
+            (i, _) => (dz_name(arch, &arch.denses()[i - 2]), format!("fc{}.out", i - 1), None),
         };
-        let (a, side) = source.expect("a source");
-        let src = if side > 0 { Source::PooledRelu { a: &a, ph: side, pw: side } } else { Source::Relu(&a) };
+        let src = match pooled_side {
+            Some(side) => Source::PooledRelu { a: &a, ph: side, pw: side },
+            None => Source::Relu(&a),
+        };
         l = l.then(dense::backward_input(caps, &dense_op(d), batch, &dz, &dx, src).layer(&name));
     }
     for cl in arch.convs().iter().rev() {

@@ -52,7 +52,8 @@ pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activa
     assert_eq!(params.len(), arch.param_count(), "parameter vector length");
     let (mut convs, mut denses) = (arch.convs().iter(), arch.denses().iter());
     let mut outs: Vec<Vec<T>> = Vec::with_capacity(arch.layers().len());
-    let mut channels_side = (1, crate::model::IMAGE_SIDE);
+    // A pool follows a convolution (`Arch::new`): it pools that convolution's output.
+    let mut last_conv = None;
     for layer in arch.layers() {
         let input: &[T] = outs.last().map_or(x, |o| &o[..]);
         let out = match layer {
@@ -63,14 +64,13 @@ pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activa
                 conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.side, c.side);
                 let mut a = zeros(z.len());
                 relu_forward(&z, &mut a);
-                channels_side = (c.cout, c.side);
+                last_conv = Some(c);
                 a
             }
             Layer::Pool => {
-                let (ch, side) = channels_side;
-                let mut p = zeros(n * ch * (side / 2) * (side / 2));
-                maxpool_forward(input, &mut p, n, ch, side, side);
-                channels_side = (ch, side / 2);
+                let c = last_conv.expect("a pool follows a convolution");
+                let mut p = zeros(n * c.cout * (c.side / 2) * (c.side / 2));
+                maxpool_forward(input, &mut p, n, c.cout, c.side, c.side);
                 p
             }
             Layer::Dense(_) => {
@@ -108,17 +108,6 @@ pub fn backward<T: Float>(arch: &Arch, params: &[T], acts: &Activations<T>, labe
     let mut grads = zeros(arch.param_count());
     let mut dy = zeros(n * CLASSES);
     softmax_cross_entropy_backward(acts.logits(), labels, &mut dy, n, CLASSES);
-    // (channels, side) of each layer's input, as the forward pass saw them (the pools need them).
-    let mut shapes = Vec::new();
-    let (mut cs, mut convs) = ((1, crate::model::IMAGE_SIDE), arch.convs().iter());
-    for layer in arch.layers() {
-        shapes.push(cs);
-        match layer {
-            Layer::Conv(_) => cs = (convs.next().expect("a conv layer").cout, cs.1),
-            Layer::Pool => cs = (cs.0, cs.1 / 2),
-            Layer::Dense(_) => {}
-        }
-    }
     let (mut ci, mut di) = (arch.convs().len(), arch.denses().len());
     // `dy`: the gradient of the current layer's output (after its ReLU: the ReLU's backward is done here).
     for (i, layer) in arch.layers().iter().enumerate().rev() {
@@ -141,9 +130,10 @@ pub fn backward<T: Float>(arch: &Arch, params: &[T], acts: &Activations<T>, labe
                 dy = dx;
             }
             Layer::Pool => {
-                let (ch, side) = shapes[i];
-                let mut dx = zeros(n * ch * side * side);
-                maxpool_backward(input, &dy, &mut dx, n, ch, side, side);
+                // The convolution before it (the next one this loop reaches) produced its input.
+                let c = arch.convs()[ci - 1];
+                let mut dx = zeros(n * c.cout * c.side * c.side);
+                maxpool_backward(input, &dy, &mut dx, n, c.cout, c.side, c.side);
                 dy = dx;
             }
             Layer::Conv(_) => {
