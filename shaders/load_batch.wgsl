@@ -1,13 +1,14 @@
 // load_batch: gathers one batch of images from the u8 dataset on the device, normalizes it and copies its labels.
 //
 // Bindings (group 0):
-//   0 data     u8 packed four to a u32 (little-endian): the pixels [count, 784], then
+//   0 data     u8 packed four to a u32 (little-endian): the pixels [count, PIXELS], then
 //              from byte LABELS the labels [count]                               read
 //   1 indices  u32 sample order for the epoch (a permutation, or 0..count)       read
-//   2 x        f32 normalized batch [n, 784]                                     write
+//   2 x        f32 normalized batch [n, PIXELS]                                  write
 //   3 y        u32 labels of the batch [n]                                       write
 //   4 step     uniform: start (first position in `indices`), n (batch length)
-// Each thread produces one pixel of x: x = (p / 255 - 0.1307) / 0.3081; the thread of pixel 0 also copies the label.
+// Each thread produces one pixel of x: x = (p / 255 - MEAN) / STD (the data's normalization; MNIST's is 0.1307 and
+// 0.3081); the thread of pixel 0 also copies the label.
 
 struct Step {
     start: u32,
@@ -16,11 +17,10 @@ struct Step {
     _pad: u32,
 }
 
-override LABELS: u32 = 0u; // byte offset of the labels in `data` (count·784, a multiple of 4)
-
-const PIXELS: u32 = 784u;
-const MEAN: f32 = 0.1307;
-const STD: f32 = 0.3081;
+override PIXELS: u32 = 784u; // values per image (channels × height × width)
+override LABELS: u32 = 0u; // byte offset of the labels in `data` (count·PIXELS)
+override MEAN: f32 = 0.1307;
+override STD: f32 = 0.3081;
 const WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> data: array<u32>;

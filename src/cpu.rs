@@ -3,7 +3,7 @@
 
 use crate::data::Split;
 use crate::engine::{Engine, FeatureMaps, Metrics, Probe};
-use crate::model::{normalize_pixel, Arch, CLASSES};
+use crate::model::{Arch, CLASSES};
 use crate::reference::{self, network};
 
 /// Images per evaluation chunk (one thread each).
@@ -37,7 +37,7 @@ fn gather(split: &Split, indices: impl Iterator<Item = usize>) -> (Vec<f32>, Vec
     let mut x = Vec::new();
     let mut y = Vec::new();
     for i in indices {
-        x.extend(split.image(i).iter().map(|&p| normalize_pixel(p)));
+        x.extend(split.normalized(i));
         y.push(split.labels[i]);
     }
     (x, y)
@@ -115,9 +115,10 @@ impl Engine for CpuEngine {
             .convs()
             .iter()
             .zip(acts.conv_maps(&self.arch))
-            .map(|(c, m)| FeatureMaps { channels: c.cout, side: c.side, values: m.to_vec() })
+            .map(|(c, m)| FeatureMaps { channels: c.cout, height: c.h, width: c.w, values: m.to_vec() })
             .collect();
-        Ok(Probe { x, maps, logits: acts.logits().to_vec() })
+        let (input, norm) = (self.arch.input(), self.test.norm);
+        Ok(Probe { x, input, norm, maps, logits: acts.logits().to_vec() })
     }
 
     fn steps_per_epoch(&self) -> usize {

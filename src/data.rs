@@ -1,6 +1,8 @@
 //! MNIST IDX files → checked `u8` images and labels.
 //!
-//! Each split is two files, `<prefix>-images-idx3-ubyte` and `<prefix>-labels-idx1-ubyte`, gzipped (`.gz`) or plain.
+//! Each split is two files, `<prefix>-images-idx3-ubyte` (n × height × width) or `<prefix>-images-idx4-ubyte`
+//! (n × channels × height × width) and `<prefix>-labels-idx1-ubyte`, gzipped (`.gz`) or plain. MNIST's images are
+//! 1×28×28; any shape up to 4096 on each side loads, the same for both splits.
 //! Every header field is checked against the bytes actually present before anything is allocated from it, so a
 //! corrupt or hostile file is an error, never a panic or a huge allocation. When the directory holds a `SHA256SUMS`
 //! file (`<hex>  <name>` lines, hashes of the decompressed files, names without `.gz`), each listed file is verified.
@@ -12,14 +14,16 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{IMAGE_PIXELS, IMAGE_SIDE};
+use crate::model::{ImageShape, Normalization};
 
 /// File-name prefix of the training split.
 pub const TRAIN_PREFIX: &str = "train";
 /// File-name prefix of the test split.
 pub const TEST_PREFIX: &str = "t10k";
-/// IDX magic number of an unsigned-byte, 3-dimensional file (images).
+/// IDX magic number of an unsigned-byte, 3-dimensional file (images: n × height × width).
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
+/// IDX magic number of an unsigned-byte, 4-dimensional file (images: n × channels × height × width).
+pub const IMAGES4_MAGIC: u32 = 0x0000_0804;
 /// IDX magic number of an unsigned-byte, 1-dimensional file (labels).
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Largest file (after decompression) the loader accepts; MNIST's largest is 47 MB.
@@ -28,6 +32,7 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 pub const CHECKSUM_FILE: &str = "SHA256SUMS";
 
 const IMAGES_HEADER: usize = 16;
+const IMAGES4_HEADER: usize = 20;
 const LABELS_HEADER: usize = 8;
 const CLASSES: u8 = 10;
 
@@ -52,8 +57,10 @@ pub enum DataError {
     TrailingBytes { path: PathBuf, kind: &'static str, count: u32, extra: u64 },
     #[error("{}: wrong magic number {got:#010x}, expected {expected:#010x} ({expected}, IDX {kind}){hint}", .path.display())]
     WrongMagic { path: PathBuf, kind: &'static str, got: u32, expected: u32, hint: &'static str },
-    #[error("{}: images are {rows}x{cols}, expected {side}x{side} (not MNIST?)", .path.display(), side = IMAGE_SIDE)]
-    WrongImageSize { path: PathBuf, rows: u32, cols: u32 },
+    #[error("{}: images are {dims}; each of channels, height and width must be 1..={max}", .path.display(), max = ImageShape::MAX_SIDE)]
+    WrongImageSize { path: PathBuf, dims: String },
+    #[error("the training images are {train} but the test images are {test}; both splits must have one shape")]
+    ShapeMismatch { train: ImageShape, test: ImageShape },
     #[error("{} holds {images} images but {} holds {labels} labels; the two files must come from the same split", .images_path.display(), .labels_path.display())]
     CountMismatch { images_path: PathBuf, images: usize, labels_path: PathBuf, labels: usize },
     #[error("{}: label {value} at index {index} is out of range 0..=9", .path.display())]
@@ -70,14 +77,26 @@ pub enum DataError {
     Io { path: PathBuf, source: io::Error },
 }
 
-/// One split: `len` images of 28×28 `u8` pixels, row-major, back to back, and their labels (0..=9).
+/// One split: `len` images of `shape` (`u8` pixels, channel after channel, row-major), back to back, their labels
+/// (0..=9), and how the engine normalizes the pixels.
 #[derive(Clone, Debug)]
 pub struct Split {
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
+    pub shape: ImageShape,
+    /// The normalization the engine applies: [`load`] gives both splits the training split's
+    /// ([`Normalization::of`] its pixels); MNIST's gives exactly [`Normalization::MNIST`].
+    pub norm: Normalization,
 }
 
 impl Split {
+    /// A split of `images` (of `shape`) and `labels`, normalized by its own pixels' mean and std.
+    pub fn new(images: Vec<u8>, labels: Vec<u8>, shape: ImageShape) -> Split {
+        assert_eq!(images.len(), labels.len() * shape.pixels(), "Split::new: images and labels disagree");
+        let norm = Normalization::of(&images);
+        Split { images, labels, shape, norm }
+    }
+
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -87,15 +106,22 @@ impl Split {
         self.labels.is_empty()
     }
 
-    /// The 784 pixels of image `i`. Panics if `i >= len()`, like slice indexing.
+    /// The pixels of image `i`. Panics if `i >= len()`, like slice indexing.
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]
+        let px = self.shape.pixels();
+        &self.images[i * px..(i + 1) * px]
     }
 
-    /// The first `n` examples (all of them if `n >= len()`).
+    /// Image `i` as the network reads it (normalized by `norm`).
+    pub fn normalized(&self, i: usize) -> impl Iterator<Item = f32> + '_ {
+        self.image(i).iter().map(|&p| self.norm.apply(p))
+    }
+
+    /// The first `n` examples (all of them if `n >= len()`), with the same shape and normalization.
     pub fn take(&self, n: usize) -> Split {
         let n = n.min(self.len());
-        Split { images: self.images[..n * IMAGE_PIXELS].to_vec(), labels: self.labels[..n].to_vec() }
+        let images = self.images[..n * self.shape.pixels()].to_vec();
+        Split { images, labels: self.labels[..n].to_vec(), ..*self }
     }
 }
 
@@ -106,9 +132,22 @@ pub struct Mnist {
     pub test: Split,
 }
 
-/// Load both splits from `dir`.
+/// Load both splits from `dir`; the test split is normalized as the training split is.
 pub fn load(dir: &Path) -> Result<Mnist, DataError> {
-    Ok(Mnist { train: load_split(dir, TRAIN_PREFIX)?, test: load_split(dir, TEST_PREFIX)? })
+    let train = load_split(dir, TRAIN_PREFIX)?;
+    let mut test = load_split(dir, TEST_PREFIX)?;
+    if test.shape != train.shape {
+        return Err(DataError::ShapeMismatch { train: train.shape, test: test.shape });
+    }
+    test.norm = train.norm;
+    Ok(Mnist { train, test })
+}
+
+impl Mnist {
+    /// The shape of every image.
+    pub fn shape(&self) -> ImageShape {
+        self.train.shape
+    }
 }
 
 /// Load one split (`prefix` is [`TRAIN_PREFIX`] or [`TEST_PREFIX`]) from `dir`.
@@ -121,10 +160,16 @@ pub fn load_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
     }
     let sums = read_checksums(dir)?;
 
-    let images_name = format!("{prefix}-images-idx3-ubyte");
+    // 3-D images (MNIST's name) unless only a 4-D file is there.
+    let present = |name: &str| -> Result<bool, DataError> {
+        Ok(exists(&dir.join(name))? || exists(&dir.join(format!("{name}.gz")))?)
+    };
+    let idx3 = format!("{prefix}-images-idx3-ubyte");
+    let idx4 = format!("{prefix}-images-idx4-ubyte");
+    let images_name = if !present(&idx3)? && present(&idx4)? { idx4 } else { idx3 };
     let labels_name = format!("{prefix}-labels-idx1-ubyte");
     let (images_path, image_bytes) = read_idx_file(dir, &images_name, &sums)?;
-    let (images, count) = parse_idx_images(&image_bytes, &images_path)?;
+    let (images, count, shape) = parse_idx_images(&image_bytes, &images_path)?;
     drop(image_bytes);
     let (labels_path, label_bytes) = read_idx_file(dir, &labels_name, &sums)?;
     let labels = parse_idx_labels(&label_bytes, &labels_path)?;
@@ -132,7 +177,33 @@ pub fn load_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
     if labels.len() != count {
         return Err(DataError::CountMismatch { images_path, images: count, labels_path, labels: labels.len() });
     }
-    Ok(Split { images, labels })
+    Ok(Split::new(images, labels, shape))
+}
+
+/// Writes `split` into `dir` as `<prefix>-images-idx3-ubyte.gz` (one channel) or `<prefix>-images-idx4-ubyte.gz` (n ×
+/// c × h × w) and `<prefix>-labels-idx1-ubyte.gz`, each atomically: what [`load_split`] reads back. For data sets made
+/// elsewhere (a converter, a test's generated images).
+pub fn save_split(dir: &Path, prefix: &str, split: &Split) -> Result<(), DataError> {
+    let s = split.shape;
+    let (name, mut header) = if s.channels == 1 {
+        (format!("{prefix}-images-idx3-ubyte.gz"), vec![IMAGES_MAGIC, split.len() as u32])
+    } else {
+        (format!("{prefix}-images-idx4-ubyte.gz"), vec![IMAGES4_MAGIC, split.len() as u32, s.channels as u32])
+    };
+    header.extend([s.height as u32, s.width as u32]);
+    let labels = format!("{prefix}-labels-idx1-ubyte.gz");
+    for (name, header, body) in
+        [(name, header, &split.images), (labels, vec![LABELS_MAGIC, split.len() as u32], &split.labels)]
+    {
+        let path = dir.join(name);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let bytes: Vec<u8> = header.iter().flat_map(|v| v.to_be_bytes()).chain(body.iter().copied()).collect();
+        let io = |source| DataError::Io { path: path.clone(), source };
+        std::io::Write::write_all(&mut enc, &bytes).map_err(io)?;
+        let gz = enc.finish().map_err(io)?;
+        crate::atomic::write_atomic(&path, &gz).map_err(|e| DataError::Io { path: path.clone(), source: e.source })?;
+    }
+    Ok(())
 }
 
 /// The MNIST directory when `--data-dir` is not given: `GPU_CNN_DATA` if set, else `data/mnist` under the current
@@ -150,20 +221,25 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
-/// Parse an IDX images file (already decompressed): returns the pixels (`count * 784` bytes) and `count`.
-/// `file` is only used in error messages.
-pub fn parse_idx_images(bytes: &[u8], file: &Path) -> Result<(Vec<u8>, usize), DataError> {
+/// Parse an IDX images file (already decompressed; 3-D n × h × w or 4-D n × c × h × w): returns the pixels
+/// (`count * shape.pixels()` bytes), `count` and the shape. `file` is only used in error messages.
+pub fn parse_idx_images(bytes: &[u8], file: &Path) -> Result<(Vec<u8>, usize, ImageShape), DataError> {
     const KIND: &str = "images";
-    check_magic(bytes, file, KIND, IMAGES_MAGIC, IMAGES_HEADER)?;
+    let four = bytes.len() >= 4 && be_u32(bytes, 0) == IMAGES4_MAGIC;
+    let (magic, header) = if four { (IMAGES4_MAGIC, IMAGES4_HEADER) } else { (IMAGES_MAGIC, IMAGES_HEADER) };
+    check_magic(bytes, file, KIND, magic, header)?;
     let count = be_u32(bytes, 4);
-    let (rows, cols) = (be_u32(bytes, 8), be_u32(bytes, 12));
-    if rows as usize != IMAGE_SIDE || cols as usize != IMAGE_SIDE {
-        return Err(DataError::WrongImageSize { path: file.to_path_buf(), rows, cols });
+    let dims: Vec<u32> = (8..header).step_by(4).map(|at| be_u32(bytes, at)).collect();
+    let (c, h, w) = if four { (dims[0], dims[1], dims[2]) } else { (1, dims[0], dims[1]) };
+    if [c, h, w].iter().any(|&d| d == 0 || d as usize > ImageShape::MAX_SIDE) {
+        let dims = dims.iter().map(u32::to_string).collect::<Vec<_>>().join("x");
+        return Err(DataError::WrongImageSize { path: file.to_path_buf(), dims });
     }
-    let body = &bytes[IMAGES_HEADER..];
-    check_body_len(body, file, KIND, count, IMAGE_PIXELS as u64)?;
-    // The body length now equals count * 784 exactly, so this allocation is bounded by the input.
-    Ok((body.to_vec(), count as usize))
+    let shape = ImageShape { channels: c as usize, height: h as usize, width: w as usize };
+    let body = &bytes[header..];
+    check_body_len(body, file, KIND, count, shape.pixels() as u64)?;
+    // The body length now equals count * pixels exactly, so this allocation is bounded by the input.
+    Ok((body.to_vec(), count as usize, shape))
 }
 
 /// Parse an IDX labels file (already decompressed): returns one label (0..=9) per example.
@@ -196,8 +272,8 @@ fn check_magic(bytes: &[u8], file: &Path, kind: &'static str, expected: u32, hea
     }
     let got = be_u32(bytes, 0);
     if got != expected {
-        let hint = if got == IMAGES_MAGIC || got == LABELS_MAGIC {
-            if kind == "images" {
+        let hint = if got == IMAGES_MAGIC || got == IMAGES4_MAGIC || got == LABELS_MAGIC {
+            if kind == "images" && got == LABELS_MAGIC {
                 " — this looks like a labels file; are the images and labels files swapped?"
             } else {
                 " — this looks like an images file; are the images and labels files swapped?"
@@ -355,12 +431,24 @@ mod tests {
 
     #[test]
     fn parses_small_images() {
-        let body: Vec<u8> = (0..3 * IMAGE_PIXELS).map(|i| (i * 7 % 251) as u8).collect();
-        let (px, n) = parse_idx_images(&images_file(3, 28, 28, &body), p()).unwrap();
-        assert_eq!(n, 3);
+        let body: Vec<u8> = (0..3 * 784).map(|i| (i * 7 % 251) as u8).collect();
+        let (px, n, shape) = parse_idx_images(&images_file(3, 28, 28, &body), p()).unwrap();
+        assert_eq!((n, shape), (3, ImageShape::MNIST));
         assert_eq!(px, body);
-        let (px, n) = parse_idx_images(&images_file(0, 28, 28, &[]), p()).unwrap();
+        let (px, n, _) = parse_idx_images(&images_file(0, 28, 28, &[]), p()).unwrap();
         assert_eq!((px.len(), n), (0, 0));
+        // Any height and width; and 4-D files with channels.
+        let (_, n, shape) = parse_idx_images(&images_file(2, 5, 7, &[1; 70]), p()).unwrap();
+        assert_eq!((n, shape), (2, ImageShape { channels: 1, height: 5, width: 7 }));
+        let mut four = Vec::new();
+        for x in [IMAGES4_MAGIC, 2, 3, 4, 5] {
+            four.extend_from_slice(&x.to_be_bytes());
+        }
+        four.extend_from_slice(&[9; 2 * 60]);
+        let (px, n, shape) = parse_idx_images(&four, p()).unwrap();
+        assert_eq!((px.len(), n, shape), (120, 2, ImageShape { channels: 3, height: 4, width: 5 }));
+        let e = parse_idx_images(&four[..20 + 119], p()).unwrap_err();
+        assert!(matches!(e, DataError::TruncatedBody { expected: 120, .. }), "{e:?}");
     }
 
     #[test]
@@ -375,7 +463,10 @@ mod tests {
         assert!(matches!(e(&[0, 0]), DataError::TruncatedHeader { got: 2, .. }));
         assert!(matches!(e(&images_file(1, 28, 28, &[])[..10]), DataError::TruncatedHeader { got: 10, .. }));
         assert!(matches!(e(&labels_file(1, &[1])), DataError::WrongMagic { got: LABELS_MAGIC, .. }));
-        assert!(matches!(e(&images_file(1, 28, 27, &[0; 756])), DataError::WrongImageSize { rows: 28, cols: 27, .. }));
+        let zero = e(&images_file(1, 28, 0, &[]));
+        assert!(matches!(&zero, DataError::WrongImageSize { dims, .. } if dims == "28x0"), "{zero:?}");
+        assert!(zero.to_string().contains("1..=4096"), "{zero}");
+        assert!(matches!(e(&images_file(1, 5000, 1, &[])), DataError::WrongImageSize { .. }));
         assert!(matches!(
             e(&images_file(2, 28, 28, &[0; 784])),
             DataError::TruncatedBody { expected: 1568, got: 784, .. }
@@ -410,13 +501,15 @@ mod tests {
 
     #[test]
     fn split_take_and_image() {
-        let s =
-            Split { images: (0..3 * IMAGE_PIXELS).map(|i| (i / IMAGE_PIXELS) as u8).collect(), labels: vec![4, 5, 6] };
+        let shape = ImageShape { channels: 2, height: 3, width: 4 };
+        let s = Split::new((0..3 * 24).map(|i| (i / 24) as u8 * 100).collect(), vec![4, 5, 6], shape);
         assert_eq!(s.len(), 3);
         assert!(!s.is_empty());
-        assert!(s.image(2).iter().all(|&p| p == 2));
+        assert!(s.image(2).iter().all(|&p| p == 200));
         let t = s.take(2);
-        assert_eq!((t.len(), t.images.len()), (2, 2 * IMAGE_PIXELS));
+        assert_eq!((t.len(), t.images.len(), t.shape, t.norm), (2, 2 * 24, shape, s.norm));
+        let v: Vec<f32> = s.normalized(1).collect();
+        assert_eq!(v, vec![s.norm.apply(100); 24]);
         assert_eq!(s.take(10).len(), 3);
         assert!(s.take(0).is_empty());
     }
@@ -448,8 +541,8 @@ mod tests {
             // Arbitrary bytes never panic, and any output is bounded by the input.
             #[test]
             fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-                if let Ok((px, n)) = parse_idx_images(&bytes, p()) {
-                    prop_assert_eq!(px.len(), n * IMAGE_PIXELS);
+                if let Ok((px, n, shape)) = parse_idx_images(&bytes, p()) {
+                    prop_assert_eq!(px.len(), n * shape.pixels());
                     prop_assert!(px.len() <= bytes.len());
                 }
                 if let Ok(l) = parse_idx_labels(&bytes, p()) {
@@ -464,7 +557,7 @@ mod tests {
                                              body in proptest::collection::vec(any::<u8>(), 0..4096)) {
                 let imgs = images_file(count, rows, cols, &body);
                 match parse_idx_images(&imgs, p()) {
-                    Ok((px, n)) => prop_assert!(n as u32 == count && px.len() == body.len()),
+                    Ok((px, n, _)) => prop_assert!(n as u32 == count && px.len() == body.len()),
                     Err(e) => prop_assert!(!e.to_string().is_empty()),
                 }
                 let labels = labels_file(count, &body);

@@ -21,19 +21,23 @@ impl Metrics {
 /// The activations of a few test images, read back from where the engine computed them (for pictures).
 #[derive(Clone, Debug)]
 pub struct Probe {
-    /// Normalized inputs [n, 784].
+    /// Normalized inputs [n, C, H, W] of shape `input`.
     pub x: Vec<f32>,
+    pub input: crate::model::ImageShape,
+    /// How `x` was normalized (the pictures undo it).
+    pub norm: crate::model::Normalization,
     /// Each convolution's output after ReLU (before its pool), in order.
     pub maps: Vec<FeatureMaps>,
     /// Logits [n, 10].
     pub logits: Vec<f32>,
 }
 
-/// One convolution's feature maps for the probed images: `values` [n, channels, side, side].
+/// One convolution's feature maps for the probed images: `values` [n, channels, height, width].
 #[derive(Clone, Debug)]
 pub struct FeatureMaps {
     pub channels: usize,
-    pub side: usize,
+    pub height: usize,
+    pub width: usize,
     pub values: Vec<f32>,
 }
 

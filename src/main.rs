@@ -586,7 +586,7 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
         repeats: b.repeats,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         check: !b.no_check,
-        arch: b.arch.clone(),
+        arch: study::arch_for_data(Some(&b.arch), &data)?,
     };
     let which = if b.all_adapters {
         gpu_cnn::bench::Adapters::All { backend: b.backend }

@@ -8,16 +8,82 @@ use rand::RngCore;
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-/// Input image side (MNIST: 28×28, one channel).
-pub const IMAGE_SIDE: usize = 28;
-/// Pixels per image.
-pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 /// Output classes (MNIST's digits).
 pub const CLASSES: usize = 10;
 
-/// Input normalization (PyTorch's `transforms.Normalize((0.1307,), (0.3081,))`).
-pub const MNIST_MEAN: f32 = 0.1307;
-pub const MNIST_STD: f32 = 0.3081;
+/// The shape of one input image: `channels` planes of `height` × `width` pixels, stored plane after plane (PyTorch's
+/// (C, H, W)). MNIST's is 1×28×28.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    pub const MNIST: ImageShape = ImageShape { channels: 1, height: 28, width: 28 };
+    /// Largest channel count, height and width accepted (an IDX header claiming more is refused).
+    pub const MAX_SIDE: usize = 4096;
+
+    /// Values per image (channels × height × width).
+    pub fn pixels(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Parses `CxHxW` (e.g. `3x32x32`), as `Display` writes it.
+    pub fn parse(text: &str) -> Result<ImageShape, String> {
+        let parts: Vec<&str> = text.split('x').collect();
+        let bad = || format!("`{text}` is not an image shape: expected CxHxW, e.g. 1x28x28 or 3x32x32");
+        let [c, h, w] = parts[..] else { return Err(bad()) };
+        let n = |s: &str| s.parse::<usize>().ok().filter(|&v| (1..=Self::MAX_SIDE).contains(&v)).ok_or_else(bad);
+        Ok(ImageShape { channels: n(c)?, height: n(h)?, width: n(w)? })
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
+    }
+}
+
+/// Input normalization: a pixel p (0..=255) enters the network as (p / 255 − mean) / std, one mean and std for every
+/// channel (PyTorch's `transforms.Normalize`). The data decides it ([`Normalization::of`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalization {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Normalization {
+    /// MNIST's, as the study (and PyTorch's MNIST example) use it: `Normalize((0.1307,), (0.3081,))`.
+    pub const MNIST: Normalization = Normalization { mean: 0.1307, std: 0.3081 };
+
+    /// The mean and standard deviation of `pixels` scaled to [0, 1], rounded to 4 decimals (as the published MNIST
+    /// constants are: MNIST's training images give exactly [`Normalization::MNIST`]). A constant image set gets std 1.
+    pub fn of(pixels: &[u8]) -> Normalization {
+        let mut counts = [0u64; 256];
+        for &p in pixels {
+            counts[p as usize] += 1;
+        }
+        let n = pixels.len().max(1) as f64;
+        let mean = counts.iter().enumerate().map(|(v, &c)| v as f64 / 255.0 * c as f64).sum::<f64>() / n;
+        let var =
+            counts.iter().enumerate().map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64).sum::<f64>() / n;
+        let round = |v: f64| ((v * 1e4).round() / 1e4) as f32;
+        let std = round(var.sqrt());
+        Normalization { mean: round(mean), std: if std > 0.0 { std } else { 1.0 } }
+    }
+
+    /// One pixel, normalized.
+    pub fn apply(&self, p: u8) -> f32 {
+        (p as f32 / 255.0 - self.mean) / self.std
+    }
+
+    /// A normalized value back to [0, 1] (for pictures).
+    pub fn undo(&self, v: f32) -> f32 {
+        v * self.std + self.mean
+    }
+}
 
 /// Default seed for initialization and shuffling.
 pub const DEFAULT_SEED: u64 = 42;
@@ -35,27 +101,38 @@ pub enum Layer {
 }
 
 /// A convolution of an architecture with everything derived from it: `index` (1-based, as in `conv1.weight`), shapes
-/// (its input and output are `side` × `side`), whether a max-pool follows, and its tensors' offsets in the flat
-/// parameter vector.
+/// (its input and output are `h` × `w`), whether a max-pool follows, and its tensors' offsets in the flat parameter
+/// vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvLayer {
     pub index: usize,
     pub cin: usize,
     pub cout: usize,
-    pub side: usize,
+    pub h: usize,
+    pub w: usize,
     pub pool: bool,
     pub w_off: usize,
     pub b_off: usize,
 }
 
 impl ConvLayer {
-    /// Side of what the next layer reads (halved by the pool).
-    pub fn out_side(&self) -> usize {
+    /// Height and width of what the next layer reads (halved by the pool).
+    pub fn out_hw(&self) -> (usize, usize) {
         if self.pool {
-            self.side / 2
+            (self.h / 2, self.w / 2)
         } else {
-            self.side
+            (self.h, self.w)
         }
+    }
+
+    /// Output values per image (before the pool).
+    pub fn out_len(&self) -> usize {
+        self.cout * self.h * self.w
+    }
+
+    /// Multiply-adds per image.
+    pub fn macs(&self) -> usize {
+        self.out_len() * self.cin * 9
     }
 }
 
@@ -70,11 +147,13 @@ pub struct DenseLayer {
     pub b_off: usize,
 }
 
-/// A network: convolutions (each optionally followed by a max-pool), then dense layers, on 28×28 one-channel images.
-/// Everything else follows from it: shapes, the parameter layout, PyTorch's tensor names, FLOPs, the CPU reference's
-/// passes, the GPU's op list, the pictures. The study's network is `Arch::study()`.
+/// A network: convolutions (each optionally followed by a max-pool), then dense layers, on images of one shape
+/// (MNIST's 1×28×28 unless said otherwise). Everything else follows from it: shapes, the parameter layout, PyTorch's
+/// tensor names, FLOPs, the CPU reference's passes, the GPU's op list, the pictures. The study's network is
+/// `Arch::study()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arch {
+    input: ImageShape,
     layers: Vec<Layer>,
     convs: Vec<ConvLayer>,
     denses: Vec<DenseLayer>,
@@ -100,10 +179,15 @@ impl Arch {
     }
 
     /// Parses `--arch`: a preset name (`study`, `tiny`, `wide`) or layers joined by `-`, e.g.
-    /// `conv16-pool-conv32-pool-fc128-fc10`. A description that does not make a network this engine runs is an error
-    /// naming the part that is wrong.
+    /// `conv16-pool-conv32-pool-fc128-fc10`, optionally after the input shape and a colon (`3x32x32:conv16-…`; without
+    /// it, MNIST's 1×28×28). A description that does not make a network this engine runs is an error naming the part
+    /// that is wrong.
     pub fn parse(text: &str) -> Result<Arch, String> {
         let text = text.trim();
+        let (input, text) = match text.split_once(':') {
+            Some((shape, rest)) => (ImageShape::parse(shape.trim()).map_err(|e| format!("--arch: {e}"))?, rest.trim()),
+            None => (ImageShape::MNIST, text),
+        };
         let desc = PRESETS.iter().find(|p| p.0 == text).map_or(text, |p| p.1);
         let mut layers = Vec::new();
         for (i, part) in desc.split('-').enumerate() {
@@ -129,14 +213,23 @@ impl Arch {
                 }
             });
         }
-        Arch::new(layers).map_err(|e| format!("--arch `{desc}`: {e}"))
+        Arch::new(input, layers).map_err(|e| format!("--arch `{desc}` on {input} images: {e}"))
+    }
+
+    /// The same layers on images of `input` (as the data has them), checked again: a pool may now fall on an odd side.
+    pub fn with_input(&self, input: ImageShape) -> Result<Arch, String> {
+        if input == self.input {
+            return Ok(self.clone());
+        }
+        let desc = self.layers_text();
+        Arch::new(input, self.layers.clone()).map_err(|e| format!("--arch `{desc}` on {input} images: {e}"))
     }
 
     /// The architecture of `layers`, checked: convolutions and pools first, each pool right after a convolution and on
     /// an even side, a convolution followed by a pool unless it is the last one, then at least one dense layer, the
     /// last with `CLASSES` outputs.
-    pub fn new(layers: Vec<Layer>) -> Result<Arch, String> {
-        let (mut c, mut side) = (1usize, IMAGE_SIDE);
+    pub fn new(input: ImageShape, layers: Vec<Layer>) -> Result<Arch, String> {
+        let (mut c, mut h, mut w) = (input.channels, input.height, input.width);
         let mut convs: Vec<ConvLayer> = Vec::new();
         let mut denses: Vec<DenseLayer> = Vec::new();
         let mut tensors = Vec::new();
@@ -164,20 +257,20 @@ impl Arch {
                     let index = convs.len() + 1;
                     let w_off = add(&mut tensors, format!("conv{index}.weight"), vec![cout, c, 3, 3], c * 9);
                     let b_off = add(&mut tensors, format!("conv{index}.bias"), vec![cout], c * 9);
-                    convs.push(ConvLayer { index, cin: c, cout, side, pool, w_off, b_off });
+                    convs.push(ConvLayer { index, cin: c, cout, h, w, pool, w_off, b_off });
                     c = cout;
                 }
                 Layer::Pool => {
                     if !matches!(i.checked_sub(1).map(|j| layers[j]), Some(Layer::Conv(_))) {
                         return Err("pool must come right after a convolution".into());
                     }
-                    if side % 2 != 0 {
-                        return Err(format!("pool on a {side}×{side} map: the side must be even"));
+                    if h % 2 != 0 || w % 2 != 0 {
+                        return Err(format!("pool on a {h}×{w} map: the sides must be even"));
                     }
-                    side /= 2;
+                    (h, w) = (h / 2, w / 2);
                 }
                 Layer::Dense(out) => {
-                    let inp = denses.last().map_or(c * side * side, |d| d.out);
+                    let inp = denses.last().map_or(c * h * w, |d| d.out);
                     let index = denses.len() + 1;
                     let w_off = add(&mut tensors, format!("fc{index}.weight"), vec![out, inp], inp);
                     let b_off = add(&mut tensors, format!("fc{index}.bias"), vec![out], inp);
@@ -195,17 +288,30 @@ impl Arch {
             }
             _ => {}
         }
-        Ok(Arch { layers, convs, denses, param_count: offset, tensors })
+        Ok(Arch { input, layers, convs, denses, param_count: offset, tensors })
     }
 
-    /// The description `parse` reads back (`conv16-pool-…-fc10`).
+    /// The description `parse` reads back: `conv16-pool-…-fc10`, after `CxHxW:` for inputs other than MNIST's.
     pub fn describe(&self) -> String {
+        if self.input == ImageShape::MNIST {
+            self.layers_text()
+        } else {
+            format!("{}:{}", self.input, self.layers_text())
+        }
+    }
+
+    fn layers_text(&self) -> String {
         let part = |l: &Layer| match l {
             Layer::Conv(c) => format!("conv{c}"),
             Layer::Pool => "pool".into(),
             Layer::Dense(n) => format!("fc{n}"),
         };
         self.layers.iter().map(part).collect::<Vec<_>>().join("-")
+    }
+
+    /// The shape of the images it reads.
+    pub fn input(&self) -> ImageShape {
+        self.input
     }
 
     pub fn layers(&self) -> &[Layer] {
@@ -228,7 +334,7 @@ impl Arch {
 
     /// Multiply-adds per image of the forward pass (1 MAC = 2 FLOPs).
     pub fn forward_macs(&self) -> usize {
-        let conv: usize = self.convs.iter().map(|c| c.cout * c.side * c.side * c.cin * 9).sum();
+        let conv: usize = self.convs.iter().map(ConvLayer::macs).sum();
         conv + self.denses.iter().map(|d| d.inp * d.out).sum::<usize>()
     }
 
@@ -236,7 +342,7 @@ impl Arch {
     /// the first's.
     pub fn train_flops_per_image(&self) -> usize {
         let first = match (self.convs.first(), self.denses.first()) {
-            (Some(c), _) => c.cout * c.side * c.side * c.cin * 9,
+            (Some(c), _) => c.macs(),
             (None, Some(d)) => d.inp * d.out,
             (None, None) => 0,
         };
@@ -318,11 +424,6 @@ pub fn shuffled_indices(n: usize, rng: &mut Rng) -> Vec<u32> {
     idx
 }
 
-/// Normalize one u8 pixel as the study does: scale to [0, 1], then (x - mean) / std.
-pub fn normalize_pixel(p: u8) -> f32 {
-    (p as f32 / 255.0 - MNIST_MEAN) / MNIST_STD
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,7 +476,10 @@ mod tests {
             ("conv16-conv32-pool-fc10", "must be followed by pool"),
             ("pool-fc10", "right after a convolution"),
             ("conv8-pool-pool-fc10", "right after a convolution"),
-            ("conv8-pool-conv8-pool-conv8-pool-fc10", "side must be even"),
+            ("conv8-pool-conv8-pool-conv8-pool-fc10", "sides must be even"),
+            ("3x32:conv8-fc10", "not an image shape"),
+            ("3x32x0:conv8-fc10", "not an image shape"),
+            ("1x28x30:conv8-pool-conv8-pool-fc10", "pool on a 14×15 map"),
             ("fc10-conv8-fc10", "after a dense layer"),
             ("conv16-pool-relu-fc10", "`relu` (part 3"),
             ("convx-fc10", "whole number after `conv`"),
@@ -385,6 +489,30 @@ mod tests {
             let e = Arch::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn other_input_shapes_derive_their_layers_and_round_trip() {
+        let study = Arch::study();
+        assert_eq!(study.input(), ImageShape::MNIST);
+        let rgb = study.with_input(ImageShape { channels: 3, height: 32, width: 24 }).unwrap();
+        assert_eq!(rgb.describe(), "3x32x24:conv16-pool-conv32-pool-fc128-fc10");
+        assert_eq!(Arch::parse(&rgb.describe()).unwrap(), rgb);
+        let c = rgb.convs()[0];
+        assert_eq!((c.cin, c.h, c.w, rgb.convs()[1].h, rgb.convs()[1].w), (3, 32, 24, 16, 12));
+        assert_eq!(rgb.denses()[0].inp, 32 * 8 * 6);
+        assert_eq!(rgb.tensors()[0].shape, [16, 3, 3, 3]);
+        let odd = study.with_input(ImageShape { channels: 1, height: 27, width: 28 }).unwrap_err();
+        assert!(odd.contains("pool on a 27×28 map"), "{odd}");
+        assert_eq!(study.with_input(ImageShape::MNIST).unwrap(), study);
+    }
+
+    #[test]
+    fn normalization_comes_from_the_pixels() {
+        assert_eq!(Normalization::of(&[0, 255]), Normalization { mean: 0.5, std: 0.5 });
+        assert_eq!(Normalization::of(&[7; 10]).std, 1.0);
+        let n = Normalization::MNIST;
+        assert!((n.undo(n.apply(200)) - 200.0 / 255.0).abs() < 1e-6);
     }
 
     #[test]

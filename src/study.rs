@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use log::{info, warn};
 use serde::Serialize;
 
@@ -79,6 +79,17 @@ pub fn prepare_out_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `arch` (the study's if None) on the images of `data`: the same layers, the data's input shape. An architecture that
+/// names another input shape than MNIST's (`3x32x32:…`) must name the data's.
+pub fn arch_for_data(arch: Option<&Arch>, data: &Mnist) -> Result<Arch> {
+    let arch = arch.cloned().unwrap_or_default();
+    let shape = data.shape();
+    if arch.input() != model::ImageShape::MNIST && arch.input() != shape {
+        bail!("--arch {arch} reads {} images, the data's are {shape}", arch.input());
+    }
+    arch.with_input(shape).map_err(|e| anyhow!(e))
+}
+
 /// The engine for `device` running `arch` with `params`: training batches of `batch` from `train` (if given), and
 /// evaluation on `test`.
 pub fn open_engine(
@@ -89,6 +100,13 @@ pub fn open_engine(
     test: &Split,
     params: &[f32],
 ) -> Result<Box<dyn Engine>> {
+    if test.shape != arch.input() {
+        bail!(
+            "{arch} reads {} images, the data's are {} (a checkpoint trained on other data?)",
+            arch.input(),
+            test.shape
+        );
+    }
     if let DeviceChoice::Gpu { selection, kernels } = device {
         match open_gpu(selection, *kernels) {
             Ok(g) => {
@@ -149,6 +167,7 @@ fn log_metrics(label: &str, m: &Metrics) {
 /// The study's first half: `arch` with random weights from `seed`, evaluated on the test set (chance, about 10 %),
 /// with the pictures of its filters, activations, predictions and confusion matrix written into `out_dir`.
 pub fn forward_only(device: &DeviceChoice, data: &Mnist, arch: &Arch, seed: u64, out_dir: &Path) -> Result<Evaluation> {
+    let arch = &arch_for_data(Some(arch), data)?;
     prepare_out_dir(out_dir)?;
     let params = model::init_params(arch, seed);
     let mut engine = open_engine(device, arch, 64, None, &data.test, &params)?;
@@ -180,7 +199,8 @@ pub fn evaluate_checkpoint(
     arch: Option<&Arch>,
     path: &Path,
 ) -> Result<Evaluation> {
-    let ckpt = checkpoint::load(path, arch)?;
+    let arch = arch.map(|a| arch_for_data(Some(a), data)).transpose()?;
+    let ckpt = checkpoint::load(path, arch.as_ref())?;
     let mut engine = open_engine(device, &ckpt.arch, 64, None, &data.test, &ckpt.params)?;
     let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
     Ok(Evaluation {
@@ -321,9 +341,10 @@ struct Start {
     epochs_done: usize,
 }
 
-fn starting_point(opts: &TrainOptions) -> Result<Start> {
+fn starting_point(opts: &TrainOptions, data: &Mnist) -> Result<Start> {
+    let requested = opts.arch.as_ref().map(|a| arch_for_data(Some(a), data)).transpose()?;
     if let Some(p) = &opts.resume {
-        let (ck, momentum) = checkpoint::load_training(p, opts.arch.as_ref())?;
+        let (ck, momentum) = checkpoint::load_training(p, requested.as_ref())?;
         let Some(momentum) = momentum else {
             bail!(
                 "--resume {}: no momentum state found (expected {}); use --init to start from its weights",
@@ -336,10 +357,13 @@ fn starting_point(opts: &TrainOptions) -> Result<Start> {
         return Ok(Start { arch: ck.arch, params: ck.params, momentum: Some(momentum), epochs_done: done });
     }
     if let Some(p) = &opts.init {
-        let ck = checkpoint::load(p, opts.arch.as_ref())?;
+        let ck = checkpoint::load(p, requested.as_ref())?;
         return Ok(Start { arch: ck.arch, params: ck.params, momentum: None, epochs_done: 0 });
     }
-    let arch = opts.arch.clone().unwrap_or_default();
+    let arch = match requested {
+        Some(a) => a,
+        None => arch_for_data(None, data)?,
+    };
     let params = model::init_params(&arch, opts.seed);
     Ok(Start { arch, params, momentum: None, epochs_done: 0 })
 }
@@ -372,7 +396,7 @@ pub fn train(
         }
         None => &data.train,
     };
-    let Start { arch, params, momentum, epochs_done: start_epoch } = starting_point(opts)?;
+    let Start { arch, params, momentum, epochs_done: start_epoch } = starting_point(opts, data)?;
     let cfg = TrainConfig {
         epochs: opts.epochs,
         batch_size: opts.batch_size,

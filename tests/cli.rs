@@ -215,6 +215,41 @@ fn arch_trains_saves_and_is_checked_on_load() {
     fails_with(&["bench", "--arch", "conv8-relu-fc10"], "`relu` (part 2");
 }
 
+/// Other image shapes as a user brings them: a directory of 4-D IDX files (n × 3 × 32 × 32, generated) trains with a
+/// hand-written `--arch`, the input shape and normalization come from the data, JSON and checkpoint say `3x32x32:`, the
+/// pictures are drawn, and a checkpoint for one shape is refused on data of another with both shapes named.
+#[test]
+fn colour_images_from_idx4_files_train_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("colour");
+    std::fs::create_dir(&data).unwrap();
+    gpu_cnn::data::save_split(&data, "train", &gpu_cnn::check::coloured(640, 1)).unwrap();
+    gpu_cnn::data::save_split(&data, "t10k", &gpu_cnn::check::coloured(200, 2)).unwrap();
+    let ck = dir.path().join("colour.safetensors");
+    let d = data.to_str().unwrap();
+    let arch = "conv8-pool-conv16-pool-fc32-fc10";
+    let args = ["--data-dir", d, "--arch", arch, "--epochs", "3", "--batch-size", "32"];
+    let v = train_saving(&args, &ck, dir.path());
+    assert_eq!(v["arch"], format!("3x32x32:{arch}"), "{v}");
+    let (before, after) = (v["forward_only_test_accuracy"].as_f64(), v["test_accuracy"].as_f64().unwrap());
+    assert!(after > 0.9, "the coloured squares are learnt: {after} (random weights: {before:?})");
+    for png in ["filters_after.png", "activations_after.png", "predictions_after.png"] {
+        assert!(dir.path().join(png).is_file(), "{png} drawn");
+    }
+    let e = json_of(
+        &gpu_cnn()
+            .args(["eval", "--json", "--data-dir", d, "--checkpoint"])
+            .arg(&ck)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!((e["arch"].as_str(), e["test_accuracy"].as_f64()), (v["arch"].as_str(), Some(after)));
+    fails_with(&["eval", "--checkpoint", ck.to_str().unwrap()], "3x32x32");
+    fails_with(&["forward-only", "--data-dir", d, "--arch", "3x28x28:tiny"], "3x28x28");
+}
+
 #[test]
 fn bad_paths_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

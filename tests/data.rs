@@ -238,13 +238,34 @@ fn wrong_magic_and_swapped_files() {
 }
 
 #[test]
-fn wrong_image_dims() {
-    let (_, lab) = valid_split(1);
-    let img = images_bytes(2051, 1, 32, 32, &[0; 32 * 32]);
-    let dir = dir_with(TRAIN_PREFIX, &img, &lab, true);
+fn other_image_shapes_load_and_bad_ones_are_named() {
+    let (_, lab) = valid_split(2);
+    // Any height and width: 2 images of 32×24.
+    let dir = dir_with(TRAIN_PREFIX, &images_bytes(2051, 2, 32, 24, &[9; 2 * 32 * 24]), &lab, true);
+    let s = data::load_split(dir.path(), TRAIN_PREFIX).unwrap();
+    assert_eq!((s.len(), s.shape.to_string(), s.image(1).len()), (2, "1x32x24".to_string(), 768));
+    // A 4-D file (n × c × h × w) under its own name.
+    let dir = tempfile::tempdir().unwrap();
+    let mut four = Vec::new();
+    for x in [0x0804u32, 2, 3, 4, 4] {
+        four.extend_from_slice(&x.to_be_bytes());
+    }
+    four.extend((0..2 * 48).map(|i| i as u8));
+    fs::write(dir.path().join("train-images-idx4-ubyte.gz"), gz(&four)).unwrap();
+    fs::write(dir.path().join(labels_name(TRAIN_PREFIX)), &lab).unwrap();
+    let s = data::load_split(dir.path(), TRAIN_PREFIX).unwrap();
+    assert_eq!((s.shape.to_string(), s.image(1)[0]), ("3x4x4".to_string(), 48));
+    // A zero side is refused, naming the dimensions.
+    let dir = dir_with(TRAIN_PREFIX, &images_bytes(2051, 1, 0, 28, &[]), &lab, true);
     let (e, msg) = load_err(dir.path());
-    assert!(matches!(e, DataError::WrongImageSize { rows: 32, cols: 32, .. }), "{e:?}");
-    assert!(msg.contains("32x32") && msg.contains("28x28"), "{msg}");
+    assert!(matches!(e, DataError::WrongImageSize { .. }), "{e:?}");
+    assert!(msg.contains("0x28") && msg.contains("1..=4096"), "{msg}");
+    // Both splits must have one shape.
+    let dir = dir_with(TRAIN_PREFIX, &images_bytes(2051, 2, 28, 28, &[0; 2 * 784]), &lab, false);
+    fs::write(dir.path().join(images_name(TEST_PREFIX)), images_bytes(2051, 2, 14, 14, &[0; 2 * 196])).unwrap();
+    fs::write(dir.path().join(labels_name(TEST_PREFIX)), &lab).unwrap();
+    let msg = data::load(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("1x28x28") && msg.contains("1x14x14"), "{msg}");
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //! (windows that ReLU zeroed entirely are exempt: they stay zero under a tiny perturbation), and a network probe whose
 //! ±eps perturbation changes any ReLU mask or max-pool argmax anyway is skipped and counted.
 
-use gpu_cnn::model::{init_params, Arch, Layer, CLASSES, IMAGE_PIXELS};
+use gpu_cnn::model::{init_params, Arch, Layer, CLASSES};
 use gpu_cnn::reference::*;
 use rand::Rng;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -222,8 +222,8 @@ fn window_gaps(x: &[f64], planes: usize, h: usize, wd: usize) -> impl Iterator<I
     })
 }
 
-/// A pooled convolution's output (after ReLU) with its planes (n × channels) and side.
-type Pooled = (Vec<f64>, usize, usize);
+/// A pooled convolution's output (after ReLU) with its planes (n × channels), height and width.
+type Pooled = (Vec<f64>, usize, usize, usize);
 
 /// Every ReLU's input (pre-activation) in `arch`'s forward pass, and each pooled convolution's output, recomputed from
 /// the kept activations.
@@ -238,10 +238,10 @@ fn pre_activations(arch: &Arch, params: &[f64], acts: &Activations<f64>) -> (Vec
                 let c = convs.next().unwrap();
                 let mut z = vec![0.0; acts.outs[i].len()];
                 let (w, b) = (&params[c.w_off..c.b_off], &params[c.b_off..c.b_off + c.cout]);
-                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.side, c.side);
+                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.h, c.w);
                 zs.extend(&z);
                 if c.pool {
-                    pooled.push((acts.outs[i].clone(), n * c.cout, c.side));
+                    pooled.push((acts.outs[i].clone(), n * c.cout, c.h, c.w));
                 }
             }
             Layer::Pool => {}
@@ -264,8 +264,8 @@ fn pre_activations(arch: &Arch, params: &[f64], acts: &Activations<f64>) -> (Vec
 fn away_from_kinks_and_ties(arch: &Arch, params: &[f64], acts: &Activations<f64>) -> bool {
     let (zs, pooled) = pre_activations(arch, params, acts);
     zs.iter().all(|z| z.abs() >= NETWORK_MARGIN)
-        && pooled.iter().all(|(a, planes, side)| {
-            window_gaps(a, *planes, *side, *side).all(|(max, gap)| max <= 0.0 || gap >= NETWORK_MARGIN)
+        && pooled.iter().all(|(a, planes, h, w)| {
+            window_gaps(a, *planes, *h, *w).all(|(max, gap)| max <= 0.0 || gap >= NETWORK_MARGIN)
         })
 }
 
@@ -281,7 +281,7 @@ fn pattern(arch: &Arch, acts: &Activations<f64>) -> Vec<bool> {
                 out.extend(a.iter().map(|&e| e > 0.0));
                 if c.pool {
                     let mut dx = vec![0.0; a.len()];
-                    maxpool_backward(a, &vec![1.0; a.len() / 4], &mut dx, acts.n, c.cout, c.side, c.side);
+                    maxpool_backward(a, &vec![1.0; a.len() / 4], &mut dx, acts.n, c.cout, c.h, c.w);
                     out.extend(dx.iter().map(|&e| e > 0.0));
                 }
             }
@@ -303,7 +303,7 @@ fn smooth_point(arch: &Arch, seed: u64, n: usize) -> (Vec<f64>, Vec<f64>, Vec<u8
         let mut r = rng(seed + attempt);
         let params: Vec<f64> = init_params(arch, seed + attempt).iter().map(|&p| p as f64).collect();
         // Inputs spread over MNIST's normalized range [−0.42, 2.82].
-        let x = uniform(&mut r, n * IMAGE_PIXELS, -0.5, 2.8);
+        let x = uniform(&mut r, n * arch.input().pixels(), -0.5, 2.8);
         let labels = (0..n).map(|_| r.random_range(0..CLASSES as u8)).collect();
         if away_from_kinks_and_ties(arch, &params, &forward(arch, &params, &x, n)) {
             eprintln!("network point: seed {}", seed + attempt);
@@ -319,10 +319,16 @@ fn network_gradients() {
 }
 
 /// Other networks `--arch` describes: a convolution feeding a dense layer without a pool, odd channel counts, two
-/// dense layers after a pooled pair, no convolution at all.
+/// dense layers after a pooled pair, no convolution at all; three-channel, non-square inputs (an odd width after the
+/// pool).
 #[test]
 fn network_gradients_of_other_architectures() {
-    for (desc, seed) in [("conv3-pool-conv5-fc12-fc10", 200), ("conv4-fc10", 300), ("fc24-fc16-fc10", 400)] {
+    for (desc, seed) in [
+        ("conv3-pool-conv5-fc12-fc10", 200),
+        ("conv4-fc10", 300),
+        ("fc24-fc16-fc10", 400),
+        ("3x12x10:conv3-pool-conv4-fc10", 500),
+    ] {
         eprintln!("--arch {desc}");
         network_gradients_of(&Arch::parse(desc).unwrap(), seed);
     }

@@ -9,7 +9,7 @@ use gpu_cnn::data::{self, Split};
 use gpu_cnn::gpu::network::GpuNetwork;
 use gpu_cnn::gpu::ops::{Caps, Family};
 use gpu_cnn::gpu::Gpu;
-use gpu_cnn::model::{self, normalize_pixel, Arch};
+use gpu_cnn::model::{self, Arch, ImageShape};
 use gpu_cnn::reference::network;
 
 fn study() -> Arch {
@@ -24,7 +24,7 @@ fn batch_x(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
     let mut x = Vec::new();
     let mut y = Vec::new();
     for &i in indices {
-        x.extend(split.image(i as usize).iter().map(|&p| normalize_pixel(p)));
+        x.extend(split.normalized(i as usize));
         y.push(split.labels[i as usize]);
     }
     (x, y)
@@ -256,11 +256,16 @@ fn probe(gpu: Gpu, caps: Caps) {
     assert_close("probe logits", &p.logits, acts.logits(), &|_| 1e-5, 1e-5);
 }
 
-/// A random small network `--arch` can describe, from `seed`: zero to two convolutions of 1 to 9 channels (a pool after
+/// A random small network `--arch` can describe, from `seed`: on MNIST's images or on 1 to 3 channels of 4 to 20
+/// pixels a side (multiples of 4, so that two pools fit), zero to two convolutions of 1 to 9 channels (a pool after
 /// each, or none after the last), zero to two hidden dense layers of 1 to 40 features, then the 10 classes.
 fn random_arch(seed: u64) -> Arch {
     let mut r = model::rng(seed);
     let mut pick = |n: u32| (model::uniform01(&mut r) * n as f32) as usize;
+    let input = match pick(2) {
+        0 => ImageShape::MNIST,
+        _ => ImageShape { channels: 1 + pick(3), height: 4 * (1 + pick(5)), width: 4 * (1 + pick(5)) },
+    };
     let mut layers = Vec::new();
     let convs = pick(3);
     for i in 0..convs {
@@ -273,7 +278,7 @@ fn random_arch(seed: u64) -> Arch {
         layers.push(model::Layer::Dense(1 + pick(40)));
     }
     layers.push(model::Layer::Dense(10));
-    Arch::new(layers).expect("a valid architecture")
+    Arch::new(input, layers).expect("a valid architecture")
 }
 
 /// Generated networks on the GPU: one whole training step (loss, every gradient, the parameters after SGD) against the
@@ -312,4 +317,33 @@ fn generated_networks_train_like_the_reference() {
         assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["tiled"], "{desc}");
         assert!(rows[0].passed, "{desc}: {}", rows[0].failure.clone().unwrap_or_default());
     }
+}
+
+/// Colour images (3×32×32): one whole training step in every kernel family against the f64 reference, then a few
+/// epochs on the default kernels that learn the generated classes (chance is 10 %).
+#[test]
+fn colour_images_train_like_the_reference_and_learn() {
+    let Some(gpu) = gpu_for_families("colour_images_train_like_the_reference_and_learn") else { return };
+    let (train, test) = (gpu_cnn::check::coloured(640, 1), gpu_cnn::check::coloured(200, 2));
+    let arch = Arch::parse("conv8-pool-conv16-pool-fc32-fc10").unwrap().with_input(train.shape).unwrap();
+    assert_eq!(arch.describe(), "3x32x32:conv8-pool-conv16-pool-fc32-fc10");
+    let variants = gpu_cnn::check::variants(&gpu, true);
+    let h = gpu_cnn::check::Harness::new(gpu);
+    let rows = gpu_cnn::check::training_steps(&h, &arch, &variants);
+    assert_eq!(rows.len(), variants.len(), "every family runs {arch}");
+    for r in &rows {
+        assert!(r.passed, "{arch} [{}]: {}", r.variant, r.failure.clone().unwrap_or_default());
+    }
+
+    let params = model::init_params(&arch, 3);
+    let mut net = GpuNetwork::new(h.gpu.reopen().unwrap(), &arch, 32, Some(&train), &test, &params).unwrap();
+    let (before, _) = net.evaluate().unwrap();
+    for epoch in 0..4 {
+        let order = gpu_cnn::train::epoch_order(3, epoch, train.len());
+        net.train_epoch(&order, 0.02, 0.9, &mut |_, _| true).unwrap();
+    }
+    let (after, _) = net.evaluate().unwrap();
+    eprintln!("{arch}: test accuracy {:.1} % → {:.1} %", 100.0 * before.accuracy(), 100.0 * after.accuracy());
+    assert!(before.accuracy() < 0.3, "random weights: {}", before.accuracy());
+    assert!(after.accuracy() > 0.9, "after 4 epochs: {}", after.accuracy());
 }

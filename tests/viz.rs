@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{random, random_labels};
 use gpu_cnn::engine::{FeatureMaps, Probe};
-use gpu_cnn::model::{self, Arch, CLASSES, IMAGE_PIXELS};
+use gpu_cnn::model::{self, Arch, Normalization, CLASSES};
 use gpu_cnn::train::EpochReport;
 use gpu_cnn::viz::{self, VizError};
 
@@ -66,12 +66,15 @@ fn synthetic_probe_of(arch: &Arch, n: usize, seed: u64) -> (Probe, Vec<u8>) {
         .iter()
         .map(|c| FeatureMaps {
             channels: c.cout,
-            side: c.side,
-            values: relu(random(n * c.cout * c.side * c.side, -1.0, 1.5, seed + c.index as u64)),
+            height: c.h,
+            width: c.w,
+            values: relu(random(n * c.out_len(), -1.0, 1.5, seed + c.index as u64)),
         })
         .collect();
     let probe = Probe {
-        x: random(n * IMAGE_PIXELS, -0.4242, 2.8215, seed),
+        x: random(n * arch.input().pixels(), -0.4242, 2.8215, seed),
+        input: arch.input(),
+        norm: Normalization::MNIST,
         maps,
         logits: random(n * CLASSES, -4.0, 4.0, seed + 30),
     };
@@ -128,7 +131,10 @@ fn filters_png_draws_both_layers_and_honours_the_scale() {
     assert!(matches!(err, VizError::Input { .. }), "{err}");
 
     // Other networks: one convolution; a wide pair (smaller conv2 tiles, a wider picture); none (an error, named).
-    for (desc, width, height) in [("conv4-fc10", 740, 414), ("wide", 828, 1722)] {
+    // Three-channel images: conv1's tiles per (filter, channel).
+    for (desc, width, height) in
+        [("conv4-fc10", 740, 414), ("wide", 828, 1722), ("3x32x32:conv8-pool-conv16-pool-fc32-fc10", 740, 754)]
+    {
         let other = Arch::parse(desc).unwrap();
         let path = dir.as_path().join(format!("filters_{}.png", other.convs().len()));
         viz::filters_png(&path, &other, &model::init_params(&other, 2), desc, None).unwrap();
@@ -149,7 +155,14 @@ fn activations_png_has_one_row_per_digit() {
         check_png(&path, 908, 68 + 70 * n as u32 + 44);
     }
     // Other networks: each convolution's maps (the first 32 of a wider layer), or only the input without any.
-    for (desc, width) in [("conv4-fc10", 230), ("wide", 1148), ("fc16-fc10", 152)] {
+    // (each block at least 8 maps wide, for its header; maps bigger than 28 pixels, and inputs bigger than 56, reduced).
+    for (desc, width) in [
+        ("conv4-fc10", 410),
+        ("wide", 1148),
+        ("fc16-fc10", 152),
+        ("3x32x24:conv8-pool-conv16-pool-fc32-fc10", 668),
+        ("3x120x100:conv4-pool-fc10", 410),
+    ] {
         let (probe, labels) = synthetic_probe_of(&Arch::parse(desc).unwrap(), 2, 7);
         let path = dir.as_path().join(format!("activations_{}.png", desc.len()));
         viz::activations_png(&path, &probe, &labels, desc).unwrap();
@@ -169,6 +182,13 @@ fn predictions_png_grids_the_digits() {
         let path = dir.as_path().join(format!("predictions_{n}.png"));
         viz::predictions_png(&path, &probe, &labels, "predictions").unwrap();
         check_png(&path, 32 + 132 * cols, 56 + 150 * rows + 34);
+    }
+    // Colour images, 32×32 enlarged 2× (in the same cells), and 120×100 ones (at 1×, in wider and taller cells).
+    for (desc, width, height) in [("3x32x32:conv4-pool-fc10", 692, 390), ("3x120x100:fc12-fc10", 772, 462)] {
+        let (probe, labels) = synthetic_probe_of(&Arch::parse(desc).unwrap(), 10, 9);
+        let path = dir.as_path().join(format!("predictions_{}.png", desc.len()));
+        viz::predictions_png(&path, &probe, &labels, desc).unwrap();
+        check_png(&path, width, height);
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub use harness::{random, random_labels, to_f64, Harness};
+pub use network::{coloured, synthetic};
 
 use crate::gpu::ops::{Caps, Family};
 use crate::gpu::{AdapterSummary, Gpu};

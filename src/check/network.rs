@@ -6,22 +6,47 @@ use super::{compare, Rows};
 use crate::data::Split;
 use crate::gpu::network::GpuNetwork;
 use crate::gpu::ops::Caps;
-use crate::model::{self, normalize_pixel, Arch, IMAGE_PIXELS};
+use crate::model::{self, Arch, ImageShape};
 use crate::reference::network;
 
-/// `n` images that look a little like digits to the network: mostly background, some ink; labels 0..9.
+/// `n` MNIST-shaped images that look a little like digits to the network: mostly background, some ink; labels 0..9.
 pub fn synthetic(n: usize, seed: u64) -> Split {
-    let noise = random(n * IMAGE_PIXELS, 0.0, 1.0, seed);
+    synthetic_shaped(n, ImageShape::MNIST, seed)
+}
+
+/// `n` images of `shape`, as [`synthetic`] makes them, normalized by their own mean and std.
+pub fn synthetic_shaped(n: usize, shape: ImageShape, seed: u64) -> Split {
+    let noise = random(n * shape.pixels(), 0.0, 1.0, seed);
     let images = noise.iter().map(|&v| if v < 0.8 { 0 } else { ((v - 0.8) * 5.0 * 255.0) as u8 }).collect();
     let labels = super::harness::random_labels(n, 10, seed + 1);
-    Split { images, labels }
+    Split::new(images, labels, shape)
+}
+
+/// `n` colour images 3×32×32 that a small network learns in a few epochs: dim noise, and for class k an 8×8 square at
+/// one of twelve places (k's), bright in channel k mod 3 and faint in the others; labels 0..9.
+pub fn coloured(n: usize, seed: u64) -> Split {
+    let shape = ImageShape { channels: 3, height: 32, width: 32 };
+    let noise = random(n * shape.pixels(), 0.0, 60.0, seed);
+    let mut images: Vec<u8> = noise.iter().map(|&v| v as u8).collect();
+    let labels = super::harness::random_labels(n, 10, seed + 1);
+    for (i, &k) in labels.iter().enumerate() {
+        let (top, left) = (8 * (k as usize / 4), 8 * (k as usize % 4));
+        for ch in 0..3 {
+            let value = if ch == k as usize % 3 { 230 } else { 90 };
+            for r in top..top + 8 {
+                let row = (i * 3 + ch) * 1024 + r * 32;
+                images[row + left..row + left + 8].fill(value);
+            }
+        }
+    }
+    Split::new(images, labels, shape)
 }
 
 fn batch(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
     let mut x = Vec::new();
     let mut y = Vec::new();
     for &i in indices {
-        x.extend(split.image(i as usize).iter().map(|&p| normalize_pixel(p)));
+        x.extend(split.normalized(i as usize));
         y.push(split.labels[i as usize]);
     }
     (x, y)
@@ -51,7 +76,7 @@ fn with_network(
 pub fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows) {
     let variant = caps.describe();
     let kernel = if *arch == Arch::study() { "training step".to_string() } else { format!("training step {arch}") };
-    let (train, test) = (synthetic(640, 21), synthetic(100, 22));
+    let (train, test) = (synthetic_shaped(640, arch.input(), 21), synthetic_shaped(100, arch.input(), 22));
     let params = model::init_params(arch, 7);
     let order = crate::train::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use crate::data::Split;
 use crate::engine::{Engine, FeatureMaps, Metrics, Probe};
-use crate::model::{Arch, ConvLayer, DenseLayer, CLASSES, IMAGE_PIXELS};
+use crate::model::{Arch, ConvLayer, DenseLayer, Normalization, CLASSES};
 
 use super::kernels::{Access, Kernel, Kernels, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 use super::ops::conv2d::{self, Conv};
@@ -29,6 +29,12 @@ pub fn eval_batch(family: Family) -> usize {
         Family::Tiled => 2000,
     }
 }
+
+/// A split as `lower` sees it: its image count and how its pixels are normalized.
+pub type SplitInfo = (usize, Normalization);
+
+/// MNIST's training and test splits, as `lower` sees them.
+pub const MNIST_SPLITS: (SplitInfo, SplitInfo) = ((60_000, Normalization::MNIST), (10_000, Normalization::MNIST));
 
 /// Threads that build pipelines at start-up.
 const PIPELINE_THREADS: usize = 2;
@@ -55,7 +61,7 @@ fn dz_name(arch: &Arch, d: &DenseLayer) -> String {
 }
 
 fn conv_op(c: &ConvLayer) -> Conv {
-    Conv { cin: c.cin, cout: c.cout, h: c.side, w: c.side, w_off: c.w_off, b_off: c.b_off }
+    Conv { cin: c.cin, cout: c.cout, h: c.h, w: c.w, w_off: c.w_off, b_off: c.b_off }
 }
 
 fn dense_op(d: &DenseLayer) -> Dense {
@@ -106,15 +112,13 @@ pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
         let (name, dz, x) = (format!("fc{}", d.index), dz_name(arch, d), dense_input(arch, d));
         l = l.then(dense::backward_weight(caps, &dense_op(d), batch, &x, &dz, "grads").layer(&name));
         // Where the input came from: the last convolution (its ReLU output, pooled or not) or the dense layer before.
-        let (dx, a, pooled_side) = match (d.index, arch.convs().last()) {
+        let (dx, a, pooled) = match (d.index, arch.convs().last()) {
             (1, None) => continue,
-            (1, Some(c)) => {
-                (format!("conv{}.dz", c.index), format!("conv{}.out", c.index), c.pool.then(|| c.out_side()))
-            }
+            (1, Some(c)) => (format!("conv{}.dz", c.index), format!("conv{}.out", c.index), c.pool.then(|| c.out_hw())),
             (i, _) => (dz_name(arch, &arch.denses()[i - 2]), format!("fc{}.out", i - 1), None),
         };
-        let src = match pooled_side {
-            Some(side) => Source::PooledRelu { a: &a, ph: side, pw: side },
+        let src = match pooled {
+            Some((ph, pw)) => Source::PooledRelu { a: &a, ph, pw },
             None => Source::Relu(&a),
         };
         l = l.then(dense::backward_input(caps, &dense_op(d), batch, &dz, &dx, src).layer(&name));
@@ -148,13 +152,16 @@ pub struct Program {
     pub eval: Lowered,
 }
 
-/// Lowers `arch` for a device of `caps`, training batches of `batch` from `train_len` images (0: no training) and
-/// evaluation over `test_len` images.
-pub fn lower(arch: &Arch, caps: Caps, batch: usize, train_len: usize, test_len: usize) -> Program {
+/// Lowers `arch` for a device of `caps`, training batches of `batch` from `train` (image count, 0: no training, and
+/// the normalization of its pixels) and evaluation over `test` (the same).
+pub fn lower(arch: &Arch, caps: Caps, batch: usize, train: SplitInfo, test: SplitInfo) -> Program {
+    let ((train_len, train_norm), (test_len, test_norm)) = (train, test);
     let eval_batch = eval_batch(caps.family);
     let steps = train_len.div_ceil(batch) + test_len.div_ceil(eval_batch);
     let stats = StatsLayout::new(steps);
     let loss = |backward| softmax_cross_entropy::loss(backward, CLASSES, stats, "logits", "y", "dlogits");
+    let px = arch.input().pixels();
+    let load = |count, norm, data, order| load_batch::load(count, px, norm, data, order, "x", "y");
     let train = forward(arch, caps, batch)
         .then(loss(true))
         .then(backward(arch, caps, batch))
@@ -165,9 +172,9 @@ pub fn lower(arch: &Arch, caps: Caps, batch: usize, train_len: usize, test_len: 
         batch,
         eval_batch,
         stats,
-        load_train: (train_len > 0).then(|| load_batch::load(train_len, "train.data", "train.order", "x", "y")),
-        load_test: load_batch::load(test_len, "test.data", "test.order", "x", "y"),
-        load_probe: load_batch::load(test_len, "test.data", "probe.order", "x", "y"),
+        load_train: (train_len > 0).then(|| load(train_len, train_norm, "train.data", "train.order")),
+        load_test: load(test_len, test_norm, "test.data", "test.order"),
+        load_probe: load(test_len, test_norm, "test.data", "probe.order"),
         train,
         eval: forward(arch, caps, eval_batch).then(loss(false)),
     }
@@ -187,13 +194,13 @@ impl Program {
         let arch = &self.arch;
         let count = arch.param_count();
         let mut t: Vec<(String, usize)> = vec![
-            ("x".into(), cap * IMAGE_PIXELS),
+            ("x".into(), cap.max(PROBE_MAX) * arch.input().pixels()),
             ("y".into(), cap),
             ("grads".into(), count),
             ("momentum".into(), count),
         ];
         for c in arch.convs() {
-            let maps = c.cout * c.side * c.side;
+            let maps = c.out_len();
             // A pooled convolution stores its pre-pool output only for training and the probe.
             let stored = if c.pool { probe } else { cap.max(PROBE_MAX) };
             t.push((format!("conv{}.out", c.index), stored * maps));
@@ -251,7 +258,7 @@ pub fn all_pipeline_specs() -> Vec<PipelineSpec> {
     };
     for caps in [Caps::simd(true), Caps::simd(false), Caps::tiled()] {
         for batch in [64, 1024] {
-            for p in lower(&Arch::study(), caps, batch, 60_000, 10_000).plans() {
+            for p in lower(&Arch::study(), caps, batch, MNIST_SPLITS.0, MNIST_SPLITS.1).plans() {
                 add(p.entry, p.constants.clone());
             }
         }
@@ -337,6 +344,8 @@ struct Hyper {
 pub struct GpuNetwork {
     pub gpu: Gpu,
     pub arch: Arch,
+    /// How the test split's pixels are normalized (`data::load` makes it the training split's).
+    pub norm: Normalization,
     pub caps: Caps,
     pub batch: usize,
     pub eval_batch: usize,
@@ -390,8 +399,15 @@ impl GpuNetwork {
         assert!(batch > 0);
         assert!(!caps.subgroups_of_8 || gpu.subgroups_of_8, "subgroup kernels on a device without them");
         fits(arch, caps).map_err(|message| GpuError::Arch { arch: arch.describe(), message })?;
+        for s in train.iter().chain([&test]) {
+            if s.shape != arch.input() {
+                let message = format!("the data's images are {}, the network reads {}", s.shape, arch.input());
+                return Err(GpuError::Arch { arch: arch.describe(), message });
+            }
+        }
         let train_len = train.map_or(0, |s| s.len());
-        let program = lower(arch, caps, batch, train_len, test.len());
+        let norm = test.norm;
+        let program = lower(arch, caps, batch, (train_len, train.map_or(norm, |t| t.norm)), (test.len(), norm));
         let f32b = |n: usize| (n * 4) as u64;
         // The largest activation decides whether the batch fits the adapter's binding limit: say so up front.
         let tensors = program.tensors();
@@ -521,6 +537,7 @@ impl GpuNetwork {
         Ok(GpuNetwork {
             gpu,
             arch: arch.clone(),
+            norm,
             caps,
             batch,
             eval_batch: program.eval_batch,
@@ -851,13 +868,15 @@ impl GpuNetwork {
         self.gpu.wait(Some(idx), "the probe forward pass")?;
         let mut maps = Vec::new();
         for c in self.arch.convs() {
-            let floats = n * c.cout * c.side * c.side;
             let what = format!("conv{} activations", c.index);
-            let values = self.gpu.read_f32(self.buffer(&format!("conv{}.out", c.index)), 0, floats, &what)?;
-            maps.push(FeatureMaps { channels: c.cout, side: c.side, values });
+            let values = self.gpu.read_f32(self.buffer(&format!("conv{}.out", c.index)), 0, n * c.out_len(), &what)?;
+            maps.push(FeatureMaps { channels: c.cout, height: c.h, width: c.w, values });
         }
+        let input = self.arch.input();
         Ok(Probe {
-            x: self.gpu.read_f32(self.buffer("x"), 0, n * IMAGE_PIXELS, "probe inputs")?,
+            x: self.gpu.read_f32(self.buffer("x"), 0, n * input.pixels(), "probe inputs")?,
+            input,
+            norm: self.norm,
             maps,
             logits: self.gpu.read_f32(self.buffer("logits"), 0, n * CLASSES, "logits")?,
         })
@@ -923,7 +942,7 @@ mod tests {
     /// the sizing functions the network dispatches with: no GPU needed.
     #[test]
     fn a_batch_of_64_fills_a_132_multiprocessor_gpu() {
-        let program = lower(&Arch::study(), Caps::tiled(), 64, 60_000, 10_000);
+        let program = lower(&Arch::study(), Caps::tiled(), 64, MNIST_SPLITS.0, MNIST_SPLITS.1);
         let mut checked = 0;
         for p in &program.train.plans {
             let (flops, groups) = ((p.flops)(64), (p.groups)(64));
@@ -940,7 +959,7 @@ mod tests {
         const { assert!(TARGET_GROUPS >= 2 * 132) };
         // The checker fails where a kernel would not fill the GPU: the simd family's fc1 forward launches 32
         // workgroups of 8 threads.
-        let simd = lower(&Arch::study(), Caps::simd(false), 64, 60_000, 10_000);
+        let simd = lower(&Arch::study(), Caps::simd(false), 64, MNIST_SPLITS.0, MNIST_SPLITS.1);
         let fc1 = simd.train.plans.iter().find(|p| p.label == "dense_forward fc1").expect("fc1");
         assert!((fc1.groups)(64) < 2 * 132);
     }

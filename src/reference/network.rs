@@ -15,7 +15,7 @@ use super::{
     dense_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward, sgd_step,
     softmax_cross_entropy_backward, softmax_cross_entropy_forward,
 };
-use crate::model::{Arch, Layer, CLASSES, IMAGE_PIXELS};
+use crate::model::{Arch, Layer, CLASSES};
 use num_traits::Float;
 use std::ops::Range;
 
@@ -23,9 +23,9 @@ use std::ops::Range;
 /// pre-activations (ReLU's and max-pool's backward read them), as on the GPU.
 #[derive(Clone, Debug)]
 pub struct Activations<T> {
-    /// The normalized input, `[n, 1, 28, 28]`.
+    /// The normalized input, `[n, C, H, W]` (`arch.input()`).
     pub x: Vec<T>,
-    /// One per layer of the architecture: a convolution's output after ReLU `[n, C, S, S]` (before its pool), a pool's
+    /// One per layer of the architecture: a convolution's output after ReLU `[n, C, H, W]` (before its pool), a pool's
     /// output, a dense layer's output (after ReLU, but for the last: the logits `[n, 10]`).
     pub outs: Vec<Vec<T>>,
     /// Batch size.
@@ -46,9 +46,9 @@ fn zeros<T: Float>(len: usize) -> Vec<T> {
     vec![T::zero(); len]
 }
 
-/// The forward pass of `n` images `x` `[n, 1, 28, 28]` (normalized), keeping every activation the backward pass needs.
+/// The forward pass of `n` images `x` `[n, C, H, W]` (normalized), keeping every activation the backward pass needs.
 pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activations<T> {
-    assert_eq!(x.len(), n * IMAGE_PIXELS, "input length");
+    assert_eq!(x.len(), n * arch.input().pixels(), "input length");
     assert_eq!(params.len(), arch.param_count(), "parameter vector length");
     let (mut convs, mut denses) = (arch.convs().iter(), arch.denses().iter());
     let mut outs: Vec<Vec<T>> = Vec::with_capacity(arch.layers().len());
@@ -60,8 +60,8 @@ pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activa
             Layer::Conv(_) => {
                 let c = convs.next().expect("a conv layer");
                 let (w, b) = (&params[c.w_off..c.b_off], &params[c.b_off..c.b_off + c.cout]);
-                let mut z = zeros(n * c.cout * c.side * c.side);
-                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.side, c.side);
+                let mut z = zeros(n * c.out_len());
+                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.h, c.w);
                 let mut a = zeros(z.len());
                 relu_forward(&z, &mut a);
                 last_conv = Some(c);
@@ -69,8 +69,8 @@ pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activa
             }
             Layer::Pool => {
                 let c = last_conv.expect("a pool follows a convolution");
-                let mut p = zeros(n * c.cout * (c.side / 2) * (c.side / 2));
-                maxpool_forward(input, &mut p, n, c.cout, c.side, c.side);
+                let mut p = zeros(n * c.out_len() / 4);
+                maxpool_forward(input, &mut p, n, c.cout, c.h, c.w);
                 p
             }
             Layer::Dense(_) => {
@@ -132,8 +132,8 @@ pub fn backward<T: Float>(arch: &Arch, params: &[T], acts: &Activations<T>, labe
             Layer::Pool => {
                 // The convolution before it (the next one this loop reaches) produced its input.
                 let c = arch.convs()[ci - 1];
-                let mut dx = zeros(n * c.cout * c.side * c.side);
-                maxpool_backward(input, &dy, &mut dx, n, c.cout, c.side, c.side);
+                let mut dx = zeros(n * c.out_len());
+                maxpool_backward(input, &dy, &mut dx, n, c.cout, c.h, c.w);
                 dy = dx;
             }
             Layer::Conv(_) => {
@@ -142,9 +142,9 @@ pub fn backward<T: Float>(arch: &Arch, params: &[T], acts: &Activations<T>, labe
                 let mut dz = zeros(dy.len());
                 relu_backward(&acts.outs[i], &dy, &mut dz);
                 let (dw, db) = grads[c.w_off..c.b_off + c.cout].split_at_mut(c.b_off - c.w_off);
-                conv2d_backward_weight(input, &dz, dw, db, n, c.cin, c.cout, c.side, c.side);
-                let mut dx = zeros(n * c.cin * c.side * c.side);
-                conv2d_backward_input(&dz, &params[c.w_off..c.b_off], &mut dx, n, c.cin, c.cout, c.side, c.side);
+                conv2d_backward_weight(input, &dz, dw, db, n, c.cin, c.cout, c.h, c.w);
+                let mut dx = zeros(n * c.cin * c.h * c.w);
+                conv2d_backward_input(&dz, &params[c.w_off..c.b_off], &mut dx, n, c.cin, c.cout, c.h, c.w);
                 dy = dx;
             }
         }
@@ -216,10 +216,11 @@ pub fn train_step_counted(
 ) -> (f32, usize) {
     let n = labels.len();
     assert!(n > 0, "train_step: empty batch");
-    assert_eq!(x.len(), n * IMAGE_PIXELS, "train_step: input length");
+    let px = arch.input().pixels();
+    assert_eq!(x.len(), n * px, "train_step: input length");
     let frozen: &[f32] = params;
     let chunks = map_chunks(n, TRAIN_CHUNK, |r| {
-        let acts = forward(arch, frozen, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
+        let acts = forward(arch, frozen, &x[r.start * px..r.end * px], r.len());
         let mut losses = vec![0.0f32; r.len()];
         softmax_cross_entropy_forward(acts.logits(), &labels[r.clone()], &mut losses, r.len(), CLASSES);
         let correct =
@@ -243,13 +244,14 @@ pub fn train_step_counted(
     (loss_sum / n as f32, correct)
 }
 
-/// Evaluates `x` `[n, 1, 28, 28]` (normalized) against `labels`: the sum of the per-sample losses (accumulated in f64,
+/// Evaluates `x` `[n, C, H, W]` (normalized) against `labels`: the sum of the per-sample losses (accumulated in f64,
 /// in sample order) and the number of samples whose `argmax` logit is the label. Runs on all cores.
 pub fn evaluate(arch: &Arch, params: &[f32], x: &[f32], labels: &[u8]) -> (f64, usize) {
     let n = labels.len();
-    assert_eq!(x.len(), n * IMAGE_PIXELS, "evaluate: input length");
+    let px = arch.input().pixels();
+    assert_eq!(x.len(), n * px, "evaluate: input length");
     let chunks = map_chunks(n, EVAL_CHUNK, |r| {
-        let acts = forward(arch, params, &x[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS], r.len());
+        let acts = forward(arch, params, &x[r.start * px..r.end * px], r.len());
         let mut losses = vec![0.0f32; r.len()];
         softmax_cross_entropy_forward(acts.logits(), &labels[r.clone()], &mut losses, r.len(), CLASSES);
         let correct =
@@ -272,7 +274,7 @@ mod tests {
     /// `n` random "normalized images" in MNIST's normalized range, and labels.
     fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
         let mut r = rng(seed);
-        let x = (0..n * IMAGE_PIXELS).map(|_| 3.0 * uniform01(&mut r) - 0.5).collect();
+        let x = (0..n * 784).map(|_| 3.0 * uniform01(&mut r) - 0.5).collect();
         let labels = (0..n).map(|_| (uniform01(&mut r) * CLASSES as f32) as u8).collect();
         (x, labels)
     }
@@ -282,7 +284,7 @@ mod tests {
         let (x, _) = batch(3, 1);
         let arch = study();
         let acts = forward(&arch, &init_params(&arch, 1), &x, 3);
-        assert_eq!(acts.x.len(), 3 * IMAGE_PIXELS);
+        assert_eq!(acts.x.len(), 3 * 784);
         let lens: Vec<usize> = acts.outs.iter().map(|o| o.len() / 3).collect();
         assert_eq!(lens, [16 * 28 * 28, 16 * 14 * 14, 32 * 14 * 14, 1568, 128, CLASSES]);
         assert!(acts.logits().iter().all(|v| v.is_finite()));

@@ -1,13 +1,13 @@
 //! What the convolutions see: for each probed digit, the input and each convolution's feature maps after ReLU, in two
 //! rows per layer, each drawn 28 pixels wide (the study's conv1: 16 maps 28×28 in two rows of 8; conv2: 32 maps 14×14
-//! enlarged 2×, in two rows of 16), on one colour scale per layer.
+//! enlarged 2×, in two rows of 16; maps bigger than 28 pixels are box-averaged down to it), on one colour scale per layer.
 
 use std::path::Path;
 
 use super::canvas::{self, Anchor, Canvas, LIGHT, TEXT};
 use super::{probe_len, VizError};
 use crate::engine::Probe;
-use crate::model::{IMAGE_PIXELS, IMAGE_SIDE, MNIST_MEAN, MNIST_STD};
+use crate::model::ImageShape;
 
 /// Feature maps are drawn 28×28, 30 pixels apart; each digit's row holds two rows of maps.
 const MAP: i64 = 28;
@@ -16,6 +16,8 @@ const ROW: i64 = 2 * PITCH - 2;
 const ROW_PITCH: i64 = ROW + 12;
 const INPUT_X: i64 = 84;
 const Y0: i64 = 68;
+/// A layer's block is at least this many maps wide, so that its header and colour bar fit.
+const MIN_COLS: i64 = 8;
 /// Most maps shown per layer (the first ones).
 const MAX_MAPS: usize = 32;
 /// Colour levels of the maps.
@@ -47,8 +49,8 @@ pub fn activations_png(path: &Path, probe: &Probe, labels: &[u8], title: &str) -
     for m in &probe.maps {
         let shown = m.channels.min(MAX_MAPS);
         let cols = shown.div_ceil(2) as i64;
-        let width = cols * PITCH - 2;
-        let zoom = (MAP / m.side.max(1) as i64).max(1);
+        let width = cols.max(MIN_COLS) * PITCH - 2;
+        let zoom = (MAP / m.height.max(m.width).max(1) as i64).max(1);
         blocks.push(Block { x, cols, width, zoom, shown, max: top(&m.values) });
         x += width + 20;
     }
@@ -61,7 +63,7 @@ pub fn activations_png(path: &Path, probe: &Probe, labels: &[u8], title: &str) -
     let header_y = Y0 - 22;
     c.text(INPUT_X + MAP, header_y, "input", 13.0, TEXT, Anchor::TopCenter);
     for (k, (b, m)) in blocks.iter().zip(&probe.maps).enumerate() {
-        let mut header = format!("conv{} + ReLU: {} maps {}×{}", k + 1, m.channels, m.side, m.side);
+        let mut header = format!("conv{} + ReLU: {} maps {}×{}", k + 1, m.channels, m.height, m.width);
         if b.shown < m.channels {
             header.push_str(&format!(", the first {}", b.shown));
         }
@@ -77,16 +79,21 @@ pub fn activations_png(path: &Path, probe: &Probe, labels: &[u8], title: &str) -
             c.fill(12, y - 7, width - 24, 1, LIGHT);
         }
         c.text(12, y + ROW / 2, format!("label {label}"), 14.0, TEXT, Anchor::CenterLeft);
-        let x = &probe.x[s * IMAGE_PIXELS..(s + 1) * IMAGE_PIXELS];
-        c.grid(INPUT_X, y + (ROW - 2 * MAP) / 2, x, IMAGE_SIDE, 2, |v| {
-            canvas::grey(canvas::levels(v * MNIST_STD + MNIST_MEAN, LEVELS))
-        });
+        let input = probe.input;
+        let x = &probe.x[s * input.pixels()..(s + 1) * input.pixels()];
+        let (x, height, width) = canvas::shrink(x, input.height, input.width, 2 * MAP as usize);
+        let shape = ImageShape { height, width, ..input };
+        let zoom = (2 * MAP / height.max(width) as i64).max(1);
+        let level = |t| canvas::levels(t, LEVELS);
+        c.image(INPUT_X, y + (ROW - 2 * MAP) / 2, &x, shape, zoom, probe.norm, level);
         for (b, m) in blocks.iter().zip(&probe.maps) {
-            let plane = m.side * m.side;
+            let plane = m.height * m.width;
             let sample = &m.values[s * m.channels * plane..(s + 1) * m.channels * plane];
+            let maps_x = b.x + (b.width - (b.cols * PITCH - 2)) / 2;
             for (k, map) in sample.chunks(plane).take(b.shown).enumerate() {
                 let (r, col) = (k as i64 / b.cols, k as i64 % b.cols);
-                c.grid(b.x + col * PITCH, y + r * PITCH, map, m.side, b.zoom, |v| color(v, b.max));
+                let (map, _, w) = canvas::shrink(map, m.height, m.width, MAP as usize);
+                c.grid(maps_x + col * PITCH, y + r * PITCH, &map, w, b.zoom, |v| color(v, b.max));
             }
         }
     }

@@ -9,6 +9,7 @@ use image::{ExtendedColorType, ImageEncoder};
 use plotters::prelude::*;
 
 use super::VizError;
+use crate::model::{ImageShape, Normalization};
 
 /// The font family every picture uses (registered once, from the embedded DejaVu Sans Mono).
 pub const FONT: &str = "sans-serif";
@@ -112,6 +113,33 @@ impl Canvas {
         for (i, &v) in values.iter().enumerate() {
             let (r, c) = ((i / cols) as i64, (i % cols) as i64);
             self.fill(x + c * zoom, y + r * zoom, zoom, zoom, color(v));
+        }
+    }
+
+    /// Draws one input image `values` (normalized, of `shape`) at (x, y), each pixel `zoom`×`zoom`, `norm` undone and
+    /// each channel's level passed through `level`: grey from the first channel, or colour when there are three (RGB).
+    #[allow(clippy::too_many_arguments)]
+    pub fn image(
+        &mut self,
+        x: i64,
+        y: i64,
+        values: &[f32],
+        shape: ImageShape,
+        zoom: i64,
+        norm: Normalization,
+        level: impl Fn(f32) -> f32,
+    ) {
+        let plane = shape.height * shape.width;
+        let value = |ch: usize, i: usize| level(norm.undo(values[ch * plane + i]));
+        for i in 0..plane {
+            let (r, c) = ((i / shape.width) as i64, (i % shape.width) as i64);
+            let color = if shape.channels == 3 {
+                let byte = |ch| (value(ch, i).clamp(0.0, 1.0) * 255.0).round() as u8;
+                [byte(0), byte(1), byte(2)]
+            } else {
+                grey(value(0, i))
+            };
+            self.fill(x + c * zoom, y + r * zoom, zoom, zoom, color);
         }
     }
 
@@ -290,6 +318,29 @@ pub fn short(v: f32) -> String {
     }
 }
 
+/// `values`, row-major `h`×`w` planes one after another, box-averaged so that neither side exceeds `max_side` (returned
+/// as they are when they fit): the new values, height and width. For maps or images bigger than the slot they are drawn in.
+pub fn shrink(values: &[f32], h: usize, w: usize, max_side: usize) -> (Vec<f32>, usize, usize) {
+    let side = h.max(w);
+    if side <= max_side {
+        return (values.to_vec(), h, w);
+    }
+    let (th, tw) = ((h * max_side).div_ceil(side), (w * max_side).div_ceil(side));
+    let mut out = Vec::with_capacity(values.len() / (h * w) * th * tw);
+    for plane in values.chunks(h * w) {
+        for i in 0..th {
+            let rows = i * h / th..((i + 1) * h).div_ceil(th);
+            for j in 0..tw {
+                let cols = j * w / tw..((j + 1) * w).div_ceil(tw);
+                let n = rows.len() * cols.len();
+                let sum: f32 = rows.clone().flat_map(|r| plane[r * w..][cols.clone()].iter()).sum();
+                out.push(sum / n as f32);
+            }
+        }
+    }
+    (out, th, tw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +363,19 @@ mod tests {
         assert_eq!(&c.pixels[..3], &BLACK);
         assert_eq!(&c.pixels[(2 * 6 + 5) * 3..(2 * 6 + 5) * 3 + 3], &WHITE);
         assert_eq!(&c.pixels[(2 * 6 + 2) * 3..(2 * 6 + 2) * 3 + 3], &BLACK);
+    }
+
+    #[test]
+    fn shrink_averages_boxes_per_plane() {
+        // Two 4×2 planes into at most 2 rows: each value the mean of a 2×1 box; fitting planes are kept.
+        let v: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        let (out, h, w) = shrink(&v, 4, 2, 2);
+        assert_eq!((h, w), (2, 1));
+        assert_eq!(out, [1.5, 5.5, 9.5, 13.5]);
+        assert_eq!(shrink(&v, 4, 2, 4), (v.clone(), 4, 2));
+        // 5 into 2: overlapping boxes rows 0..3 and 2..5.
+        let (out, h, w) = shrink(&[0.0, 1.0, 2.0, 3.0, 4.0], 5, 1, 2);
+        assert_eq!((out, h, w), (vec![1.0, 3.0], 2, 1));
     }
 
     #[test]

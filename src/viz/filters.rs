@@ -66,19 +66,28 @@ pub fn filters_png(path: &Path, arch: &Arch, params: &[f32], title: &str, scale:
     let (c2, cin2) = l2.map_or((0, 0), |l| (l.cout, l.cin));
     let z2: i64 = if c2 * cin2 <= 32 * 16 { 6 } else { 2 };
     let pitch2 = 3 * z2 + 2;
-    let y2 = Y1 + c1.div_ceil(8) as i64 * ROW1 + 60;
-    let bar_x = BAR_X.max(X0 + cin2 as i64 * pitch2 + 40);
+    // conv1's tiles: one per filter, or per (filter, input channel) on multi-channel images, a filter's tiles on one row.
+    let cin1 = l1.cin;
+    let per_row = if cin1 == 1 { 8 } else { cin1 * (8 / cin1).max(1) };
+    let y2 = Y1 + (c1 * cin1).div_ceil(per_row) as i64 * ROW1 + 60;
+    let bar_x = BAR_X.max(X0 + cin2 as i64 * pitch2 + 40).max(X0 + per_row as i64 * PITCH1 + 16);
     let width = (bar_x + 220) as u32;
     let height = if l2.is_some() { y2 + c2 as i64 * pitch2 + 22 } else { y2 + 200 } as u32;
     let mut c = Canvas::new(width, height);
     c.text(20, 14, title, 20.0, TEXT, Anchor::TopLeft);
 
-    // conv1: rows of 8 filters, each numbered.
-    c.text(20, 50, format!("conv1: {c1} filters 3×3"), 15.0, TEXT, Anchor::TopLeft);
+    // conv1: rows of 8 filters, each numbered (with several input channels: "filter.channel").
+    let head = if cin1 == 1 {
+        format!("conv1: {c1} filters 3×3")
+    } else {
+        format!("conv1: {c1} filters 3×3×{cin1} (one tile per input channel, numbered filter.channel)")
+    };
+    c.text(20, 50, head, 15.0, TEXT, Anchor::TopLeft);
     for (k, f) in w1.chunks(9).enumerate() {
-        let x = X0 + (k % 8) as i64 * PITCH1;
-        let y = Y1 + (k / 8) as i64 * ROW1;
-        c.text(x + 3 * Z1 / 2, y - 13, k.to_string(), 11.0, GREY, Anchor::TopCenter);
+        let x = X0 + (k % per_row) as i64 * PITCH1;
+        let y = Y1 + (k / per_row) as i64 * ROW1;
+        let label = if cin1 == 1 { k.to_string() } else { format!("{}.{}", k / cin1, k % cin1) };
+        c.text(x + 3 * Z1 / 2, y - 13, label, 11.0, GREY, Anchor::TopCenter);
         c.grid(x, y, f, 3, Z1, |w| weight(w, s1));
         c.frame(x, y, 3 * Z1, 3 * Z1, 1, canvas::LIGHT);
     }

@@ -34,7 +34,7 @@ pub use filters::filters_png;
 pub use predictions::predictions_png;
 
 use crate::engine::Probe;
-use crate::model::{CLASSES, IMAGE_PIXELS};
+use crate::model::CLASSES;
 
 /// Why a picture was not written. Every variant names the picture's path.
 #[derive(thiserror::Error, Debug)]
@@ -67,9 +67,9 @@ pub fn probe_samples(labels: &[u8]) -> Vec<u32> {
 /// The number of images in `probe`, after checking that its tensors and `labels` agree on it.
 fn probe_len(path: &Path, probe: &Probe, labels: &[u8]) -> Result<usize, VizError> {
     let n = labels.len();
-    let mut expect = vec![("x".to_string(), probe.x.len(), n * IMAGE_PIXELS)];
+    let mut expect = vec![("x".to_string(), probe.x.len(), n * probe.input.pixels())];
     for (k, m) in probe.maps.iter().enumerate() {
-        expect.push((format!("maps[{k}]"), m.values.len(), n * m.channels * m.side * m.side));
+        expect.push((format!("maps[{k}]"), m.values.len(), n * m.channels * m.height * m.width));
     }
     expect.push(("logits".into(), probe.logits.len(), n * CLASSES));
     if n == 0 {

@@ -2,17 +2,19 @@
 //! `load_batch.wgsl`.
 
 use super::{c, f32_bytes, Lowered, Plan};
-use crate::model::IMAGE_PIXELS;
+use crate::model::Normalization;
 
 /// Threads per workgroup of load_batch.
 pub const WG: u32 = 256;
 
-/// load_batch from the dataset buffer `data` (pixels of `count` images, then their labels) in the order `indices`
-/// into `x` and `y`.
-pub fn load(count: usize, data: &str, indices: &str, x: &str, y: &str) -> Lowered {
+/// load_batch from the dataset buffer `data` (`count` images of `pixels` bytes, then their labels) in the order
+/// `indices` into `x` (normalized by `norm`) and `y`.
+pub fn load(count: usize, pixels: usize, norm: Normalization, data: &str, indices: &str, x: &str, y: &str) -> Lowered {
+    let k =
+        vec![c("PIXELS", pixels), c("LABELS", count * pixels), ("MEAN", norm.mean as f64), ("STD", norm.std as f64)];
     Lowered::one(
-        Plan::new("load_batch", vec![c("LABELS", count * IMAGE_PIXELS)], &[data, indices, x, y, "step"])
-            .threads(WG, |n| (n * IMAGE_PIXELS) as u64)
-            .work(|_| 0.0, |n| (n * IMAGE_PIXELS + n) as f64 + f32_bytes(n * IMAGE_PIXELS + 2 * n)),
+        Plan::new("load_batch", k, &[data, indices, x, y, "step"])
+            .threads(WG, move |n| (n * pixels) as u64)
+            .work(|_| 0.0, move |n| (n * pixels + n) as f64 + f32_bytes(n * pixels + 2 * n)),
     )
 }
