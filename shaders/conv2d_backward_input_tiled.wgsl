@@ -5,7 +5,8 @@
 // With ROUTE, the layer's input was the 2×2 max-pool of a ReLU output `a` [n, CIN, 2H, 2W] (the previous layer's
 // conv2d_forward with RELU and POOL): the epilogue routes each dx value to its window's first maximum in `a` and
 // writes the whole window of the previous layer's pre-pool gradient (0 elsewhere, and everywhere if the maximum is
-// not > 0): maxpool_backward and relu_backward fused, so dx itself is never stored.
+// not > 0): maxpool_backward and relu_backward fused, so dx itself is never stored. With RELU (the layer's input was
+// the previous convolution's ReLU output `a` [n, CIN, H, W], not pooled), dx is masked by a > 0 (relu_backward fused).
 //
 // Bindings (group 0):
 //   0 dy      f32 gradient of the output [n, COUT, H, W]                  read
@@ -13,8 +14,8 @@
 //   2 dx      f32 gradient of the input [n, CIN, H, W]; with ROUTE the
 //             previous layer's pre-pool gradient [n, CIN, 2H, 2W]         write
 //   3 step    uniform: n (batch length)
-//   4 a       f32 with ROUTE: the previous layer's ReLU output
-//             [n, CIN, 2H, 2W] (any buffer without ROUTE)                read
+//   4 a       f32 the previous layer's ReLU output: [n, CIN, 2H, 2W]
+//             with ROUTE, [n, CIN, H, W] with RELU (any buffer else)     read
 
 struct Step {
     start: u32,
@@ -29,6 +30,7 @@ override H: u32 = 14u;
 override W: u32 = 14u;
 override W_OFF: u32 = 0u;
 override ROUTE: bool = false;
+override RELU: bool = false;
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
@@ -97,7 +99,8 @@ fn conv2d_backward_input_tiled(
         let yy = p / W % H;
         let xx = p % W;
         if !ROUTE {
-            dx[((b * CIN + ci) * H + yy) * W + xx] = v;
+            let i = ((b * CIN + ci) * H + yy) * W + xx;
+            dx[i] = select(v, select(0.0, v, a[i] > 0.0), RELU);
             continue;
         }
         // The window (2yy .. 2yy + 1, 2xx .. 2xx + 1) of the previous layer's [2H, 2W] plane.

@@ -249,11 +249,6 @@ impl Arch {
                         return Err(format!("conv{cout} after a dense layer (convolutions come first)"));
                     }
                     let pool = next == Some(&Layer::Pool);
-                    if !pool && matches!(next, Some(Layer::Conv(_))) {
-                        return Err(format!(
-                            "conv{cout} must be followed by pool before another convolution (the kernels fuse ReLU's backward with the pool's)"
-                        ));
-                    }
                     let index = convs.len() + 1;
                     let w_off = add(&mut tensors, format!("conv{index}.weight"), vec![cout, c, 3, 3], c * 9);
                     let b_off = add(&mut tensors, format!("conv{index}.bias"), vec![cout], c * 9);
@@ -473,7 +468,6 @@ mod tests {
         for (bad, says) in [
             ("conv16-pool-conv32-pool-fc128", "10 classes"),
             ("conv16-pool", "last layer must be a dense"),
-            ("conv16-conv32-pool-fc10", "must be followed by pool"),
             ("pool-fc10", "right after a convolution"),
             ("conv8-pool-pool-fc10", "right after a convolution"),
             ("conv8-pool-conv8-pool-conv8-pool-fc10", "sides must be even"),

@@ -210,7 +210,7 @@ fn arch_trains_saves_and_is_checked_on_load() {
     assert_eq!((e["arch"].as_str(), e["test_accuracy"].as_f64()), (v["arch"].as_str(), Some(trained)));
     fails_with(&["eval", "--arch", "study", "--checkpoint", ck.to_str().unwrap()], "holds the network conv4-pool");
     fails_with(&["train", "--arch", "wide", "--resume", ck.to_str().unwrap()], "holds the network conv4-pool");
-    fails_with(&["train", "--arch", "conv16-conv32-pool-fc10"], "must be followed by pool");
+    fails_with(&["train", "--arch", "conv16-pool-pool-fc10"], "right after a convolution");
     fails_with(&["forward-only", "--arch", "conv8-pool-fc128"], "10 classes");
     fails_with(&["bench", "--arch", "conv8-relu-fc10"], "`relu` (part 2");
 }

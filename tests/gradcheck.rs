@@ -320,7 +320,7 @@ fn network_gradients() {
 
 /// Other networks `--arch` describes: a convolution feeding a dense layer without a pool, odd channel counts, two
 /// dense layers after a pooled pair, no convolution at all; three-channel, non-square inputs (an odd width after the
-/// pool).
+/// pool); two convolutions with no pool between.
 #[test]
 fn network_gradients_of_other_architectures() {
     for (desc, seed) in [
@@ -328,6 +328,7 @@ fn network_gradients_of_other_architectures() {
         ("conv4-fc10", 300),
         ("fc24-fc16-fc10", 400),
         ("3x12x10:conv3-pool-conv4-fc10", 500),
+        ("2x8x6:conv3-conv4-pool-fc10", 600),
     ] {
         eprintln!("--arch {desc}");
         network_gradients_of(&Arch::parse(desc).unwrap(), seed);

@@ -185,13 +185,27 @@ pub fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: 
                 t.set_step(0, n as u32, 0, false);
                 let what = format!("n={n} cin={cin} cout={cout} h={h}");
                 let dxb = t.poisoned(reference.len());
-                let op = conv2d::backward_input(caps, &s, batch, "dy", "dx", None);
+                let op = conv2d::backward_input(caps, &s, batch, "dy", "dx", Source::Plain);
                 t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dx", &dxb)]);
                 let got = t.read(&dxb, reference.len());
                 rows.add(entry(&op), &caps.describe(), compare(&what, &got, &reference, &tol, RTOL));
+                if caps.family == Family::Tiled {
+                    // Masked by the previous convolution's ReLU output (no pool between; the simd family has no such
+                    // kernel). `a`'s first n·cin·h·h values serve as that output.
+                    let relu_in = &a[..reference.len()];
+                    let mut want = vec![0.0f64; reference.len()];
+                    r::relu_backward(&to_f64(relu_in), &reference, &mut want);
+                    let (xb, dzb) = (t.buffer_f32(relu_in), t.poisoned(reference.len()));
+                    let op = conv2d::backward_input(caps, &s, batch, "dy", "dz", Source::Relu("x"));
+                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dz", &dzb), ("x", &xb)]);
+                    let got = t.read(&dzb, reference.len());
+                    let c = compare(&format!("{what} relu"), &got, &want, &tol, RTOL);
+                    rows.add(&format!("{} (ReLU)", entry(&op)), &caps.describe(), c);
+                }
                 // Routed through the previous layer's max-pool and ReLU.
                 let dzb = t.poisoned(a.len());
-                let op = conv2d::backward_input(caps, &s, batch, "dy", "dz", Some("a"));
+                let op =
+                    conv2d::backward_input(caps, &s, batch, "dy", "dz", Source::PooledRelu { a: "a", ph: h, pw: h });
                 t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dz", &dzb), ("a", &ab)]);
                 let got = t.read(&dzb, a.len());
                 let c = compare_routed(&format!("{what} routed"), &got, &via, &reference, &tol);

@@ -78,13 +78,12 @@ fn dense_input(arch: &Arch, d: &DenseLayer) -> String {
     }
 }
 
-/// What a convolution reads: the input, or the pooled output of the convolution before (`Arch` puts a pool between
-/// two convolutions).
-fn conv_input(c: &ConvLayer) -> String {
-    if c.index == 1 {
-        "x".into()
-    } else {
-        format!("conv{}.pooled", c.index - 1)
+/// What a convolution reads: the input, or the output of the convolution before (pooled or not).
+fn conv_input(arch: &Arch, c: &ConvLayer) -> String {
+    match c.index {
+        1 => "x".into(),
+        i if arch.convs()[i - 2].pool => format!("conv{}.pooled", i - 1),
+        i => format!("conv{}.out", i - 1),
     }
 }
 
@@ -94,7 +93,7 @@ pub fn forward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
     let mut l = Lowered::default();
     for cl in arch.convs() {
         let (out, pooled) = (format!("conv{}.out", cl.index), format!("conv{}.pooled", cl.index));
-        let op = conv2d::forward(caps, &conv_op(cl), batch, true, cl.pool, &conv_input(cl), &out, &pooled);
+        let op = conv2d::forward(caps, &conv_op(cl), batch, true, cl.pool, &conv_input(arch, cl), &out, &pooled);
         l = l.then(op.layer(&format!("conv{}", cl.index)));
     }
     for d in arch.denses() {
@@ -126,10 +125,15 @@ pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
     for cl in arch.convs().iter().rev() {
         let (name, dz) = (format!("conv{}", cl.index), format!("conv{}.dz", cl.index));
         let op = conv_op(cl);
-        l = l.then(conv2d::backward_weight(caps, &op, batch, &conv_input(cl), &dz, "grads", &name).layer(&name));
+        l = l.then(conv2d::backward_weight(caps, &op, batch, &conv_input(arch, cl), &dz, "grads", &name).layer(&name));
         if cl.index > 1 {
-            let (dx, a) = (format!("conv{}.dz", cl.index - 1), format!("conv{}.out", cl.index - 1));
-            l = l.then(conv2d::backward_input(caps, &op, batch, &dz, &dx, Some(&a)).layer(&name));
+            let before = arch.convs()[cl.index - 2];
+            let (dx, a) = (format!("conv{}.dz", before.index), format!("conv{}.out", before.index));
+            let src = match before.pool {
+                true => Source::PooledRelu { a: &a, ph: cl.h, pw: cl.w },
+                false => Source::Relu(&a),
+            };
+            l = l.then(conv2d::backward_input(caps, &op, batch, &dz, &dx, src).layer(&name));
         }
     }
     l
@@ -226,6 +230,13 @@ pub fn fits(arch: &Arch, caps: Caps) -> Result<(), String> {
     }
     for c in arch.convs() {
         conv2d::check_shape(&conv_op(c)).map_err(|e| format!("the simd kernels cannot run conv{}: {e}", c.index))?;
+        if c.index > 1 && !arch.convs()[c.index - 2].pool {
+            return Err(format!(
+                "the simd kernels cannot run conv{} right after conv{} without a pool (they carry ReLU's gradient back only through a pool)",
+                c.index,
+                c.index - 1
+            ));
+        }
         let end = 4 * (c.b_off + c.cout) as u64;
         if end > WEIGHT_WINDOW_BYTES {
             return Err(format!(

@@ -6,7 +6,7 @@
 //! `conv2d_backward_input_tiled.wgsl`, `conv2d_backward_weight_tiled.wgsl` (tiled family).
 
 use super::tiles::{self, Tiles};
-use super::{c, f32_bytes, flag, maxpool, Caps, Family, Lowered, Plan, Temp};
+use super::{c, f32_bytes, flag, maxpool, Caps, Family, Lowered, Plan, Source, Temp};
 
 /// One convolution layer: channels, plane size, and where its weight [COUT, CIN, 3, 3] and bias sit in the parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,19 +130,35 @@ pub fn forward(caps: Caps, s: &Conv, batch: usize, relu: bool, pool: bool, x: &s
     Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(s.input(n) + s.weights() + out(n))))
 }
 
-/// The input gradient `dy` → `dx`. With `route = Some(a)`, the layer's input was the 2×2 max-pool of the ReLU output
-/// `a` [n, CIN, 2H, 2W], and `dx` receives the gradient with respect to `a`'s pre-activation (the pool and ReLU
-/// backward): fused into the tiled kernel, a separate maxpool_backward in the simd family.
-pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, route: Option<&str>) -> Lowered {
+/// The input gradient `dy` → `dx`, carried back through what produced the input (`source`): with `Relu(a)` (the
+/// convolution before, unpooled) `dx` is masked by a > 0; with `PooledRelu { a, .. }` the input was the 2×2 max-pool of
+/// the ReLU output `a` [n, CIN, 2H, 2W], and `dx` receives the gradient with respect to `a`'s pre-activation. Both are
+/// fused into the tiled kernel; the simd family routes with a separate maxpool_backward and has no ReLU-only mask
+/// (`gpu::network::fits` keeps such networks off it).
+pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, source: Source) -> Lowered {
     let s = *s;
     let flops = move |n| s.flops(n);
-    let routes = route.is_some();
-    let routed = move |n: usize| if routes { 8 * s.input(n) } else { 0 };
-    let bytes = move |n: usize| f32_bytes(s.output(n) + s.weights() + s.input(n) + routed(n));
+    let (relu, route, a) = match source {
+        Source::Plain => (false, None, dy),
+        Source::Relu(a) => (true, None, a),
+        Source::PooledRelu { a, ph, pw } => {
+            assert_eq!((ph, pw), (s.h, s.w), "a convolution's routed input is its own map");
+            (false, Some(a), a)
+        }
+    };
+    let extra = if route.is_some() {
+        8
+    } else if relu {
+        1
+    } else {
+        0
+    };
+    let bytes = move |n: usize| f32_bytes(s.output(n) + s.weights() + s.input(n) + extra * s.input(n));
     let mut k: Vec<_> = s.shape().into();
     k.push(c("W_OFF", s.w_off));
     match caps.family {
         Family::Simd => {
+            assert!(!relu, "the simd family has no ReLU-masked convolution input gradient (gpu::network::fits)");
             let out = match route {
                 Some(_) => format!("{dx}.pooled"),
                 None => dx.to_string(),
@@ -161,9 +177,8 @@ pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, ro
         }
         Family::Tiled => {
             let t = tiles::choose(s.cin, batch * s.h * s.w, 1).deepest(s.cout * 9);
-            k.push(flag("ROUTE", route.is_some()));
+            k.extend([flag("ROUTE", route.is_some()), flag("RELU", relu)]);
             k.extend(t.constants());
-            let a = route.unwrap_or(dy);
             Lowered::one(
                 Plan::new("conv2d_backward_input_tiled", k, &[dy, "params", dx, "step", a])
                     .groups(move |n| t.groups(s.cin, n * s.h * s.w))

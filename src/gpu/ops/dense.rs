@@ -6,6 +6,7 @@
 //! variants (simd family), `dense_forward_tiled.wgsl`, `dense_backward_input_tiled.wgsl`,
 //! `dense_backward_weight_tiled.wgsl` (tiled family).
 
+pub use super::Source;
 use super::{c, f32_bytes, flag, maxpool, tiles, Caps, Family, Lowered, Plan, Temp};
 
 /// One dense layer: its sizes and where its weight [OUT, IN] and bias sit in the parameters.
@@ -25,18 +26,6 @@ impl Dense {
     fn weights(&self) -> usize {
         self.inp * self.out + self.out
     }
-}
-
-/// What produced a dense layer's input, for its input gradient.
-#[derive(Clone, Copy, Debug)]
-pub enum Source<'a> {
-    /// Nothing to undo: dx as it is.
-    Plain,
-    /// A ReLU whose output is the tensor named here: dx masked by x > 0.
-    Relu(&'a str),
-    /// The flattened 2×2 max-pool of the ReLU output named here, [n, C, 2·ph, 2·pw] (IN = C·ph·pw): dx routed to each
-    /// window's maximum, as maxpool_backward and relu_backward do.
-    PooledRelu { a: &'a str, ph: usize, pw: usize },
 }
 
 /// The simd family's thread tiling (mirrors `T` and the subgroup tiles in its shaders).

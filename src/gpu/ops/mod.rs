@@ -56,6 +56,19 @@ impl fmt::Display for Family {
     }
 }
 
+/// What produced a layer's input, for its input gradient (dense and convolution layers): the gradient `dx` is carried
+/// back through it.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// Nothing to undo: dx as it is.
+    Plain,
+    /// A ReLU whose output is the tensor named here: dx masked by x > 0.
+    Relu(&'a str),
+    /// The 2×2 max-pool of the ReLU output named here, [n, C, 2·ph, 2·pw] (a dense layer's IN = C·ph·pw, flattened; a
+    /// convolution's ph × pw is its own map): dx routed to each window's maximum, as maxpool_backward and relu_backward do.
+    PooledRelu { a: &'a str, ph: usize, pw: usize },
+}
+
 /// What the ops need to know about the device to pick their kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
