@@ -132,6 +132,20 @@ pub struct Mnist {
     pub test: Split,
 }
 
+/// SHA-256 of MNIST's `t10k-labels-idx1-ubyte` (decompressed): how a data set is recognised as MNIST's.
+const MNIST_TEST_LABELS_SHA256: &str = "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2";
+
+impl Mnist {
+    /// Whether the test set is MNIST's (its 28×28 images and the SHA-256 of its labels file): the study's numbers
+    /// only compare with results on it.
+    pub fn is_mnist(&self) -> bool {
+        let labels = &self.test.labels;
+        let header = [LABELS_MAGIC, labels.len() as u32].map(u32::to_be_bytes).concat();
+        self.test.shape == ImageShape::MNIST
+            && hex(&Sha256::new().chain_update(&header).chain_update(labels).finalize()) == MNIST_TEST_LABELS_SHA256
+    }
+}
+
 /// Load both splits from `dir`; the test split is normalized as the training split is.
 pub fn load(dir: &Path) -> Result<Mnist, DataError> {
     let train = load_split(dir, TRAIN_PREFIX)?;

@@ -304,6 +304,8 @@ pub struct TrainOutcome {
     /// Files written into the output directory: pictures, `steps.csv`, `epochs.jsonl`.
     pub pictures: Vec<String>,
     pub epochs: Vec<EpochReport>,
+    /// The study's network on MNIST's test set: only then are the study's numbers shown beside this run's.
+    pub study_setting: bool,
 }
 
 /// The checkpoint metadata of a training state after `epochs_done` epochs.
@@ -493,6 +495,7 @@ pub fn train(
         picture_seconds,
         pictures,
         epochs,
+        study_setting: arch == Arch::study() && data.is_mnist(),
     })
 }
 

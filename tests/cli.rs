@@ -231,6 +231,7 @@ fn colour_images_from_idx4_files_train_and_are_checked() {
     let args = ["--data-dir", d, "--arch", arch, "--epochs", "3", "--batch-size", "32"];
     let v = train_saving(&args, &ck, dir.path());
     assert_eq!(v["arch"], format!("3x32x32:{arch}"), "{v}");
+    assert_eq!(v["study_setting"], false, "not the study's data: its numbers are not shown beside these");
     let (before, after) = (v["forward_only_test_accuracy"].as_f64(), v["test_accuracy"].as_f64().unwrap());
     assert!(after > 0.9, "the coloured squares are learnt: {after} (random weights: {before:?})");
     for png in ["filters_after.png", "activations_after.png", "predictions_after.png"] {
@@ -317,6 +318,7 @@ fn compare_writes_every_picture_and_the_report() {
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     let pct = format!("{:.2} %", 100.0 * v["test_accuracy"].as_f64().unwrap());
     assert!(md.contains(&pct) && md.contains("98.89 %") && md.contains("filters_after.png"), "{md}");
+    assert_eq!(v["study_setting"], true, "the study's network on MNIST");
 }
 
 #[test]
