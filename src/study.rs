@@ -11,6 +11,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use crate::engine::{Engine, Metrics};
 use crate::gpu::network::GpuNetwork;
 use crate::gpu::ops::Family;
 use crate::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
-use crate::model::{self, Arch};
+use crate::model::{self, Arch, Normalization};
 use crate::train::{self, EpochReport, TrainConfig, TrainError};
 use crate::viz;
 
@@ -201,6 +202,7 @@ pub fn evaluate_checkpoint(
 ) -> Result<Evaluation> {
     let arch = arch.map(|a| arch_for_data(Some(a), data)).transpose()?;
     let ckpt = checkpoint::load(path, arch.as_ref())?;
+    let data = &*normalized_as(data, trained_norm(&ckpt, path)?, path);
     let mut engine = open_engine(device, &ckpt.arch, 64, None, &data.test, &ckpt.params)?;
     let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
     Ok(Evaluation {
@@ -308,8 +310,48 @@ pub struct TrainOutcome {
     pub study_setting: bool,
 }
 
-/// The checkpoint metadata of a training state after `epochs_done` epochs.
-fn metadata(cfg: &TrainConfig, epochs_done: usize) -> std::collections::BTreeMap<String, String> {
+/// Checkpoint metadata keys of the input normalization the weights were trained with.
+const MEAN_KEY: &str = "input_mean";
+const STD_KEY: &str = "input_std";
+
+/// The input normalization a checkpoint was trained with (None for files that do not say: PyTorch's, older ones).
+fn trained_norm(ck: &Checkpoint, path: &Path) -> Result<Option<Normalization>> {
+    let value = |key: &str| -> Result<Option<f32>> {
+        let Some(s) = ck.metadata.get(key) else { return Ok(None) };
+        match s.parse::<f32>() {
+            Ok(v) if v.is_finite() && (key != STD_KEY || v > 0.0) => Ok(Some(v)),
+            _ => bail!("checkpoint {}: its `{key}` metadata `{s}` is not a valid number", path.display()),
+        }
+    };
+    Ok(match (value(MEAN_KEY)?, value(STD_KEY)?) {
+        (Some(mean), Some(std)) => Some(Normalization { mean, std }),
+        _ => None,
+    })
+}
+
+/// `data` with its inputs normalized as `norm` (a checkpoint's) says, if that differs from the data's own: weights see
+/// their inputs as they were trained on them.
+fn normalized_as<'a>(data: &'a Mnist, norm: Option<Normalization>, path: &Path) -> Cow<'a, Mnist> {
+    match norm {
+        Some(n) if n != data.train.norm => {
+            info!(
+                "inputs normalized as {} was trained (mean {}, std {}); this data's own would be (mean {}, std {})",
+                path.display(),
+                n.mean,
+                n.std,
+                data.train.norm.mean,
+                data.train.norm.std
+            );
+            let mut d = data.clone();
+            (d.train.norm, d.test.norm) = (n, n);
+            Cow::Owned(d)
+        }
+        _ => Cow::Borrowed(data),
+    }
+}
+
+/// The checkpoint metadata of a training state after `epochs_done` epochs, trained on inputs normalized as `norm`.
+fn metadata(cfg: &TrainConfig, epochs_done: usize, norm: Normalization) -> std::collections::BTreeMap<String, String> {
     [
         ("format", "gpu-cnn".to_string()),
         ("epochs_done", epochs_done.to_string()),
@@ -317,15 +359,23 @@ fn metadata(cfg: &TrainConfig, epochs_done: usize) -> std::collections::BTreeMap
         ("lr", cfg.lr.to_string()),
         ("momentum", cfg.momentum.to_string()),
         ("batch_size", cfg.batch_size.to_string()),
+        (MEAN_KEY, norm.mean.to_string()),
+        (STD_KEY, norm.std.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }
 
-fn save_state(path: &Path, engine: &dyn Engine, cfg: &TrainConfig, epochs_done: usize) -> Result<()> {
-    let ckpt =
-        Checkpoint { arch: engine.arch().clone(), params: engine.params()?, metadata: metadata(cfg, epochs_done) };
+fn save_state(
+    path: &Path,
+    engine: &dyn Engine,
+    cfg: &TrainConfig,
+    epochs_done: usize,
+    norm: Normalization,
+) -> Result<()> {
+    let metadata = metadata(cfg, epochs_done, norm);
+    let ckpt = Checkpoint { arch: engine.arch().clone(), params: engine.params()?, metadata };
     checkpoint::save_training(path, &ckpt, &engine.momentum()?)?;
     info!(
         "saved {} (after epoch {epochs_done}; momentum in {})",
@@ -341,6 +391,8 @@ struct Start {
     params: Vec<f32>,
     momentum: Option<Vec<f32>>,
     epochs_done: usize,
+    /// The input normalization the starting weights were trained with, if their checkpoint says.
+    norm: Option<Normalization>,
 }
 
 fn starting_point(opts: &TrainOptions, data: &Mnist) -> Result<Start> {
@@ -356,18 +408,20 @@ fn starting_point(opts: &TrainOptions, data: &Mnist) -> Result<Start> {
         };
         let done = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
         info!("resuming from {} after epoch {done}", p.display());
-        return Ok(Start { arch: ck.arch, params: ck.params, momentum: Some(momentum), epochs_done: done });
+        let norm = trained_norm(&ck, p)?;
+        return Ok(Start { arch: ck.arch, params: ck.params, momentum: Some(momentum), epochs_done: done, norm });
     }
     if let Some(p) = &opts.init {
         let ck = checkpoint::load(p, requested.as_ref())?;
-        return Ok(Start { arch: ck.arch, params: ck.params, momentum: None, epochs_done: 0 });
+        let norm = trained_norm(&ck, p)?;
+        return Ok(Start { arch: ck.arch, params: ck.params, momentum: None, epochs_done: 0, norm });
     }
     let arch = match requested {
         Some(a) => a,
         None => arch_for_data(None, data)?,
     };
     let params = model::init_params(&arch, opts.seed);
-    Ok(Start { arch, params, momentum: None, epochs_done: 0 })
+    Ok(Start { arch, params, momentum: None, epochs_done: 0, norm: None })
 }
 
 /// Trains the network with backpropagation and SGD: evaluates the starting weights, runs the epochs (evaluating and
@@ -390,6 +444,9 @@ pub fn train(
             prepare_out_dir(dir).with_context(|| format!("--save {}", p.display()))?;
         }
     }
+    let Start { arch, params, momentum, epochs_done: start_epoch, norm } = starting_point(opts, data)?;
+    let from = opts.resume.as_ref().or(opts.init.as_ref());
+    let data = &*normalized_as(data, norm, from.map_or(Path::new(""), |p| p.as_path()));
     let limited;
     let train_split = match opts.train_limit {
         Some(n) => {
@@ -398,7 +455,6 @@ pub fn train(
         }
         None => &data.train,
     };
-    let Start { arch, params, momentum, epochs_done: start_epoch } = starting_point(opts, data)?;
     let cfg = TrainConfig {
         epochs: opts.epochs,
         batch_size: opts.batch_size,
@@ -445,7 +501,7 @@ pub fn train(
                 epochs.push(report);
                 step_losses.extend(losses);
                 if let Some(p) = &opts.save {
-                    save_state(p, engine.as_ref(), &cfg, epoch + 1)?;
+                    save_state(p, engine.as_ref(), &cfg, epoch + 1, data.train.norm)?;
                 }
             }
             Err(e) => {
@@ -453,7 +509,7 @@ pub fn train(
                 if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
                     if let Some(p) = &opts.save {
                         info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
-                        save_state(p, engine.as_ref(), &cfg, epoch)?;
+                        save_state(p, engine.as_ref(), &cfg, epoch, data.train.norm)?;
                     }
                     // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
                     info!("interrupted: writing the pictures of the network as it stands");

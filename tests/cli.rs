@@ -247,6 +247,20 @@ fn colour_images_from_idx4_files_train_and_are_checked() {
             .stdout,
     );
     assert_eq!((e["arch"].as_str(), e["test_accuracy"].as_f64()), (v["arch"].as_str(), Some(after)));
+    // The same test images beside a training set of other brightness: the checkpoint's normalization (its metadata),
+    // not that data's, is what the weights see, so the accuracy is the same.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let mut dark = gpu_cnn::check::coloured(640, 3);
+    dark.images.iter_mut().for_each(|p| *p /= 2);
+    let dark = gpu_cnn::data::Split::new(dark.images, dark.labels, dark.shape);
+    gpu_cnn::data::save_split(&other, "train", &dark).unwrap();
+    gpu_cnn::data::save_split(&other, "t10k", &gpu_cnn::check::coloured(200, 2)).unwrap();
+    let out =
+        gpu_cnn().args(["eval", "--json", "--data-dir", other.to_str().unwrap(), "--checkpoint"]).arg(&ck).assert();
+    let out = out.success().get_output().clone();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inputs normalized as"), "the normalization is said");
+    assert_eq!(json_of(&out.stdout)["test_accuracy"].as_f64(), Some(after));
     fails_with(&["eval", "--checkpoint", ck.to_str().unwrap()], "3x32x32");
     fails_with(&["forward-only", "--data-dir", d, "--arch", "3x28x28:tiny"], "3x28x28");
 }

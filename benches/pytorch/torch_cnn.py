@@ -6,8 +6,9 @@ tests read (tests/fixtures/torch_cnn_e5.safetensors).
     -> MaxPool2d(2) -> flatten (channel-major, 1568) -> fc1 Linear(1568, 128) + ReLU -> fc2 Linear(128, 10)
 
 Softmax cross-entropy, SGD with momentum (PyTorch's semantics, as gpu-cnn's), inputs scaled to [0, 1] and normalized
-with mean 0.1307, std 0.3081, PyTorch's default initialization. MNIST from the four gzipped IDX files in --data-dir
-(the repository's data/mnist by default). Needs: pip install torch numpy safetensors.
+by the training set's mean and standard deviation rounded to 4 decimals, as gpu-cnn does (MNIST's: 0.1307, 0.3081),
+PyTorch's default initialization. 28x28 grey images from the four gzipped IDX files in --data-dir (the repository's
+data/mnist by default; data/fashion-mnist after data/fashion_mnist.py). Needs: pip install torch numpy safetensors.
 
     python3 benches/pytorch/torch_cnn.py --epochs 5                      # CPU, 2 threads, as BENCHMARKS.md's rows
     python3 benches/pytorch/torch_cnn.py --device cuda --batch-size 1024 # a GPU
@@ -53,9 +54,19 @@ def load_split(data_dir, prefix, device):
                 return os.path.join(data_dir, name)
         raise FileNotFoundError(f"{stem}(.gz) not in {data_dir}")
 
-    x = torch.from_numpy(read_idx(find(f"{prefix}-images-idx3-ubyte")).astype(np.float32) / 255.0)
+    x = read_idx(find(f"{prefix}-images-idx3-ubyte"))
     y = torch.from_numpy(read_idx(find(f"{prefix}-labels-idx1-ubyte")).astype(np.int64))
-    return ((x - 0.1307) / 0.3081).to(device), y.to(device)
+    return x, y.to(device)
+
+
+def normalization(pixels):
+    """The mean and standard deviation of pixels / 255, rounded to 4 decimals (gpu-cnn's model::Normalization::of)."""
+    v = pixels.astype(np.float64) / 255.0
+    return round(float(v.mean()), 4), round(float(v.std()), 4)
+
+
+def normalized(pixels, mean, std, device):
+    return ((torch.from_numpy(pixels.astype(np.float32) / 255.0) - mean) / std).to(device)
 
 
 class Net(nn.Module):
@@ -107,6 +118,8 @@ def main():
     device = torch.device(a.device)
     x_train, y_train = load_split(a.data_dir, "train", device)
     x_test, y_test = load_split(a.data_dir, "t10k", device)
+    mean, std = normalization(x_train)
+    x_train, x_test = normalized(x_train, mean, std, device), normalized(x_test, mean, std, device)
     torch.manual_seed(a.seed)
     model = Net().to(device)
     result = {"script": "torch_cnn.py", "torch": torch.__version__, "device": str(device), "threads": a.threads,
