@@ -47,15 +47,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     let tmp = dir.join(format!(".{}.tmp-{}-{n}", file_name.to_string_lossy(), std::process::id()));
 
     let mut guard = TempGuard { path: &tmp, armed: false };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| err("creating temp file", &tmp, e))?;
-    guard.armed = true;
-    file.write_all(bytes).map_err(|e| err("writing temp file", &tmp, e))?;
-    file.sync_all().map_err(|e| err("syncing temp file", &tmp, e))?;
-    drop(file);
+    {
+        // Closed at the end of this block, before the rename.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| err("creating temp file", &tmp, e))?;
+        guard.armed = true;
+        file.write_all(bytes).map_err(|e| err("writing temp file", &tmp, e))?;
+        file.sync_all().map_err(|e| err("syncing temp file", &tmp, e))?;
+    }
     fs::rename(&tmp, path).map_err(|e| err("renaming temp file onto", path, e))?;
     guard.armed = false;
     // Make the rename itself durable. Directories cannot be opened for syncing on every platform; best effort.

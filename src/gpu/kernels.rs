@@ -4,7 +4,6 @@
 //! naga and checks that each entry point's bindings (group 0, binding, read-only or read-write) match `bindings` here.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::ops::Family;
@@ -334,9 +333,18 @@ impl Kernels {
         Ok(module)
     }
 
+    /// Builds the pipelines of `specs`, one after the other, for `kernel` to return later (in a browser, where wgpu's
+    /// objects stay on the thread that made them).
+    #[cfg(target_arch = "wasm32")]
+    pub fn prepare(&self, gpu: &Gpu, specs: &[Spec], _threads: usize) -> Result<(), GpuError> {
+        specs.iter().try_for_each(|(entry, constants)| self.kernel(gpu, entry, constants).map(drop))
+    }
+
     /// Builds the pipelines of `specs` on `threads` threads (lavapipe compiles a pipeline on the thread that creates
     /// it, and the big unrolled kernels take 0.1–0.5 s each), for `kernel` to return later.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn prepare(&self, gpu: &Gpu, specs: &[Spec], threads: usize) -> Result<(), GpuError> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let next = AtomicUsize::new(0);
         let results: Vec<Result<(), GpuError>> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads.max(1))

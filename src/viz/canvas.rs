@@ -2,7 +2,6 @@
 //! into it, text queued and put on at the end by plotters (the embedded font), colour maps, and the atomic PNG write.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
@@ -14,11 +13,20 @@ use crate::model::{ImageShape, Normalization};
 /// The font family every picture uses (registered once, from the embedded DejaVu Sans Mono).
 pub const FONT: &str = "sans-serif";
 
+#[cfg(not(target_arch = "wasm32"))]
 static FONT_BYTES: &[u8] = include_bytes!("DejaVuSansMono.ttf");
 
+/// Registers the embedded font with plotters (once per process). In a browser (wasm32) plotters takes its fonts from
+/// the page instead, and there is nothing to register.
+#[cfg(target_arch = "wasm32")]
+pub fn register_font(_path: &Path) -> Result<(), VizError> {
+    Ok(())
+}
+
 /// Registers the embedded font with plotters (once per process).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn register_font(path: &Path) -> Result<(), VizError> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
     if ok {
         Ok(())
