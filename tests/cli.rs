@@ -444,6 +444,15 @@ fn check_passes_and_catches_a_broken_kernel() {
     }
     assert!(rows.iter().any(|r| r["kernel"] == "training step"), "the whole step is checked");
 
+    // `--arch` adds a whole step of that network, on the kernels the engine would run it with (the tiled family for
+    // a convolution right after another, which the simd kernels cannot run).
+    let out = gpu_cnn().args(["check", "--quick", "--json", "--arch", "conv4-conv6-pool-fc10"]).assert().success();
+    let reports: Value = serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON");
+    let step =
+        reports[0]["rows"].as_array().unwrap().iter().find(|r| r["kernel"] == "training step conv4-conv6-pool-fc10");
+    let step = step.expect("a training step row for --arch");
+    assert_eq!((step["variant"].as_str(), step["passed"].as_bool()), (Some("tiled"), Some(true)), "{step}");
+
     let out = gpu_cnn()
         .args(["check", "--quick"])
         .env("GPU_CNN_BREAK_KERNEL", "sgd_step.wgsl:params[i] - hyper.lr * v=>params[i] - 1.001 * hyper.lr * v")
