@@ -10,7 +10,10 @@
 //   4 pooled  f32 max-pooled output [n, COUT, H/2, W/2] (POOL only)      write
 // Each thread computes a tile of CO_B = 8 output channels × 2 rows × PX = 16 pixels (two row segments, each held as a
 // mat4x4: column q is pixels 4q..4q+3). Per input channel it loads the 4 input rows the two output rows need (18
-// values each: the segment and its halo) once, and per kernel row the 8 channels' weights once for both output rows.
+// values each: the segment and its halo) once each, in a loop: input row k meets kernel row k of output row 0 and
+// kernel row k − 1 of output row 1. (Spelled out as four loads and three row pairs, SwiftShader's compiler did not
+// finish this kernel in minutes; as a loop it takes 2.6 s, lavapipe's Vulkan driver runs it 10–30 % faster, Mesa's GL
+// one a third slower for conv2.)
 // Threads are ordered (channel block, sample, row pair, segment).
 // With POOL (H and W even), the thread also takes the maximum of each 2×2 window of its tile (after bias and ReLU: the
 // values it stores in y; ties go to the first in row-major order, as in the reference maxpool_forward and in
@@ -98,40 +101,16 @@ fn taps(q: vec3<f32>, a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>) -> mat4x4<
     return q.x * a + q.y * b + q.z * c;
 }
 
-// acc0[j] += kernel row `kr` of channel j applied to the windows `a` (output row 0); acc1[j] likewise with `b`
-// (output row 1): each weight is loaded once for both rows.
-fn row_pair(
-    acc0: ptr<function, array<mat4x4<f32>, CO_B>>,
-    acc1: ptr<function, array<mat4x4<f32>, CO_B>>,
-    wo: array<u32, CO_B>,
-    kr: u32,
-    a: array<mat4x4<f32>, 3>,
-    b: array<mat4x4<f32>, 3>,
-) {
-    let q0 = wrow(wo[0] + kr);
-    (*acc0)[0] += taps(q0, a[0], a[1], a[2]);
-    (*acc1)[0] += taps(q0, b[0], b[1], b[2]);
-    let q1 = wrow(wo[1] + kr);
-    (*acc0)[1] += taps(q1, a[0], a[1], a[2]);
-    (*acc1)[1] += taps(q1, b[0], b[1], b[2]);
-    let q2 = wrow(wo[2] + kr);
-    (*acc0)[2] += taps(q2, a[0], a[1], a[2]);
-    (*acc1)[2] += taps(q2, b[0], b[1], b[2]);
-    let q3 = wrow(wo[3] + kr);
-    (*acc0)[3] += taps(q3, a[0], a[1], a[2]);
-    (*acc1)[3] += taps(q3, b[0], b[1], b[2]);
-    let q4 = wrow(wo[4] + kr);
-    (*acc0)[4] += taps(q4, a[0], a[1], a[2]);
-    (*acc1)[4] += taps(q4, b[0], b[1], b[2]);
-    let q5 = wrow(wo[5] + kr);
-    (*acc0)[5] += taps(q5, a[0], a[1], a[2]);
-    (*acc1)[5] += taps(q5, b[0], b[1], b[2]);
-    let q6 = wrow(wo[6] + kr);
-    (*acc0)[6] += taps(q6, a[0], a[1], a[2]);
-    (*acc1)[6] += taps(q6, b[0], b[1], b[2]);
-    let q7 = wrow(wo[7] + kr);
-    (*acc0)[7] += taps(q7, a[0], a[1], a[2]);
-    (*acc1)[7] += taps(q7, b[0], b[1], b[2]);
+// acc[j] += kernel row `kr` of channel j applied to the windows `a` of one input row.
+fn row_one(acc: ptr<function, array<mat4x4<f32>, CO_B>>, wo: array<u32, CO_B>, kr: u32, a: array<mat4x4<f32>, 3>) {
+    (*acc)[0] += taps(wrow(wo[0] + kr), a[0], a[1], a[2]);
+    (*acc)[1] += taps(wrow(wo[1] + kr), a[0], a[1], a[2]);
+    (*acc)[2] += taps(wrow(wo[2] + kr), a[0], a[1], a[2]);
+    (*acc)[3] += taps(wrow(wo[3] + kr), a[0], a[1], a[2]);
+    (*acc)[4] += taps(wrow(wo[4] + kr), a[0], a[1], a[2]);
+    (*acc)[5] += taps(wrow(wo[5] + kr), a[0], a[1], a[2]);
+    (*acc)[6] += taps(wrow(wo[6] + kr), a[0], a[1], a[2]);
+    (*acc)[7] += taps(wrow(wo[7] + kr), a[0], a[1], a[2]);
 }
 
 // Bias and ReLU.
@@ -219,14 +198,16 @@ fn conv2d_forward(
     for (var ci = 0u; ci < CIN; ci++) {
         let plane = (b * CIN + ci) * H * W;
         // Input rows yy − 1 … yy + 2; output row 0 meets kernel row k at input row yy − 1 + k, output row 1 at yy + k.
-        let r0 = windows(plane, iy - 1, ox);
-        let r1 = windows(plane, iy, ox);
-        let r2 = windows(plane, iy + 1, ox);
-        let r3 = windows(plane, iy + 2, ox);
         let kr = ci * 9u;
-        row_pair(&acc0, &acc1, offs, kr, r0, r1);
-        row_pair(&acc0, &acc1, offs, kr + 3u, r1, r2);
-        row_pair(&acc0, &acc1, offs, kr + 6u, r2, r3);
+        for (var k = 0u; k < 4u; k++) {
+            let rk = windows(plane, iy - 1 + i32(k), ox);
+            if k < 3u {
+                row_one(&acc0, offs, kr + 3u * k, rk);
+            }
+            if k > 0u {
+                row_one(&acc1, offs, kr + 3u * (k - 1u), rk);
+            }
+        }
     }
     if i >= tiles {
         return;
