@@ -144,6 +144,11 @@ impl Mnist {
         self.test.shape == ImageShape::MNIST
             && hex(&Sha256::new().chain_update(&header).chain_update(labels).finalize()) == MNIST_TEST_LABELS_SHA256
     }
+
+    /// The shape of every image.
+    pub fn shape(&self) -> ImageShape {
+        self.train.shape
+    }
 }
 
 /// Load both splits from `dir`; the test split is normalized as the training split is.
@@ -155,13 +160,6 @@ pub fn load(dir: &Path) -> Result<Mnist, DataError> {
     }
     test.norm = train.norm;
     Ok(Mnist { train, test })
-}
-
-impl Mnist {
-    /// The shape of every image.
-    pub fn shape(&self) -> ImageShape {
-        self.train.shape
-    }
 }
 
 /// Load one split (`prefix` is [`TRAIN_PREFIX`] or [`TEST_PREFIX`]) from `dir`.

@@ -37,23 +37,14 @@ impl StudyReport {
     /// The study's table with this run's numbers (beside the study's for its network on MNIST), in markdown.
     pub fn table(&self) -> String {
         let r = &self.run;
-        if !r.study_setting {
-            return format!(
-                "| | forward-only (random weights) | backpropagation (trained) |\n|---|---|---|\n\
-                 | test accuracy | {:.2} % | {:.2} % |\n| test loss | {:.4} | {:.4} |",
-                100.0 * r.forward_only_test_accuracy,
-                100.0 * r.test_accuracy,
-                r.forward_only_test_loss,
-                r.test_loss
-            );
-        }
+        let study = |v: f64| if r.study_setting { format!(" (study: {:.2} %)", 100.0 * v) } else { String::new() };
         format!(
             "| | forward-only (random weights) | backpropagation (trained) |\n|---|---|---|\n\
-             | test accuracy | {:.2} % (study: {:.2} %) | {:.2} % (study: {:.2} %) |\n| test loss | {:.4} | {:.4} |",
+             | test accuracy | {:.2} %{} | {:.2} %{} |\n| test loss | {:.4} | {:.4} |",
             100.0 * r.forward_only_test_accuracy,
-            100.0 * STUDY_FORWARD_ONLY_ACCURACY,
+            study(STUDY_FORWARD_ONLY_ACCURACY),
             100.0 * r.test_accuracy,
-            100.0 * STUDY_TRAINED_ACCURACY,
+            study(STUDY_TRAINED_ACCURACY),
             r.forward_only_test_loss,
             r.test_loss
         )

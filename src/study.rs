@@ -202,8 +202,8 @@ pub fn evaluate_checkpoint(
 ) -> Result<Evaluation> {
     let arch = arch.map(|a| arch_for_data(Some(a), data)).transpose()?;
     let ckpt = checkpoint::load(path, arch.as_ref())?;
-    let data = &*normalized_as(data, trained_norm(&ckpt, path)?, path);
-    let mut engine = open_engine(device, &ckpt.arch, 64, None, &data.test, &ckpt.params)?;
+    let test = normalized_as(&data.test, trained_norm(&ckpt, path, data.train.norm)?);
+    let mut engine = open_engine(device, &ckpt.arch, 64, None, &test, &ckpt.params)?;
     let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
     Ok(Evaluation {
         command: "eval".into(),
@@ -314,8 +314,9 @@ pub struct TrainOutcome {
 const MEAN_KEY: &str = "input_mean";
 const STD_KEY: &str = "input_std";
 
-/// The input normalization a checkpoint was trained with (None for files that do not say: PyTorch's, older ones).
-fn trained_norm(ck: &Checkpoint, path: &Path) -> Result<Option<Normalization>> {
+/// The input normalization the checkpoint at `path` was trained with, where it says (PyTorch's and older files do not)
+/// and it differs from `data`'s own (said in the log): what the data must be normalized as for these weights.
+fn trained_norm(ck: &Checkpoint, path: &Path, data: Normalization) -> Result<Option<Normalization>> {
     let value = |key: &str| -> Result<Option<f32>> {
         let Some(s) = ck.metadata.get(key) else { return Ok(None) };
         match s.parse::<f32>() {
@@ -323,30 +324,30 @@ fn trained_norm(ck: &Checkpoint, path: &Path) -> Result<Option<Normalization>> {
             _ => bail!("checkpoint {}: its `{key}` metadata `{s}` is not a valid number", path.display()),
         }
     };
-    Ok(match (value(MEAN_KEY)?, value(STD_KEY)?) {
-        (Some(mean), Some(std)) => Some(Normalization { mean, std }),
-        _ => None,
-    })
+    let n = match (value(MEAN_KEY)?, value(STD_KEY)?) {
+        (Some(mean), Some(std)) => Normalization { mean, std },
+        _ => return Ok(None),
+    };
+    if n == data {
+        return Ok(None);
+    }
+    info!(
+        "inputs normalized as {} was trained (mean {}, std {}); this data's own would be (mean {}, std {})",
+        path.display(),
+        n.mean,
+        n.std,
+        data.mean,
+        data.std
+    );
+    Ok(Some(n))
 }
 
-/// `data` with its inputs normalized as `norm` (a checkpoint's) says, if that differs from the data's own: weights see
-/// their inputs as they were trained on them.
-fn normalized_as<'a>(data: &'a Mnist, norm: Option<Normalization>, path: &Path) -> Cow<'a, Mnist> {
+/// `split`, or a copy normalized as `norm` (a checkpoint's, from [`trained_norm`]): weights see their inputs as they
+/// were trained on them.
+fn normalized_as(split: &Split, norm: Option<Normalization>) -> Cow<'_, Split> {
     match norm {
-        Some(n) if n != data.train.norm => {
-            info!(
-                "inputs normalized as {} was trained (mean {}, std {}); this data's own would be (mean {}, std {})",
-                path.display(),
-                n.mean,
-                n.std,
-                data.train.norm.mean,
-                data.train.norm.std
-            );
-            let mut d = data.clone();
-            (d.train.norm, d.test.norm) = (n, n);
-            Cow::Owned(d)
-        }
-        _ => Cow::Borrowed(data),
+        Some(norm) => Cow::Owned(Split { norm, ..split.clone() }),
+        None => Cow::Borrowed(split),
     }
 }
 
@@ -408,12 +409,12 @@ fn starting_point(opts: &TrainOptions, data: &Mnist) -> Result<Start> {
         };
         let done = ck.metadata.get("epochs_done").and_then(|s| s.parse().ok()).unwrap_or(0);
         info!("resuming from {} after epoch {done}", p.display());
-        let norm = trained_norm(&ck, p)?;
+        let norm = trained_norm(&ck, p, data.train.norm)?;
         return Ok(Start { arch: ck.arch, params: ck.params, momentum: Some(momentum), epochs_done: done, norm });
     }
     if let Some(p) = &opts.init {
         let ck = checkpoint::load(p, requested.as_ref())?;
-        let norm = trained_norm(&ck, p)?;
+        let norm = trained_norm(&ck, p, data.train.norm)?;
         return Ok(Start { arch: ck.arch, params: ck.params, momentum: None, epochs_done: 0, norm });
     }
     let arch = match requested {
@@ -445,15 +446,14 @@ pub fn train(
         }
     }
     let Start { arch, params, momentum, epochs_done: start_epoch, norm } = starting_point(opts, data)?;
-    let from = opts.resume.as_ref().or(opts.init.as_ref());
-    let data = &*normalized_as(data, norm, from.map_or(Path::new(""), |p| p.as_path()));
+    let (train_all, test) = (normalized_as(&data.train, norm), normalized_as(&data.test, norm));
     let limited;
     let train_split = match opts.train_limit {
         Some(n) => {
-            limited = data.train.take(n.min(data.train.len()));
+            limited = train_all.take(n.min(train_all.len()));
             &limited
         }
-        None => &data.train,
+        None => &*train_all,
     };
     let cfg = TrainConfig {
         epochs: opts.epochs,
@@ -470,14 +470,14 @@ pub fn train(
     if cfg.epochs <= start_epoch {
         bail!("nothing to train: the checkpoint is already at epoch {start_epoch} and --epochs is {}", cfg.epochs);
     }
-    let mut engine = open_engine(device, &arch, cfg.batch_size, Some(train_split), &data.test, &params)?;
+    let mut engine = open_engine(device, &arch, cfg.batch_size, Some(train_split), &test, &params)?;
     if let Some(m) = &momentum {
         engine.set_momentum(m)?;
     }
 
     let (before, preds_before, _) = evaluation(engine.as_mut(), "before training")?;
     let tp = Instant::now();
-    let mut pictures = stage_pictures(out, "before", engine.as_mut(), &data.test, &preds_before)?;
+    let mut pictures = stage_pictures(out, "before", engine.as_mut(), &test, &preds_before)?;
     let mut picture_seconds = tp.elapsed().as_secs_f64();
     let mut epochs: Vec<EpochReport> = Vec::new();
     let mut step_losses: Vec<f32> = Vec::new();
@@ -501,7 +501,7 @@ pub fn train(
                 epochs.push(report);
                 step_losses.extend(losses);
                 if let Some(p) = &opts.save {
-                    save_state(p, engine.as_ref(), &cfg, epoch + 1, data.train.norm)?;
+                    save_state(p, engine.as_ref(), &cfg, epoch + 1, train_split.norm)?;
                 }
             }
             Err(e) => {
@@ -509,13 +509,13 @@ pub fn train(
                 if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
                     if let Some(p) = &opts.save {
                         info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
-                        save_state(p, engine.as_ref(), &cfg, epoch, data.train.norm)?;
+                        save_state(p, engine.as_ref(), &cfg, epoch, train_split.norm)?;
                     }
                     // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
                     info!("interrupted: writing the pictures of the network as it stands");
                     let (_, preds) = engine.evaluate()?;
                     filter_pictures(out, &arch, &params, Some(&engine.params()?))?;
-                    stage_pictures(out, "after", engine.as_mut(), &data.test, &preds)?;
+                    stage_pictures(out, "after", engine.as_mut(), &test, &preds)?;
                     if !epochs.is_empty() {
                         viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
                         train::write_logs(out, &step_losses, steps, &epochs)?;
@@ -533,7 +533,7 @@ pub fn train(
     info!("training time: {:.1} s", training_seconds);
     let tp = Instant::now();
     pictures.extend(filter_pictures(out, &arch, &params, Some(&engine.params()?))?);
-    pictures.extend(stage_pictures(out, "after", engine.as_mut(), &data.test, &preds_after)?);
+    pictures.extend(stage_pictures(out, "after", engine.as_mut(), &test, &preds_after)?);
     viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
     pictures.push("curves.png".into());
     pictures.extend(train::write_logs(out, &step_losses, steps, &epochs)?);

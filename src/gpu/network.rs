@@ -78,12 +78,17 @@ fn dense_input(arch: &Arch, d: &DenseLayer) -> String {
     }
 }
 
+/// The convolution that produced `c`'s input (none for the first).
+fn conv_before<'a>(arch: &'a Arch, c: &ConvLayer) -> Option<&'a ConvLayer> {
+    c.index.checked_sub(2).map(|i| &arch.convs()[i])
+}
+
 /// What a convolution reads: the input, or the output of the convolution before (pooled or not).
 fn conv_input(arch: &Arch, c: &ConvLayer) -> String {
-    match c.index {
-        1 => "x".into(),
-        i if arch.convs()[i - 2].pool => format!("conv{}.pooled", i - 1),
-        i => format!("conv{}.out", i - 1),
+    match conv_before(arch, c) {
+        None => "x".into(),
+        Some(b) if b.pool => format!("conv{}.pooled", b.index),
+        Some(b) => format!("conv{}.out", b.index),
     }
 }
 
@@ -126,8 +131,7 @@ pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
         let (name, dz) = (format!("conv{}", cl.index), format!("conv{}.dz", cl.index));
         let op = conv_op(cl);
         l = l.then(conv2d::backward_weight(caps, &op, batch, &conv_input(arch, cl), &dz, "grads", &name).layer(&name));
-        if cl.index > 1 {
-            let before = arch.convs()[cl.index - 2];
+        if let Some(before) = conv_before(arch, cl) {
             let (dx, a) = (format!("conv{}.dz", before.index), format!("conv{}.out", before.index));
             let src = match before.pool {
                 true => Source::PooledRelu { a: &a, ph: cl.h, pw: cl.w },
@@ -230,11 +234,10 @@ pub fn fits(arch: &Arch, caps: Caps) -> Result<(), String> {
     }
     for c in arch.convs() {
         conv2d::check_shape(&conv_op(c)).map_err(|e| format!("the simd kernels cannot run conv{}: {e}", c.index))?;
-        if c.index > 1 && !arch.convs()[c.index - 2].pool {
+        if let Some(b) = conv_before(arch, c).filter(|b| !b.pool) {
             return Err(format!(
                 "the simd kernels cannot run conv{} right after conv{} without a pool (they carry ReLU's gradient back only through a pool)",
-                c.index,
-                c.index - 1
+                c.index, b.index
             ));
         }
         let end = 4 * (c.b_off + c.cout) as u64;

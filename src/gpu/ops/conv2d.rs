@@ -138,20 +138,14 @@ pub fn forward(caps: Caps, s: &Conv, batch: usize, relu: bool, pool: bool, x: &s
 pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, source: Source) -> Lowered {
     let s = *s;
     let flops = move |n| s.flops(n);
-    let (relu, route, a) = match source {
-        Source::Plain => (false, None, dy),
-        Source::Relu(a) => (true, None, a),
+    // `extra`: what the mask or the routing reads and writes beyond dx, in input-sized tensors.
+    let (relu, route, a, extra) = match source {
+        Source::Plain => (false, None, dy, 0),
+        Source::Relu(a) => (true, None, a, 1),
         Source::PooledRelu { a, ph, pw } => {
             assert_eq!((ph, pw), (s.h, s.w), "a convolution's routed input is its own map");
-            (false, Some(a), a)
+            (false, Some(a), a, 8)
         }
-    };
-    let extra = if route.is_some() {
-        8
-    } else if relu {
-        1
-    } else {
-        0
     };
     let bytes = move |n: usize| f32_bytes(s.output(n) + s.weights() + s.input(n) + extra * s.input(n));
     let mut k: Vec<_> = s.shape().into();
