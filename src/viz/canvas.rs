@@ -1,39 +1,12 @@
 //! The drawing surface of the pixel-grid pictures: an RGB buffer with rectangles and enlarged value grids drawn straight
-//! into it, text queued and put on at the end by plotters (the embedded font), colour maps, and the atomic PNG write.
+//! into it, text queued and set at the end in the embedded font (`font`), colour maps, and the atomic PNG write.
 
 use std::path::Path;
 
+use super::{font, VizError};
+use crate::model::{ImageShape, Normalization};
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
-use plotters::prelude::*;
-
-use super::VizError;
-use crate::model::{ImageShape, Normalization};
-
-/// The font family every picture uses (registered once, from the embedded DejaVu Sans Mono).
-pub const FONT: &str = "sans-serif";
-
-#[cfg(not(target_arch = "wasm32"))]
-static FONT_BYTES: &[u8] = include_bytes!("DejaVuSansMono.ttf");
-
-/// Registers the embedded font with plotters (once per process). In a browser (wasm32) plotters takes its fonts from
-/// the page instead, and there is nothing to register.
-#[cfg(target_arch = "wasm32")]
-pub fn register_font(_path: &Path) -> Result<(), VizError> {
-    Ok(())
-}
-
-/// Registers the embedded font with plotters (once per process).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn register_font(path: &Path) -> Result<(), VizError> {
-    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(VizError::draw(path, "the embedded font DejaVuSansMono.ttf could not be loaded"))
-    }
-}
 
 pub type Rgb = [u8; 3];
 pub const WHITE: Rgb = [255, 255, 255];
@@ -183,9 +156,8 @@ impl Canvas {
 
     /// Draws the queued text and writes the picture to `path` as a PNG (atomically).
     pub fn save(mut self, path: &Path) -> Result<(), VizError> {
-        register_font(path)?;
         for label in std::mem::take(&mut self.labels) {
-            self.draw_label(&label).map_err(|e| VizError::draw(path, format!("text {:?}: {e}", label.text)))?;
+            self.draw_label(&label);
         }
         write_png(path, self.width, self.height, &self.pixels)
     }
@@ -193,21 +165,23 @@ impl Canvas {
     /// Sets one text, glyph by glyph in monospace cells. (plotters' own text drawing puts each glyph's inked box at
     /// the pen position, ignoring its side bearing, so in a monospace font "0.739" would read "0. 739"; here each
     /// glyph's ink is centred in its cell, as the font designs it.)
-    fn draw_label(&mut self, l: &Label) -> Result<(), plotters::style::FontError> {
-        let font = FontDesc::new(FontFamily::Name(FONT), l.size, FontStyle::Normal);
+    fn draw_label(&mut self, l: &Label) {
         // The ink of one glyph drawn at the origin: (min x, max x, min y, max y), None for a blank one.
-        let ink = |glyph: &str| -> Result<Option<(i32, i32, i32, i32)>, _> {
+        let ink = |glyph: char| -> Option<(i32, i32, i32, i32)> {
             let mut b = (i32::MAX, i32::MIN, i32::MAX, i32::MIN);
-            let _ = font.draw(glyph, (0, 0), |x, y, a| {
+            for (x, y, a) in font::glyph(glyph, l.size) {
                 if a > 0.0 {
                     b = (b.0.min(x), b.1.max(x), b.2.min(y), b.3.max(y));
                 }
-                Ok::<(), ()>(())
-            })?;
-            Ok(if b.0 <= b.1 { Some(b) } else { None })
+            }
+            if b.0 <= b.1 {
+                Some(b)
+            } else {
+                None
+            }
         };
         let advance = advance(l.size);
-        let (_, _, cap_top, cap_bottom) = ink("H")?.unwrap_or((0, 0, 0, l.size as i32));
+        let (_, _, cap_top, cap_bottom) = ink('H').unwrap_or((0, 0, 0, l.size as i32));
         let n = l.text.chars().count() as f64;
         let width = (n * advance).round() as i64;
         let dx = match l.anchor {
@@ -219,31 +193,23 @@ impl Canvas {
             Anchor::TopLeft | Anchor::TopCenter | Anchor::TopRight => -cap_top as i64,
             _ => -((cap_top + cap_bottom) / 2) as i64,
         };
-        let mut utf8 = [0u8; 4];
         for (i, ch) in l.text.chars().enumerate() {
-            let glyph: &str = ch.encode_utf8(&mut utf8);
-            let Some((lo, hi, _, _)) = ink(glyph)? else { continue };
+            let Some((lo, hi, _, _)) = ink(ch) else { continue };
             let cell = (i as f64 * advance).round() as i64;
             let shift = cell + ((advance - (hi - lo + 1) as f64) / 2.0).round() as i64 - lo as i64;
-            let mut dots = Vec::new();
-            let _ = font.draw(glyph, (0, 0), |x, y, a| {
-                dots.push((x as i64 + shift + dx, y as i64 + dy, a));
-                Ok::<(), ()>(())
-            })?;
-            for (u, v, a) in dots {
+            for (u, v, a) in font::glyph(ch, l.size) {
+                let (u, v) = (u as i64 + shift + dx, v as i64 + dy);
                 let (x, y) = if l.upright { (l.at.0 + v, l.at.1 - u) } else { (l.at.0 + u, l.at.1 + v) };
                 self.blend(x, y, l.color, a.clamp(0.0, 1.0));
             }
         }
-        Ok(())
     }
 }
 
 /// The advance (cell width) of the monospace font at `size`, in pixels, measured over ten cells (layout boxes are whole
-/// pixels). About 0.52 × `size` for DejaVu Sans Mono; that is the answer if the font is not registered yet.
+/// pixels): about 0.52 × `size` for DejaVu Sans Mono.
 pub fn advance(size: f64) -> f64 {
-    let font = FontDesc::new(FontFamily::Name(FONT), size, FontStyle::Normal);
-    font.layout_box("MMMMMMMMMM").map(|((a0, _), (a1, _))| (a1 - a0) as f64 / 10.0).unwrap_or(0.52 * size)
+    font::width("MMMMMMMMMM", size) as f64 / 10.0
 }
 
 /// Writes an RGB8 buffer as a PNG (best compression, no row filter: these pictures are flat blocks in a few hundred

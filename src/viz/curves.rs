@@ -51,7 +51,6 @@ pub fn curves_png(
     if let Some(a) = accuracies.into_iter().find(|a| !(0.0..=1.0).contains(a)) {
         return Err(VizError::input(path, format!("accuracy {a} is not a fraction in [0, 1]")));
     }
-    canvas::register_font(path)?;
     let spe = steps_per_epoch.max(1) as f64;
     let last_step_epoch = step_losses.len().div_ceil(steps_per_epoch.max(1));
     let span = epochs.iter().map(|e| e.epoch).chain([last_step_epoch, 1]).max().unwrap_or(1) as f64;

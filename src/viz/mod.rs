@@ -22,6 +22,7 @@ mod canvas;
 mod confusion;
 mod curves;
 mod filters;
+mod font;
 mod predictions;
 
 use std::path::{Path, PathBuf};
