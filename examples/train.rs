@@ -4,6 +4,7 @@
 //!     cargo run --release --example train [-- EPOCHS]
 
 use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
+use pollster::FutureExt;
 
 fn main() -> anyhow::Result<()> {
     let epochs = std::env::args().nth(1).map_or(Ok(1), |s| s.parse())?;
@@ -14,7 +15,7 @@ fn main() -> anyhow::Result<()> {
         save: Some("outputs/example/model.safetensors".into()), // and model.momentum.safetensors beside it
         ..Default::default()
     };
-    let run = study::train(&DeviceChoice::default(), &data, &opts, &mut ())?;
+    let run = study::train(&DeviceChoice::default(), &data, &opts, &mut ()).block_on()?;
 
     println!("device: {}", run.adapter.line());
     for e in &run.epochs {

@@ -1,9 +1,13 @@
 //! Writing a file so that nothing a user made is ever half-written: every checkpoint, picture and report goes through
 //! `write_atomic`.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::fs;
-use std::io::{self, Write};
+use std::io;
+#[cfg(not(target_arch = "wasm32"))]
+use std::io::Write;
 use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which step of an atomic write failed, on which path.
@@ -15,14 +19,17 @@ pub struct AtomicWriteError {
     pub source: io::Error,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Removes the temp file unless disarmed (after a successful rename).
 struct TempGuard<'a> {
     path: &'a Path,
     armed: bool,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for TempGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
@@ -31,9 +38,37 @@ impl Drop for TempGuard<'_> {
     }
 }
 
+/// What takes a file in a browser: its path and whole content.
+#[cfg(target_arch = "wasm32")]
+pub type PageSink = Box<dyn FnMut(&Path, &[u8])>;
+
+/// In a browser (wasm32) there are no files: what the engine writes (pictures, logs) goes to the page through the
+/// function set here (the page shows it), and without one nowhere.
+#[cfg(target_arch = "wasm32")]
+pub fn set_page_sink(sink: Option<PageSink>) {
+    PAGE_SINK.with(|s| *s.borrow_mut() = sink);
+}
+
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    static PAGE_SINK: std::cell::RefCell<Option<PageSink>> = const { std::cell::RefCell::new(None) };
+}
+
+/// In a browser: hands the file to the page (`set_page_sink`), whole.
+#[cfg(target_arch = "wasm32")]
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    PAGE_SINK.with(|s| {
+        if let Some(sink) = s.borrow_mut().as_mut() {
+            sink(path, bytes);
+        }
+    });
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically: a new temp file in the same directory (`.<name>.tmp-<pid>-<n>`), write, fsync,
 /// rename over `path`, then fsync the directory (best effort). `path` is either its old content or all of the new; the
 /// temp file is removed on any error.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
     let err = |op, p: &Path, source| AtomicWriteError { op, path: p.to_path_buf(), source };
     let file_name = path

@@ -2,7 +2,7 @@
 //! the CPU reference), with everything a result needs to be compared across machines: adapter, driver, wgpu version,
 //! git commit, date, command.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
@@ -179,12 +179,16 @@ pub struct BenchConfig {
 
 /// Times `run(k)` (which does k units of work) so that one sample lasts at least `min_seconds`: a warm-up, a short
 /// run to learn the rate, then the count that fills the time. Returns the count.
-fn calibrate(min_seconds: f64, max: usize, run: &mut dyn FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<usize> {
-    run(1)?;
+async fn calibrate(
+    min_seconds: f64,
+    max: usize,
+    mut run: impl AsyncFnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    run(1).await?;
     let mut k = 2;
     loop {
         let t = Instant::now();
-        run(k)?;
+        run(k).await?;
         let secs = t.elapsed().as_secs_f64();
         if secs >= min_seconds / 4.0 || k >= max {
             let per = secs / k as f64;
@@ -196,9 +200,10 @@ fn calibrate(min_seconds: f64, max: usize, run: &mut dyn FnMut(usize) -> anyhow:
 
 /// Benchmarks one adapter at each batch size: start-up, training (calibrated samples), inference over the test set,
 /// per-kernel times; with the adapter's peaks and, if asked, whether `check --quick` passed on it first.
-pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
+pub async fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
     let verified = if cfg.check {
-        let report = crate::check::run(gpu.reopen()?, crate::check::CheckOptions { quick: true, ..Default::default() });
+        let quick = crate::check::CheckOptions { quick: true, ..Default::default() };
+        let report = crate::check::run(gpu.reopen().await?, quick).await;
         if !report.passed {
             log::warn!("bench: check failed on {}; its numbers are marked UNVERIFIED", gpu.adapter.line());
             log::warn!("{}", crate::check::table(&report));
@@ -207,7 +212,7 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
     } else {
         None
     };
-    let peak = crate::peak::peak(&gpu, 3).ok();
+    let peak = crate::peak::peak(&gpu, 3).await.ok();
     let params = model::init_params(&cfg.arch, model::DEFAULT_SEED);
     let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
     let mut out = Vec::new();
@@ -224,22 +229,25 @@ pub fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Ve
         let max_steps = 200_000;
         let steps = match cfg.steps {
             Some(s) => s,
-            None => calibrate(cfg.min_seconds, max_steps, &mut |k| Ok(net.train_steps_raw(&order, 0.01, 0.9, k)?))?,
+            None => {
+                calibrate(cfg.min_seconds, max_steps, async |k| Ok(net.train_steps_raw(&order, 0.01, 0.9, k).await?))
+                    .await?
+            }
         };
         let mut train = Vec::new();
         for _ in 0..cfg.repeats {
             let t = Instant::now();
-            net.train_steps_raw(&order, 0.01, 0.9, steps)?;
+            net.train_steps_raw(&order, 0.01, 0.9, steps).await?;
             train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
         }
-        let passes = calibrate(cfg.min_seconds, 1600, &mut |k| Ok(net.evaluate_raw(k).map(|_| ())?))?;
+        let passes = calibrate(cfg.min_seconds, 1600, async |k| Ok(net.evaluate_raw(k).await.map(|_| ())?)).await?;
         let mut infer = Vec::new();
         for _ in 0..cfg.repeats {
             let t = Instant::now();
-            let images = net.evaluate_raw(passes)?;
+            let images = net.evaluate_raw(passes).await?;
             infer.push(images as f64 / t.elapsed().as_secs_f64());
         }
-        let (kernel_timer, ops) = net.profile(cfg.repeats.max(3))?;
+        let (kernel_timer, ops) = net.profile(cfg.repeats.max(3)).await?;
         let kernels = ops
             .into_iter()
             .map(|o| KernelTime {
@@ -276,7 +284,7 @@ pub enum Adapters {
 
 /// `gpu-cnn bench`: the results of every batch size of `cfg` on `which` adapters, with the kernel family `kernels`
 /// (None: each adapter's default, or `GPU_CNN_KERNELS`).
-pub fn run(
+pub async fn run(
     which: &Adapters,
     kernels: Option<Family>,
     data: &Mnist,
@@ -285,12 +293,12 @@ pub fn run(
     let mut results = Vec::new();
     match which {
         Adapters::One(selection) => {
-            let g = crate::study::open_gpu(selection, kernels)?;
+            let g = crate::study::open_gpu(selection, kernels).await?;
             info!("bench: {}", g.adapter.line());
-            results.extend(bench_gpu(g, data, cfg)?);
+            results.extend(bench_gpu(g, data, cfg).await?);
         }
         Adapters::All { backend } => {
-            let all = crate::gpu::enumerate(*backend);
+            let all = crate::gpu::enumerate(*backend).await;
             if all.is_empty() {
                 info!("no GPU adapter found; benchmarking the CPU reference only");
             }
@@ -300,16 +308,17 @@ pub fn run(
                 if kernels.is_some() {
                     opts.family = kernels;
                 }
-                match Gpu::open_adapter(summary.clone(), adapter, opts)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|g| bench_gpu(g, data, cfg))
-                {
+                let result = match Gpu::open_adapter(summary.clone(), adapter, opts).await {
+                    Ok(g) => bench_gpu(g, data, cfg).await,
+                    Err(e) => Err(e.into()),
+                };
+                match result {
                     Ok(r) => results.extend(r),
                     Err(e) => warn!("bench: {} failed: {e:#}", summary.line()),
                 }
             }
             info!("bench: CPU reference");
-            results.extend(bench_cpu(data, cfg)?);
+            results.extend(bench_cpu(data, cfg).await?);
         }
     }
     Ok(results)
@@ -371,7 +380,7 @@ fn result(
 }
 
 /// The same measurements on the CPU reference (fewer steps: it is the slow row).
-pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
+pub async fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
     let mut out = Vec::new();
     for &batch in &cfg.batch_sizes {
         let params = model::init_params(&cfg.arch, model::DEFAULT_SEED);
@@ -385,13 +394,13 @@ pub fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<BenchRes
             let from = (r * steps * batch) % data.train.len();
             let part: Vec<u32> = (0..steps * batch).map(|i| order[(from + i) % order.len()]).collect();
             let t = Instant::now();
-            cpu.train_epoch(&part, 0.01, 0.9, &mut |_, _| true)?;
+            cpu.train_epoch(&part, 0.01, 0.9, &mut |_, _| true).await?;
             train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
         }
         let mut infer = Vec::new();
         for _ in 0..cfg.repeats {
             let t = Instant::now();
-            let (m, _) = cpu.evaluate()?;
+            let (m, _) = cpu.evaluate().await?;
             infer.push(m.count as f64 / t.elapsed().as_secs_f64());
         }
         let cpu_dev = DeviceInfo::cpu_reference();
@@ -517,14 +526,14 @@ fn fmt_stats(s: &Stats) -> String {
 
 /// Now, UTC, in RFC 3339: `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let day = utc_now(); // "YYYY-MM-DD HH:MM UTC"
     format!("{}T{}:{:02}Z", &day[..10], &day[11..16], secs.rem_euclid(60))
 }
 
 /// Now, UTC, as `YYYY-MM-DD HH:MM UTC` (no date crate: days since the epoch to the civil calendar).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;

@@ -50,7 +50,7 @@ impl Engine for CpuEngine {
     fn arch(&self) -> &Arch {
         &self.arch
     }
-    fn train_epoch(
+    async fn train_epoch(
         &mut self,
         order: &[u32],
         lr: f32,
@@ -75,7 +75,7 @@ impl Engine for CpuEngine {
         Ok((m, losses))
     }
 
-    fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
+    async fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
         let n = self.test.len();
         let (arch, params, test) = (&self.arch, &self.params, &self.test);
         let chunks: Vec<(f64, usize, Vec<u32>)> = std::thread::scope(|scope| {
@@ -107,7 +107,7 @@ impl Engine for CpuEngine {
         Ok((m, preds))
     }
 
-    fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
+    async fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
         let (x, y) = gather(&self.test, samples.iter().map(|&i| i as usize));
         let acts = network::forward(&self.arch, &self.params, &x, y.len());
         let maps = self
@@ -124,14 +124,14 @@ impl Engine for CpuEngine {
     fn steps_per_epoch(&self) -> usize {
         self.train.as_ref().map_or(0, |t| t.len().div_ceil(self.batch))
     }
-    fn params(&self) -> anyhow::Result<Vec<f32>> {
+    async fn params(&self) -> anyhow::Result<Vec<f32>> {
         Ok(self.params.clone())
     }
     fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()> {
         self.params.copy_from_slice(params);
         Ok(())
     }
-    fn momentum(&self) -> anyhow::Result<Vec<f32>> {
+    async fn momentum(&self) -> anyhow::Result<Vec<f32>> {
         Ok(self.momentum.clone())
     }
     fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()> {

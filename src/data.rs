@@ -149,12 +149,85 @@ impl Mnist {
     pub fn shape(&self) -> ImageShape {
         self.train.shape
     }
+
+    /// Only the first `n` test images, where `n` is given: quick runs on slow adapters. A shortened test set is no
+    /// longer MNIST's (`is_mnist`), so reports do not set its figures beside the study's.
+    pub fn limit_test(mut self, n: Option<usize>) -> Mnist {
+        if let Some(n) = n {
+            self.test = self.test.take(n);
+        }
+        self
+    }
 }
 
 /// Load both splits from `dir`; the test split is normalized as the training split is.
 pub fn load(dir: &Path) -> Result<Mnist, DataError> {
-    let train = load_split(dir, TRAIN_PREFIX)?;
-    let mut test = load_split(dir, TEST_PREFIX)?;
+    load_from(&Source::Dir(dir))
+}
+
+/// Load both splits from files fetched elsewhere (a web page fetches the project's `data/mnist/`): file name →
+/// content, with `dir` naming where they came from in messages. The same checks as from a directory, checksums
+/// (`SHA256SUMS` among the files) included.
+pub fn load_fetched(dir: &Path, files: &HashMap<String, Vec<u8>>) -> Result<Mnist, DataError> {
+    load_from(&Source::Fetched { dir, files })
+}
+
+/// Where the IDX files are read from.
+enum Source<'a> {
+    Dir(&'a Path),
+    Fetched { dir: &'a Path, files: &'a HashMap<String, Vec<u8>> },
+}
+
+impl Source<'_> {
+    fn dir(&self) -> &Path {
+        match self {
+            Source::Dir(dir) | Source::Fetched { dir, .. } => dir,
+        }
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, DataError> {
+        match self {
+            Source::Dir(dir) => exists(&dir.join(name)),
+            Source::Fetched { files, .. } => Ok(files.contains_key(name)),
+        }
+    }
+
+    /// The whole file `name`, or None if there is none; refused if empty, a directory or over [`MAX_FILE_BYTES`].
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, DataError> {
+        let path = self.dir().join(name);
+        let raw = match self {
+            Source::Dir(_) => {
+                let meta = match fs::metadata(&path) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(source) => return Err(DataError::Io { path, source }),
+                };
+                if meta.is_dir() {
+                    return Err(DataError::IsDirectory { path });
+                }
+                if meta.len() > MAX_FILE_BYTES {
+                    return Err(DataError::TooLarge { path, limit: MAX_FILE_BYTES, decompressed: false });
+                }
+                fs::read(&path).map_err(|source| DataError::Io { path: path.clone(), source })?
+            }
+            Source::Fetched { files, .. } => match files.get(name) {
+                Some(bytes) if bytes.len() as u64 > MAX_FILE_BYTES => {
+                    return Err(DataError::TooLarge { path, limit: MAX_FILE_BYTES, decompressed: false })
+                }
+                Some(bytes) => bytes.clone(),
+                None => return Ok(None),
+            },
+        };
+        if raw.is_empty() {
+            return Err(DataError::EmptyFile { path });
+        }
+        Ok(Some(raw))
+    }
+}
+
+fn load_from(source: &Source) -> Result<Mnist, DataError> {
+    let train = load_split_from(source, TRAIN_PREFIX)?;
+    let mut test = load_split_from(source, TEST_PREFIX)?;
     if test.shape != train.shape {
         return Err(DataError::ShapeMismatch { train: train.shape, test: test.shape });
     }
@@ -164,26 +237,33 @@ pub fn load(dir: &Path) -> Result<Mnist, DataError> {
 
 /// Load one split (`prefix` is [`TRAIN_PREFIX`] or [`TEST_PREFIX`]) from `dir`.
 pub fn load_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
-    match fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(DataError::NotADirectory { path: dir.to_path_buf() }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(DataError::MissingDir { dir: dir.to_path_buf() }),
-        Err(source) => return Err(DataError::Io { path: dir.to_path_buf(), source }),
+    load_split_from(&Source::Dir(dir), prefix)
+}
+
+fn load_split_from(source: &Source, prefix: &str) -> Result<Split, DataError> {
+    if let Source::Dir(dir) = source {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(DataError::NotADirectory { path: dir.to_path_buf() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DataError::MissingDir { dir: dir.to_path_buf() })
+            }
+            Err(source) => return Err(DataError::Io { path: dir.to_path_buf(), source }),
+        }
     }
-    let sums = read_checksums(dir)?;
+    let sums = read_checksums(source)?;
 
     // 3-D images (MNIST's name) unless only a 4-D file is there.
-    let present = |name: &str| -> Result<bool, DataError> {
-        Ok(exists(&dir.join(name))? || exists(&dir.join(format!("{name}.gz")))?)
-    };
+    let present =
+        |name: &str| -> Result<bool, DataError> { Ok(source.exists(name)? || source.exists(&format!("{name}.gz"))?) };
     let idx3 = format!("{prefix}-images-idx3-ubyte");
     let idx4 = format!("{prefix}-images-idx4-ubyte");
     let images_name = if !present(&idx3)? && present(&idx4)? { idx4 } else { idx3 };
     let labels_name = format!("{prefix}-labels-idx1-ubyte");
-    let (images_path, image_bytes) = read_idx_file(dir, &images_name, &sums)?;
+    let (images_path, image_bytes) = read_idx_file(source, &images_name, &sums)?;
     let (images, count, shape) = parse_idx_images(&image_bytes, &images_path)?;
     drop(image_bytes);
-    let (labels_path, label_bytes) = read_idx_file(dir, &labels_name, &sums)?;
+    let (labels_path, label_bytes) = read_idx_file(source, &labels_name, &sums)?;
     let labels = parse_idx_labels(&label_bytes, &labels_path)?;
 
     if labels.len() != count {
@@ -320,28 +400,17 @@ fn check_body_len(body: &[u8], file: &Path, kind: &'static str, count: u32, item
 
 /// Find `<name>` or `<name>.gz` in `dir` (plain preferred when both exist), read it, decompress it if gzipped
 /// (bounded by [`MAX_FILE_BYTES`]) and verify it against `sums` when listed there.
-fn read_idx_file(dir: &Path, name: &str, sums: &HashMap<String, String>) -> Result<(PathBuf, Vec<u8>), DataError> {
-    let plain = dir.join(name);
-    let gz = dir.join(format!("{name}.gz"));
-    let (path, gzipped) = if exists(&plain)? {
-        (plain, false)
-    } else if exists(&gz)? {
-        (gz, true)
+fn read_idx_file(source: &Source, name: &str, sums: &HashMap<String, String>) -> Result<(PathBuf, Vec<u8>), DataError> {
+    let gz_name = format!("{name}.gz");
+    let (plain, gz) = (source.dir().join(name), source.dir().join(&gz_name));
+    let (path, gzipped, raw) = if source.exists(name)? {
+        (plain.clone(), false, source.read(name)?)
+    } else if source.exists(&gz_name)? {
+        (gz.clone(), true, source.read(&gz_name)?)
     } else {
         return Err(DataError::MissingFile { plain, gz });
     };
-
-    let meta = fs::metadata(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
-    if meta.is_dir() {
-        return Err(DataError::IsDirectory { path });
-    }
-    if meta.len() == 0 {
-        return Err(DataError::EmptyFile { path });
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(DataError::TooLarge { path, limit: MAX_FILE_BYTES, decompressed: false });
-    }
-    let raw = fs::read(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+    let Some(raw) = raw else { return Err(DataError::MissingFile { plain, gz }) };
     let bytes = if gzipped { gunzip(&raw, &path)? } else { raw };
 
     if let Some(expected) = sums.get(name) {
@@ -386,12 +455,12 @@ fn gunzip_limited(raw: &[u8], path: &Path, limit: u64) -> Result<Vec<u8>, DataEr
 }
 
 /// Read `dir/SHA256SUMS` into file name → lowercase hex, or an empty map when there is none.
-fn read_checksums(dir: &Path) -> Result<HashMap<String, String>, DataError> {
-    let path = dir.join(CHECKSUM_FILE);
-    let text = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(source) => return Err(DataError::Io { path, source }),
+fn read_checksums(source: &Source) -> Result<HashMap<String, String>, DataError> {
+    let path = source.dir().join(CHECKSUM_FILE);
+    let text = match source.read(CHECKSUM_FILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) | Err(DataError::EmptyFile { .. }) => return Ok(HashMap::new()),
+        Err(e) => return Err(e),
     };
     let mut sums = HashMap::new();
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {

@@ -41,7 +41,9 @@ pub struct FeatureMaps {
     pub values: Vec<f32>,
 }
 
-/// What trains and evaluates the network: the GPU engine or the CPU reference.
+/// What trains and evaluates the network: the GPU engine or the CPU reference. The methods that read results back
+/// are async: natively they finish before returning (the device is polled), in a browser they yield to the page.
+#[allow(async_fn_in_trait)] // run where they are called, never sent to another thread
 pub trait Engine {
     /// What it runs on (the adapter and kernels, or the CPU reference), as outputs record it.
     fn device(&self) -> crate::device::DeviceInfo;
@@ -49,7 +51,7 @@ pub trait Engine {
     fn arch(&self) -> &crate::model::Arch;
     /// Trains one epoch in `order`. `progress(steps_done, running)` is called now and then; returning false stops the
     /// epoch early (Ctrl-C). Returns the epoch's metrics and the mean loss of every step that ran.
-    fn train_epoch(
+    async fn train_epoch(
         &mut self,
         order: &[u32],
         lr: f32,
@@ -57,12 +59,12 @@ pub trait Engine {
         progress: &mut dyn FnMut(usize, &Metrics) -> bool,
     ) -> anyhow::Result<(Metrics, Vec<f32>)>;
     /// Loss, accuracy and every prediction on the test set.
-    fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)>;
+    async fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)>;
     /// The forward pass on a few test images (at most 64), with its activations.
-    fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe>;
+    async fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe>;
     fn steps_per_epoch(&self) -> usize;
-    fn params(&self) -> anyhow::Result<Vec<f32>>;
+    async fn params(&self) -> anyhow::Result<Vec<f32>>;
     fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()>;
-    fn momentum(&self) -> anyhow::Result<Vec<f32>>;
+    async fn momentum(&self) -> anyhow::Result<Vec<f32>>;
     fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()>;
 }

@@ -6,12 +6,14 @@
 //! behind `engine::Engine`) → `train` (epochs, metrics) → pictures (`viz`) and reports (`report`). `study` puts these
 //! together as the commands do (forward-only, eval, train with checkpoints and pictures); `bench`, `check` and `peak`
 //! measure and verify an adapter; `device::DeviceInfo` describes what ran in every output. The CLI (`src/main.rs`)
-//! only parses arguments and prints; `examples/train.rs` trains the network in a few lines:
+//! only parses arguments and prints; `examples/train.rs` trains the network in a few lines. The host's waits and
+//! read-backs are `async` (a browser's WebGPU cannot block; `web/` is the engine in a page); natively any executor
+//! runs them, e.g. pollster's `block_on`:
 //!
 //! ```no_run
 //! use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
 //! let data = study::load_data(None)?; // data/mnist, or GPU_CNN_DATA
-//! let run = study::train(&DeviceChoice::default(), &data, &TrainOptions::default(), &mut ())?;
+//! let run = pollster::block_on(study::train(&DeviceChoice::default(), &data, &TrainOptions::default(), &mut ()))?;
 //! println!("{:.2} % on {}", 100.0 * run.test_accuracy, run.adapter.line());
 //! # anyhow::Ok(())
 //! ```

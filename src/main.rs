@@ -1,4 +1,5 @@
 //! `gpu-cnn`: the command line. Subcommands, flags, human output on stderr and `--json` on stdout.
+//! The library is async (for the browser); every call here runs it to the end with `pollster::block_on`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use log::info;
+use pollster::block_on;
 
 use gpu_cnn::checkpoint::{self, Checkpoint};
 use gpu_cnn::data;
@@ -179,6 +181,9 @@ struct Common {
     /// Directory with the four IDX files (gzipped or not).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Evaluate on the first N test images only (quick runs on slow adapters; the study's figures use all of them).
+    #[arg(long, value_parser = positive_usize)]
+    test_limit: Option<usize>,
     /// Where pictures and reports go.
     #[arg(long, default_value = "outputs")]
     out_dir: PathBuf,
@@ -427,9 +432,9 @@ fn check_cmd(
         env.family = kernels;
     }
     let opened: Vec<Result<Gpu, gpu::GpuError>> = if all_adapters {
-        gpu::enumerate(sel.backend).into_iter().map(|(s, a)| Gpu::open_adapter(s, a, env)).collect()
+        block_on(gpu::enumerate(sel.backend)).into_iter().map(|(s, a)| block_on(Gpu::open_adapter(s, a, env))).collect()
     } else {
-        vec![Gpu::open_with(&sel, env)]
+        vec![block_on(Gpu::open_with(&sel, env))]
     };
     if opened.is_empty() {
         bail!("no GPU adapter found to check");
@@ -444,7 +449,7 @@ fn check_cmd(
             g.caps.describe(),
             if opts.all_variants { " and every other variant it can run" } else { "" }
         );
-        let r = gpu_cnn::check::run(g, opts.clone());
+        let r = block_on(gpu_cnn::check::run(g, opts.clone()));
         let table = gpu_cnn::check::table(&r);
         if json {
             info!("{table}\n");
@@ -466,9 +471,9 @@ fn check_cmd(
 }
 
 fn peak_cmd(adapter: Option<String>, backend: Option<wgpu::Backend>, repeats: usize, json: bool) -> Result<()> {
-    let g = Gpu::open(&AdapterSelection { adapter, backend })?;
+    let g = block_on(Gpu::open(&AdapterSelection { adapter, backend }))?;
     info!("peak: {}", g.adapter.line());
-    let r = gpu_cnn::peak::peak(&g, repeats)?;
+    let r = block_on(gpu_cnn::peak::peak(&g, repeats))?;
     let table = gpu_cnn::peak::table(std::slice::from_ref(&r));
     if json {
         println!("{}", serde_json::to_string(&r)?);
@@ -480,7 +485,7 @@ fn peak_cmd(adapter: Option<String>, backend: Option<wgpu::Backend>, repeats: us
 }
 
 fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
-    let all: Vec<AdapterSummary> = gpu::enumerate(backend).into_iter().map(|(s, _)| s).collect();
+    let all: Vec<AdapterSummary> = block_on(gpu::enumerate(backend)).into_iter().map(|(s, _)| s).collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
@@ -495,9 +500,9 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
 }
 
 fn forward_only(c: &Common) -> Result<()> {
-    let data = study::load_data(c.data_dir.as_deref())?;
+    let data = study::load_data(c.data_dir.as_deref())?.limit_test(c.test_limit);
     let arch = c.arch.clone().unwrap_or_default();
-    let e = study::forward_only(&c.device_choice(), &data, &arch, c.seed, &c.out_dir)?;
+    let e = block_on(study::forward_only(&c.device_choice(), &data, &arch, c.seed, &c.out_dir))?;
     if c.json {
         println!("{}", serde_json::to_string(&e)?);
     }
@@ -505,8 +510,8 @@ fn forward_only(c: &Common) -> Result<()> {
 }
 
 fn eval_cmd(c: &Common, path: &Path) -> Result<()> {
-    let data = study::load_data(c.data_dir.as_deref())?;
-    let e = study::evaluate_checkpoint(&c.device_choice(), &data, c.arch.as_ref(), path)?;
+    let data = study::load_data(c.data_dir.as_deref())?.limit_test(c.test_limit);
+    let e = block_on(study::evaluate_checkpoint(&c.device_choice(), &data, c.arch.as_ref(), path))?;
     if c.json {
         println!("{}", serde_json::to_string(&e)?);
     }
@@ -557,8 +562,8 @@ impl study::Progress for Bar {
 /// `train` and `compare`: the run, and its report as JSON on stdout with --json.
 fn train_cmd(t: &TrainArgs, compare: bool) -> Result<()> {
     let c = &t.common;
-    let data = study::load_data(c.data_dir.as_deref())?;
-    let run = study::train(&c.device_choice(), &data, &t.options(), &mut Bar::default())?;
+    let data = study::load_data(c.data_dir.as_deref())?.limit_test(c.test_limit);
+    let run = block_on(study::train(&c.device_choice(), &data, &t.options(), &mut Bar::default()))?;
     let report = gpu_cnn::report::StudyReport::new(run);
     if compare {
         report.write(&c.out_dir).with_context(|| format!("writing the report into {}", c.out_dir.display()))?;
@@ -593,7 +598,7 @@ fn bench_cmd(b: &BenchArgs) -> Result<()> {
     } else {
         gpu_cnn::bench::Adapters::One(AdapterSelection { adapter: b.adapter.clone(), backend: b.backend })
     };
-    let results = gpu_cnn::bench::run(&which, b.kernels, &data, &cfg)?;
+    let results = block_on(gpu_cnn::bench::run(&which, b.kernels, &data, &cfg))?;
     let json = serde_json::to_string_pretty(&results)?;
     if let Some(p) = &b.out {
         gpu_cnn::atomic::write_atomic(p, json.as_bytes())

@@ -3,7 +3,7 @@
 //! dependency on the one before it (the barrier every step of the network pays) and without. The network's kernels
 //! are set against these in `bench`.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,7 @@ pub struct PeakResult {
 
 /// Times `record` (one compute pass) `repeats` times after a warm-up: GPU timestamps where the adapter has them,
 /// else the wall clock of submit-and-wait. Returns seconds per run and the timer used.
-fn time_pass(
+async fn time_pass(
     gpu: &Gpu,
     repeats: usize,
     record: &dyn Fn(&mut wgpu::ComputePass),
@@ -68,12 +68,12 @@ fn time_pass(
             enc.resolve_query_set(q, 0..2, &resolve, 0);
         }
         let idx = gpu.queue.submit([enc.finish()]);
-        gpu.wait(Some(idx), "a peak measurement")?;
+        gpu.wait(Some(idx), "a peak measurement").await?;
         let wall = t0.elapsed().as_secs_f64();
         let secs = if qs.is_some() {
-            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_bytes(&resolve, 0, 16, "timestamps")?);
+            let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&gpu.read_bytes(&resolve, 0, 16, "timestamps").await?);
             if ticks[0] == 0 || ticks[1] <= ticks[0] {
-                return time_pass_wall(gpu, repeats, record);
+                return time_pass_wall(gpu, repeats, record).await;
             }
             (ticks[1] - ticks[0]) as f64 * gpu.queue.get_timestamp_period() as f64 * 1e-9
         } else {
@@ -86,7 +86,7 @@ fn time_pass(
     Ok((out, if timestamps { "gpu timestamps" } else { "wall clock" }))
 }
 
-fn time_pass_wall(
+async fn time_pass_wall(
     gpu: &Gpu,
     repeats: usize,
     record: &dyn Fn(&mut wgpu::ComputePass),
@@ -100,14 +100,14 @@ fn time_pass_wall(
             record(&mut pass);
         }
         let idx = gpu.queue.submit([enc.finish()]);
-        gpu.wait(Some(idx), "a peak measurement")?;
+        gpu.wait(Some(idx), "a peak measurement").await?;
         out.push(t0.elapsed().as_secs_f64());
     }
     Ok((out, "wall clock"))
 }
 
 /// Measures `gpu`'s peaks, `repeats` timed runs of each after a warm-up.
-pub fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
+pub async fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
     let kernels = Kernels::new();
     let repeats = repeats.max(1);
     let storage = |label: &str, bytes: u64| gpu.storage(label, bytes);
@@ -119,7 +119,7 @@ pub fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
     let fma = loop {
         let k = kernels.kernel(gpu, "peak_fma", &[("ITERS", iters as f64)])?;
         let g = k.bind(gpu, &[&src, &fma_out]);
-        let (t, _) = time_pass(gpu, 1, &|p| k.dispatch_workgroups(p, &g, None, groups))?;
+        let (t, _) = time_pass(gpu, 1, &|p| k.dispatch_workgroups(p, &g, None, groups)).await?;
         if t[0] >= 0.02 || (groups >= 8192 && iters >= 16384) {
             break (k, g, groups, iters);
         }
@@ -131,7 +131,7 @@ pub fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
     };
     let (k, g, groups, iters) = fma;
     let flops = groups as f64 * 256.0 * 64.0 * iters as f64;
-    let (t, timer) = time_pass(gpu, repeats, &|p| k.dispatch_workgroups(p, &g, None, groups))?;
+    let (t, timer) = time_pass(gpu, repeats, &|p| k.dispatch_workgroups(p, &g, None, groups)).await?;
     let fma_gflops = Stats::of(t.iter().map(|s| flops / s / 1e9).collect());
 
     // Bandwidth: copy a buffer of up to 256 MiB.
@@ -140,7 +140,7 @@ pub fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
     let (a, b) = (storage("peak copy a", copy_bytes)?, storage("peak copy b", copy_bytes)?);
     let copy = kernels.kernel(gpu, "peak_copy", &[])?;
     let cg = copy.bind(gpu, &[&a, &b]);
-    let (t, _) = time_pass(gpu, repeats, &|p| copy.dispatch(p, &cg, None, copy_bytes / 16))?;
+    let (t, _) = time_pass(gpu, repeats, &|p| copy.dispatch(p, &cg, None, copy_bytes / 16)).await?;
     let copy_gbytes_per_sec = Stats::of(t.iter().map(|s| 2.0 * copy_bytes as f64 / s / 1e9).collect());
 
     // Dispatches: 500 in one pass, all writing one buffer (a barrier before each), or each its own.
@@ -148,12 +148,12 @@ pub fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
     let touch: Kernel = kernels.kernel(gpu, "peak_touch", &[])?;
     let one = storage("peak touch", 16)?;
     let dep = touch.bind(gpu, &[&src, &one]);
-    let (t, _) = time_pass(gpu, repeats, &|p| (0..N).for_each(|_| touch.dispatch_workgroups(p, &dep, None, 1)))?;
+    let (t, _) = time_pass(gpu, repeats, &|p| (0..N).for_each(|_| touch.dispatch_workgroups(p, &dep, None, 1))).await?;
     let dispatch_us_dependent = Stats::of(t.iter().map(|s| s / N as f64 * 1e6).collect());
     let own: Vec<wgpu::Buffer> = (0..N).map(|_| storage("peak touch", 16)).collect::<Result<_, _>>()?;
     let groups_own: Vec<wgpu::BindGroup> = own.iter().map(|b| touch.bind(gpu, &[&src, b])).collect();
     let (t, _) =
-        time_pass(gpu, repeats, &|p| groups_own.iter().for_each(|g| touch.dispatch_workgroups(p, g, None, 1)))?;
+        time_pass(gpu, repeats, &|p| groups_own.iter().for_each(|g| touch.dispatch_workgroups(p, g, None, 1))).await?;
     let dispatch_us_independent = Stats::of(t.iter().map(|s| s / N as f64 * 1e6).collect());
 
     Ok(PeakResult {

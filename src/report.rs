@@ -110,8 +110,8 @@ impl StudyReport {
             ));
         }
         s.push_str(&format!(
-            "\nHyperparameters: SGD, learning rate {}, momentum {}, batch size {}, {} epochs, seed {}, {} training images.\n\n",
-            h.lr, h.momentum, h.batch_size, h.epochs, h.seed, h.train_images
+            "\nHyperparameters: SGD, learning rate {}, momentum {}, batch size {}, {} epochs, seed {}, {} training images, {} test images.\n\n",
+            h.lr, h.momentum, h.batch_size, h.epochs, h.seed, h.train_images, r.test_images
         ));
         s.push_str(&format!("## Pictures\n\nWriting them took {:.2} s.\n\n", r.picture_seconds));
         for p in &r.pictures {

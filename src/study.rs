@@ -1,19 +1,21 @@
 //! The study's runs as library calls, everything the `gpu-cnn` commands do short of parsing arguments and printing:
 //! [`forward_only`] (random weights), [`evaluate_checkpoint`], [`train`] (epochs, checkpoints after each, resume,
 //! Ctrl-C through [`Progress`], pictures and logs) and, in `report`, `compare`'s `report.md` and `report.json`.
-//! `examples/train.rs` uses them on their own.
+//! `examples/train.rs` uses them on their own. They are async, for the browser (`web/`); natively
+//! `pollster::block_on` runs them to the end.
 //!
 //! ```no_run
 //! use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
 //! let data = study::load_data(None)?;
-//! let run = study::train(&DeviceChoice::default(), &data, &TrainOptions { epochs: 1, ..Default::default() }, &mut ())?;
+//! let opts = TrainOptions { epochs: 1, ..Default::default() };
+//! let run = pollster::block_on(study::train(&DeviceChoice::default(), &data, &opts, &mut ()))?;
 //! println!("{:.2} % after {} epoch(s) on {}", 100.0 * run.test_accuracy, run.epochs.len(), run.adapter.line());
 //! # anyhow::Ok(())
 //! ```
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use web_time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use log::{info, warn};
@@ -48,12 +50,12 @@ impl Default for DeviceChoice {
 }
 
 /// Opens the selected adapter with the `GPU_CNN_*` settings, `kernels` taking precedence over `GPU_CNN_KERNELS`.
-pub fn open_gpu(selection: &AdapterSelection, kernels: Option<Family>) -> Result<Gpu, GpuError> {
+pub async fn open_gpu(selection: &AdapterSelection, kernels: Option<Family>) -> Result<Gpu, GpuError> {
     let mut opts = OpenOptions::from_env()?;
     if kernels.is_some() {
         opts.family = kernels;
     }
-    Gpu::open_with(selection, opts)
+    Gpu::open_with(selection, opts).await
 }
 
 /// Loads MNIST from `dir` (default: `data::default_data_dir`), saying where from and how long it took.
@@ -71,7 +73,15 @@ pub fn load_data(dir: Option<&Path>) -> Result<Mnist> {
     Ok(d)
 }
 
+/// Creates an output directory if needed and proves it writable, before any long work starts. (In a browser the
+/// files go to the page: see `atomic::write_atomic`.)
+#[cfg(target_arch = "wasm32")]
+pub fn prepare_out_dir(_dir: &Path) -> Result<()> {
+    Ok(())
+}
+
 /// Creates an output directory if needed and proves it writable, before any long work starts.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn prepare_out_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let probe = dir.join(format!(".gpu-cnn-write-test-{}", std::process::id()));
@@ -93,14 +103,14 @@ pub fn arch_for_data(arch: Option<&Arch>, data: &Mnist) -> Result<Arch> {
 
 /// The engine for `device` running `arch` with `params`: training batches of `batch` from `train` (if given), and
 /// evaluation on `test`.
-pub fn open_engine(
+pub async fn open_engine(
     device: &DeviceChoice,
     arch: &Arch,
     batch: usize,
     train: Option<&Split>,
     test: &Split,
     params: &[f32],
-) -> Result<Box<dyn Engine>> {
+) -> Result<Engines> {
     if test.shape != arch.input() {
         bail!(
             "{arch} reads {} images, the data's are {} (a checkpoint trained on other data?)",
@@ -109,12 +119,12 @@ pub fn open_engine(
         );
     }
     if let DeviceChoice::Gpu { selection, kernels } = device {
-        match open_gpu(selection, *kernels) {
+        match open_gpu(selection, *kernels).await {
             Ok(g) => {
                 info!("adapter: {}", g.adapter.line());
                 let net = GpuNetwork::new(g, arch, batch, train, test, params)?;
                 info!("pipelines and data upload: {:.2} s", net.pipeline_seconds);
-                return Ok(Box::new(net));
+                return Ok(Engines::Gpu(net));
             }
             Err(GpuError::NoAdapter { .. }) if selection.adapter.is_none() && selection.backend.is_none() => {
                 warn!("no GPU adapter found (install mesa-vulkan-drivers for a software one); running on the CPU reference");
@@ -123,7 +133,83 @@ pub fn open_engine(
         }
     }
     info!("device: CPU reference");
-    Ok(Box::new(CpuEngine::new(arch, batch, train, test, params)))
+    Ok(Engines::Cpu(CpuEngine::new(arch, batch, train, test, params)))
+}
+
+/// The engine a run got: a GPU, or the CPU reference.
+#[allow(clippy::large_enum_variant)] // one per run, never moved in a loop
+pub enum Engines {
+    Gpu(GpuNetwork),
+    Cpu(CpuEngine),
+}
+
+impl Engine for Engines {
+    fn device(&self) -> DeviceInfo {
+        match self {
+            Engines::Gpu(e) => e.device(),
+            Engines::Cpu(e) => e.device(),
+        }
+    }
+    fn arch(&self) -> &Arch {
+        match self {
+            Engines::Gpu(e) => Engine::arch(e),
+            Engines::Cpu(e) => e.arch(),
+        }
+    }
+    async fn train_epoch(
+        &mut self,
+        order: &[u32],
+        lr: f32,
+        momentum: f32,
+        progress: &mut dyn FnMut(usize, &Metrics) -> bool,
+    ) -> Result<(Metrics, Vec<f32>)> {
+        match self {
+            Engines::Gpu(e) => Engine::train_epoch(e, order, lr, momentum, progress).await,
+            Engines::Cpu(e) => e.train_epoch(order, lr, momentum, progress).await,
+        }
+    }
+    async fn evaluate(&mut self) -> Result<(Metrics, Vec<u32>)> {
+        match self {
+            Engines::Gpu(e) => Engine::evaluate(e).await,
+            Engines::Cpu(e) => e.evaluate().await,
+        }
+    }
+    async fn probe(&mut self, samples: &[u32]) -> Result<crate::engine::Probe> {
+        match self {
+            Engines::Gpu(e) => Engine::probe(e, samples).await,
+            Engines::Cpu(e) => e.probe(samples).await,
+        }
+    }
+    fn steps_per_epoch(&self) -> usize {
+        match self {
+            Engines::Gpu(e) => Engine::steps_per_epoch(e),
+            Engines::Cpu(e) => e.steps_per_epoch(),
+        }
+    }
+    async fn params(&self) -> Result<Vec<f32>> {
+        match self {
+            Engines::Gpu(e) => Engine::params(e).await,
+            Engines::Cpu(e) => e.params().await,
+        }
+    }
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        match self {
+            Engines::Gpu(e) => Engine::set_params(e, params),
+            Engines::Cpu(e) => e.set_params(params),
+        }
+    }
+    async fn momentum(&self) -> Result<Vec<f32>> {
+        match self {
+            Engines::Gpu(e) => Engine::momentum(e).await,
+            Engines::Cpu(e) => e.momentum().await,
+        }
+    }
+    fn set_momentum(&mut self, momentum: &[f32]) -> Result<()> {
+        match self {
+            Engines::Gpu(e) => Engine::set_momentum(e, momentum),
+            Engines::Cpu(e) => e.set_momentum(momentum),
+        }
+    }
 }
 
 /// One evaluation on the test set, as `forward-only --json` and `eval --json` print it (the same keys).
@@ -147,9 +233,9 @@ pub struct Evaluation {
     pub pictures: Vec<String>,
 }
 
-fn evaluation(engine: &mut dyn Engine, label: &str) -> Result<(Metrics, Vec<u32>, f64)> {
+async fn evaluation(engine: &mut impl Engine, label: &str) -> Result<(Metrics, Vec<u32>, f64)> {
     let t0 = Instant::now();
-    let (m, preds) = engine.evaluate()?;
+    let (m, preds) = engine.evaluate().await?;
     let secs = t0.elapsed().as_secs_f64();
     log_metrics(label, &m);
     Ok((m, preds, secs))
@@ -167,15 +253,21 @@ fn log_metrics(label: &str, m: &Metrics) {
 
 /// The study's first half: `arch` with random weights from `seed`, evaluated on the test set (chance, about 10 %),
 /// with the pictures of its filters, activations, predictions and confusion matrix written into `out_dir`.
-pub fn forward_only(device: &DeviceChoice, data: &Mnist, arch: &Arch, seed: u64, out_dir: &Path) -> Result<Evaluation> {
+pub async fn forward_only(
+    device: &DeviceChoice,
+    data: &Mnist,
+    arch: &Arch,
+    seed: u64,
+    out_dir: &Path,
+) -> Result<Evaluation> {
     let arch = &arch_for_data(Some(arch), data)?;
     prepare_out_dir(out_dir)?;
     let params = model::init_params(arch, seed);
-    let mut engine = open_engine(device, arch, 64, None, &data.test, &params)?;
-    let (m, preds, secs) = evaluation(engine.as_mut(), &format!("forward-only (random weights, seed {seed})"))?;
+    let mut engine = open_engine(device, arch, 64, None, &data.test, &params).await?;
+    let (m, preds, secs) = evaluation(&mut engine, &format!("forward-only (random weights, seed {seed})")).await?;
     info!("inference: {:.0} images/s ({:.3} s)", m.count as f64 / secs, secs);
     let mut pictures = filter_pictures(out_dir, arch, &params, None)?;
-    pictures.extend(stage_pictures(out_dir, "before", engine.as_mut(), &data.test, &preds)?);
+    pictures.extend(stage_pictures(out_dir, "before", &mut engine, &data.test, &preds).await?);
     info!("pictures: {} in {}", pictures.join(", "), out_dir.display());
     Ok(Evaluation {
         command: "forward-only".into(),
@@ -194,7 +286,7 @@ pub fn forward_only(device: &DeviceChoice, data: &Mnist, arch: &Arch, seed: u64,
 
 /// The weights of a checkpoint (gpu-cnn's or PyTorch's, see `checkpoint`) evaluated on the test set, with the
 /// checkpoint's own architecture, which must be `arch` if that is given.
-pub fn evaluate_checkpoint(
+pub async fn evaluate_checkpoint(
     device: &DeviceChoice,
     data: &Mnist,
     arch: Option<&Arch>,
@@ -203,8 +295,8 @@ pub fn evaluate_checkpoint(
     let arch = arch.map(|a| arch_for_data(Some(a), data)).transpose()?;
     let ckpt = checkpoint::load(path, arch.as_ref())?;
     let test = normalized_as(&data.test, trained_norm(&ckpt, path, data.train.norm)?);
-    let mut engine = open_engine(device, &ckpt.arch, 64, None, &test, &ckpt.params)?;
-    let (m, _, secs) = evaluation(engine.as_mut(), &format!("checkpoint {}", path.display()))?;
+    let mut engine = open_engine(device, &ckpt.arch, 64, None, &test, &ckpt.params).await?;
+    let (m, _, secs) = evaluation(&mut engine, &format!("checkpoint {}", path.display())).await?;
     Ok(Evaluation {
         command: "eval".into(),
         adapter: engine.device(),
@@ -283,6 +375,13 @@ pub trait Progress {
     }
     /// The epoch's steps are over (before its evaluation and checkpoint).
     fn epoch_ended(&mut self) {}
+    /// The epoch is evaluated: its report.
+    fn epoch_report(&mut self, _report: &EpochReport) {}
+    /// Whether to write the pictures of the network as it stands after every epoch (`filters_after.png`,
+    /// `activations_after.png`), for a display that shows training as it goes (the web page).
+    fn live_pictures(&self) -> bool {
+        false
+    }
     /// No more epochs: what follows is the final evaluation and the pictures.
     fn epochs_finished(&mut self) {}
 }
@@ -301,6 +400,8 @@ pub struct TrainOutcome {
     pub forward_only_test_loss: f64,
     pub test_accuracy: f64,
     pub test_loss: f64,
+    /// The test images both evaluations ran on (all of the test set unless `--test-limit`).
+    pub test_images: usize,
     pub training_seconds: f64,
     pub picture_seconds: f64,
     /// Files written into the output directory: pictures, `steps.csv`, `epochs.jsonl`.
@@ -368,16 +469,16 @@ fn metadata(cfg: &TrainConfig, epochs_done: usize, norm: Normalization) -> std::
     .collect()
 }
 
-fn save_state(
+async fn save_state(
     path: &Path,
-    engine: &dyn Engine,
+    engine: &impl Engine,
     cfg: &TrainConfig,
     epochs_done: usize,
     norm: Normalization,
 ) -> Result<()> {
     let metadata = metadata(cfg, epochs_done, norm);
-    let ckpt = Checkpoint { arch: engine.arch().clone(), params: engine.params()?, metadata };
-    checkpoint::save_training(path, &ckpt, &engine.momentum()?)?;
+    let ckpt = Checkpoint { arch: engine.arch().clone(), params: engine.params().await?, metadata };
+    checkpoint::save_training(path, &ckpt, &engine.momentum().await?)?;
     info!(
         "saved {} (after epoch {epochs_done}; momentum in {})",
         path.display(),
@@ -432,7 +533,7 @@ fn starting_point(opts: &TrainOptions, data: &Mnist) -> Result<Start> {
 /// Stopped through `progress` (Ctrl-C), it saves the state after the last finished step (with `save`), writes the
 /// pictures of the network as it stands and returns `TrainError::Interrupted`. A diverged run returns
 /// `TrainError::NonFinite` and leaves the last good checkpoint untouched.
-pub fn train(
+pub async fn train(
     device: &DeviceChoice,
     data: &Mnist,
     opts: &TrainOptions,
@@ -470,14 +571,14 @@ pub fn train(
     if cfg.epochs <= start_epoch {
         bail!("nothing to train: the checkpoint is already at epoch {start_epoch} and --epochs is {}", cfg.epochs);
     }
-    let mut engine = open_engine(device, &arch, cfg.batch_size, Some(train_split), &test, &params)?;
+    let mut engine = open_engine(device, &arch, cfg.batch_size, Some(train_split), &test, &params).await?;
     if let Some(m) = &momentum {
         engine.set_momentum(m)?;
     }
 
-    let (before, preds_before, _) = evaluation(engine.as_mut(), "before training")?;
+    let (before, preds_before, _) = evaluation(&mut engine, "before training").await?;
     let tp = Instant::now();
-    let mut pictures = stage_pictures(out, "before", engine.as_mut(), &test, &preds_before)?;
+    let mut pictures = stage_pictures(out, "before", &mut engine, &test, &preds_before).await?;
     let mut picture_seconds = tp.elapsed().as_secs_f64();
     let mut epochs: Vec<EpochReport> = Vec::new();
     let mut step_losses: Vec<f32> = Vec::new();
@@ -485,7 +586,7 @@ pub fn train(
     let run_start = Instant::now();
     for epoch in start_epoch..cfg.epochs {
         progress.epoch_started(epoch, cfg.epochs, steps);
-        let r = train::run_epoch(engine.as_mut(), &cfg, epoch, train_split, &mut |s, m| progress.step(s, m));
+        let r = train::run_epoch(&mut engine, &cfg, epoch, train_split, &mut |s, m| progress.step(s, m)).await;
         progress.epoch_ended();
         match r {
             Ok((report, losses)) => {
@@ -498,10 +599,19 @@ pub fn train(
                     report.seconds,
                     report.images_per_sec
                 );
+                progress.epoch_report(&report);
                 epochs.push(report);
                 step_losses.extend(losses);
+                if progress.live_pictures() && epoch + 1 < cfg.epochs {
+                    filter_pictures(out, &arch, &params, Some(&engine.params().await?))?;
+                    let samples = viz::probe_samples(&test.labels);
+                    let probe = engine.probe(&samples).await?;
+                    let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
+                    let title = format!("Feature maps after epoch {}", epoch + 1);
+                    viz::activations_png(&out.join("activations_after.png"), &probe, &labels, &title)?;
+                }
                 if let Some(p) = &opts.save {
-                    save_state(p, engine.as_ref(), &cfg, epoch + 1, train_split.norm)?;
+                    save_state(p, &engine, &cfg, epoch + 1, train_split.norm).await?;
                 }
             }
             Err(e) => {
@@ -509,13 +619,13 @@ pub fn train(
                 if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
                     if let Some(p) = &opts.save {
                         info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
-                        save_state(p, engine.as_ref(), &cfg, epoch, train_split.norm)?;
+                        save_state(p, &engine, &cfg, epoch, train_split.norm).await?;
                     }
                     // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
                     info!("interrupted: writing the pictures of the network as it stands");
-                    let (_, preds) = engine.evaluate()?;
-                    filter_pictures(out, &arch, &params, Some(&engine.params()?))?;
-                    stage_pictures(out, "after", engine.as_mut(), &test, &preds)?;
+                    let (_, preds) = engine.evaluate().await?;
+                    filter_pictures(out, &arch, &params, Some(&engine.params().await?))?;
+                    stage_pictures(out, "after", &mut engine, &test, &preds).await?;
                     if !epochs.is_empty() {
                         viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
                         train::write_logs(out, &step_losses, steps, &epochs)?;
@@ -529,11 +639,11 @@ pub fn train(
     }
     progress.epochs_finished();
     let training_seconds = run_start.elapsed().as_secs_f64();
-    let (after, preds_after, _) = evaluation(engine.as_mut(), "after training")?;
+    let (after, preds_after, _) = evaluation(&mut engine, "after training").await?;
     info!("training time: {:.1} s", training_seconds);
     let tp = Instant::now();
-    pictures.extend(filter_pictures(out, &arch, &params, Some(&engine.params()?))?);
-    pictures.extend(stage_pictures(out, "after", engine.as_mut(), &test, &preds_after)?);
+    pictures.extend(filter_pictures(out, &arch, &params, Some(&engine.params().await?))?);
+    pictures.extend(stage_pictures(out, "after", &mut engine, &test, &preds_after).await?);
     viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
     pictures.push("curves.png".into());
     pictures.extend(train::write_logs(out, &step_losses, steps, &epochs)?);
@@ -547,6 +657,7 @@ pub fn train(
         forward_only_test_loss: before.mean_loss(),
         test_accuracy: after.accuracy(),
         test_loss: after.mean_loss(),
+        test_images: after.count,
         training_seconds,
         picture_seconds,
         pictures,
@@ -557,16 +668,16 @@ pub fn train(
 
 /// Writes the pictures of one stage ("before" or "after" training) from the engine's current state: activation maps
 /// and predictions of fixed test digits (one per class), and the confusion matrix of `preds`.
-fn stage_pictures(
+async fn stage_pictures(
     out: &Path,
     stage: &str,
-    engine: &mut dyn Engine,
+    engine: &mut impl Engine,
     test: &Split,
     preds: &[u32],
 ) -> Result<Vec<String>> {
     let what = if stage == "before" { "random weights (forward-only)" } else { "after backpropagation" };
     let samples = viz::probe_samples(&test.labels);
-    let probe = engine.probe(&samples)?;
+    let probe = engine.probe(&samples).await?;
     let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
     let names =
         [format!("activations_{stage}.png"), format!("predictions_{stage}.png"), format!("confusion_{stage}.png")];

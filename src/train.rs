@@ -1,6 +1,6 @@
 //! Epochs, shuffling, SGD hyperparameters and metrics, over any engine (a GPU or the CPU reference).
 
-use std::time::Instant;
+use web_time::Instant;
 
 use serde::Serialize;
 
@@ -57,8 +57,8 @@ pub enum TrainError {
 }
 
 /// Runs one epoch and evaluates: the epoch's report and its step losses. Checks every step loss for NaN/inf.
-pub fn run_epoch(
-    engine: &mut dyn Engine,
+pub async fn run_epoch(
+    engine: &mut impl Engine,
     cfg: &TrainConfig,
     epoch: usize,
     train: &Split,
@@ -75,7 +75,7 @@ pub fn run_epoch(
         stopped |= !go;
         go
     };
-    let (m, losses) = engine.train_epoch(&order, cfg.lr as f32, cfg.momentum as f32, &mut wrapped)?;
+    let (m, losses) = engine.train_epoch(&order, cfg.lr as f32, cfg.momentum as f32, &mut wrapped).await?;
     let seconds = t0.elapsed().as_secs_f64();
     if let Some((step, &value)) = losses.iter().enumerate().find(|(_, &l)| diverged(l as f64)) {
         return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, value }.into());
@@ -83,7 +83,7 @@ pub fn run_epoch(
     if stopped || losses.len() < engine.steps_per_epoch() {
         return Err(TrainError::Interrupted { epoch: epoch + 1, step: losses.len() }.into());
     }
-    let (test, _) = engine.evaluate()?;
+    let (test, _) = engine.evaluate().await?;
     let report = EpochReport {
         epoch: epoch + 1,
         train_loss: m.mean_loss(),

@@ -2,6 +2,7 @@
 //! reading PyTorch's checkpoint, and clear one-line errors with a non-zero exit code for bad input.
 
 use assert_cmd::Command;
+use pollster::FutureExt;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::Path;
@@ -110,6 +111,28 @@ fn cpu_device_evaluates_the_same_checkpoint() {
     assert!((v["test_accuracy"].as_f64().unwrap() - 0.9902).abs() <= 0.00011);
 }
 
+/// `--test-limit`: the first N test images, counted in the JSON, and no longer the study's setting.
+#[test]
+fn test_limit_evaluates_the_first_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gpu_cnn()
+        .args(["eval", "--device", "cpu", "--json", "--test-limit", "500", "--checkpoint", PYTORCH_CKPT])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v = json_of(&out.stdout);
+    assert_eq!(v["test_images"], 500);
+    assert!(v["test_accuracy"].as_f64().unwrap() > 0.95, "{v}");
+    let t = train_saving(
+        &["--epochs", "1", "--train-limit", "128", "--test-limit", "300"],
+        &dir.path().join("t.safetensors"),
+        dir.path(),
+    );
+    assert_eq!(t["test_images"], 300);
+    assert_eq!(t["study_setting"], false);
+}
+
 #[test]
 fn train_save_then_eval_and_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +175,7 @@ fn bad_options_are_clear_errors() {
     fails_with(&["train", "--lr", "inf"], "finite number > 0");
     fails_with(&["train", "--momentum", "1.5"], "must be in [0, 1)");
     fails_with(&["train", "--seed", "abc"], "--seed");
+    fails_with(&["forward-only", "--test-limit", "0"], "must be at least 1");
     fails_with(&["forward-only", "--backend", "glide"], "unknown backend");
     fails_with(&["forward-only", "--adapter", "no-such-adapter-xyz"], "no adapter matches `no-such-adapter-xyz`");
 }
@@ -360,7 +384,7 @@ fn without_any_adapter_the_main_job_runs_on_the_cpu() {
 
 #[test]
 fn bench_writes_results_that_bench_report_merges() {
-    if gpu_cnn::gpu::Gpu::open(&Default::default()).is_err() {
+    if gpu_cnn::gpu::Gpu::open(&Default::default()).block_on().is_err() {
         eprintln!("skipped: no GPU adapter");
         return;
     }
@@ -427,7 +451,7 @@ fn bench_writes_results_that_bench_report_merges() {
 /// planted 0.1 % error in SGD's update), the check fails, names the kernel, and exits non-zero.
 #[test]
 fn check_passes_and_catches_a_broken_kernel() {
-    if gpu_cnn::gpu::Gpu::open(&Default::default()).is_err()
+    if gpu_cnn::gpu::Gpu::open(&Default::default()).block_on().is_err()
         && std::env::var("GPU_CNN_REQUIRE_GPU").as_deref() != Ok("1")
     {
         eprintln!("skipped: no GPU adapter");

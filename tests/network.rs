@@ -11,6 +11,7 @@ use gpu_cnn::gpu::ops::{Caps, Family};
 use gpu_cnn::gpu::Gpu;
 use gpu_cnn::model::{self, Arch, ImageShape};
 use gpu_cnn::reference::network;
+use pollster::FutureExt;
 
 fn study() -> Arch {
     Arch::study()
@@ -63,10 +64,10 @@ fn one_step_against_reference(gpu: Gpu, caps: Caps) {
     let mut net = GpuNetwork::with_caps(gpu, caps, &study(), batch, Some(&train), &d.test.take(500), &params).unwrap();
     let order = gpu_cnn::train::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
-    net.train_steps_raw(&order, lr, mu, 1).unwrap();
-    let gpu_loss = net.step_losses(1).unwrap()[0] as f64;
-    let gpu_grads = net.grads().unwrap();
-    let gpu_params = net.params().unwrap();
+    net.train_steps_raw(&order, lr, mu, 1).block_on().unwrap();
+    let gpu_loss = net.step_losses(1).block_on().unwrap()[0] as f64;
+    let gpu_grads = net.grads().block_on().unwrap();
+    let gpu_params = net.params().block_on().unwrap();
 
     let (x, y) = batch_x(&train, &order[..batch]);
     let (ref_loss, ref_grads) = network::loss_and_grads(&study(), &to_f64(&params), &to_f64(&x), &y);
@@ -121,8 +122,8 @@ fn twenty_steps(gpu: Gpu, caps: Caps) {
     let mut net = GpuNetwork::with_caps(gpu, caps, &study(), batch, Some(&train), &d.test.take(250), &params).unwrap();
     let order = gpu_cnn::train::epoch_order(3, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
-    net.train_steps_raw(&order, lr, mu, 20).unwrap();
-    let gpu_losses = net.step_losses(20).unwrap();
+    net.train_steps_raw(&order, lr, mu, 20).block_on().unwrap();
+    let gpu_losses = net.step_losses(20).block_on().unwrap();
     let mut momentum = vec![0.0f32; params.len()];
     for (s, chunk) in order.chunks(batch).enumerate() {
         let (x, y) = batch_x(&train, chunk);
@@ -132,7 +133,7 @@ fn twenty_steps(gpu: Gpu, caps: Caps) {
         // Two f32 trainings drift apart by rounding; over 20 steps they stay within 1e-3 relative.
         assert!(((g - loss) / loss).abs() < 1e-3, "step {s}: gpu {g} vs cpu {loss}");
     }
-    let gpu_params = net.params().unwrap();
+    let gpu_params = net.params().block_on().unwrap();
     let worst = gpu_params.iter().zip(&params).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     eprintln!("params after 20 steps: worst |gpu − cpu| = {worst:.2e}");
     assert!(worst < 1e-3, "params drifted: {worst}");
@@ -155,10 +156,10 @@ fn run(
     let mut losses = Vec::new();
     for e in epochs {
         let order = gpu_cnn::train::epoch_order(11, e, train.len());
-        let (_, l) = GpuNetwork::train_epoch(&mut net, &order, 0.01, 0.9, &mut |_, _| true).unwrap();
+        let (_, l) = GpuNetwork::train_epoch(&mut net, &order, 0.01, 0.9, &mut |_, _| true).block_on().unwrap();
         losses.extend(l);
     }
-    (losses, net.params().unwrap(), net.momentum().unwrap())
+    (losses, net.params().block_on().unwrap(), net.momentum().block_on().unwrap())
 }
 
 /// Same seed, same adapter: the same losses and parameters bit for bit, and a run saved and resumed equals one that
@@ -219,7 +220,7 @@ fn evaluation(gpu: Gpu, caps: Caps) {
     let test = d.test.take(2777);
     let params = model::init_params(&study(), 5);
     let mut net = GpuNetwork::with_caps(gpu, caps, &study(), 64, None, &test, &params).unwrap();
-    let (m, preds) = GpuNetwork::evaluate(&mut net).unwrap();
+    let (m, preds) = GpuNetwork::evaluate(&mut net).block_on().unwrap();
     let all: Vec<u32> = (0..test.len() as u32).collect();
     let (x, y) = batch_x(&test, &all);
     let (loss_sum, correct) = network::evaluate(&study(), &params, &x, &y);
@@ -244,7 +245,7 @@ fn probe(gpu: Gpu, caps: Caps) {
     let params = model::init_params(&study(), 9);
     let mut net = GpuNetwork::with_caps(gpu, caps, &study(), 64, None, &test, &params).unwrap();
     let samples = [3u32, 299, 0, 42];
-    let p = net.probe(&samples).unwrap();
+    let p = net.probe(&samples).block_on().unwrap();
     let (x, _) = batch_x(&test, &samples);
     let acts = network::forward(&study(), &to_f64(&params), &to_f64(&x), samples.len());
     assert_close("probe x", &p.x, &to_f64(&x), &|_| 1e-6, 1e-6);
@@ -294,7 +295,7 @@ fn generated_networks_train_like_the_reference() {
         if !seen.insert(arch.describe()) {
             continue;
         }
-        let rows = gpu_cnn::check::training_steps(&h, &arch, &variants);
+        let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
         let runnable = variants.iter().filter(|c| gpu_cnn::gpu::network::fits(&arch, **c).is_ok()).count();
         eprintln!("--arch {arch}: {} rows in {runnable} of {} kernel variants", rows.len(), variants.len());
         assert!(runnable >= 1, "{arch}: the tiled family runs every network");
@@ -315,7 +316,7 @@ fn generated_networks_train_like_the_reference() {
         let arch = Arch::parse(desc).unwrap();
         let err = gpu_cnn::gpu::network::fits(&arch, Caps::simd(false)).unwrap_err();
         assert!(err.contains(why), "{desc}: {err}");
-        let rows = gpu_cnn::check::training_steps(&h, &arch, &variants);
+        let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
         assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["tiled"], "{desc}");
         assert!(rows[0].passed, "{desc}: {}", rows[0].failure.clone().unwrap_or_default());
     }
@@ -331,20 +332,20 @@ fn colour_images_train_like_the_reference_and_learn() {
     assert_eq!(arch.describe(), "3x32x32:conv8-pool-conv16-pool-fc32-fc10");
     let variants = gpu_cnn::check::variants(&gpu, true);
     let h = gpu_cnn::check::Harness::new(gpu);
-    let rows = gpu_cnn::check::training_steps(&h, &arch, &variants);
+    let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
     assert_eq!(rows.len(), variants.len(), "every family runs {arch}");
     for r in &rows {
         assert!(r.passed, "{arch} [{}]: {}", r.variant, r.failure.clone().unwrap_or_default());
     }
 
     let params = model::init_params(&arch, 3);
-    let mut net = GpuNetwork::new(h.gpu.reopen().unwrap(), &arch, 32, Some(&train), &test, &params).unwrap();
-    let (before, _) = net.evaluate().unwrap();
+    let mut net = GpuNetwork::new(h.gpu.reopen().block_on().unwrap(), &arch, 32, Some(&train), &test, &params).unwrap();
+    let (before, _) = net.evaluate().block_on().unwrap();
     for epoch in 0..4 {
         let order = gpu_cnn::train::epoch_order(3, epoch, train.len());
-        net.train_epoch(&order, 0.02, 0.9, &mut |_, _| true).unwrap();
+        net.train_epoch(&order, 0.02, 0.9, &mut |_, _| true).block_on().unwrap();
     }
-    let (after, _) = net.evaluate().unwrap();
+    let (after, _) = net.evaluate().block_on().unwrap();
     eprintln!("{arch}: test accuracy {:.1} % → {:.1} %", 100.0 * before.accuracy(), 100.0 * after.accuracy());
     assert!(before.accuracy() < 0.3, "random weights: {}", before.accuracy());
     assert!(after.accuracy() > 0.9, "after 4 epochs: {}", after.accuracy());

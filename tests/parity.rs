@@ -20,7 +20,7 @@ fn check(op: &str) {
         return;
     }
     let h = Harness::new(gpu);
-    let rows = check::check_op(&h, op, &variants, false);
+    let rows = pollster::block_on(check::check_op(&h, op, &variants, false));
     assert!(!rows.is_empty(), "{op}: nothing checked");
     for r in &rows {
         eprintln!(

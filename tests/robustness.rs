@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use gpu_cnn::checkpoint;
+use pollster::FutureExt;
 
 fn bin() -> Std {
     let mut c = Std::cargo_bin("gpu-cnn").expect("binary");
@@ -118,7 +119,7 @@ fn ctrl_c_saves_and_exits_non_zero() {
 
 #[test]
 fn batch_beyond_the_adapter_limit_is_refused_up_front() {
-    if gpu_cnn::gpu::Gpu::open(&Default::default()).is_err() {
+    if gpu_cnn::gpu::Gpu::open(&Default::default()).block_on().is_err() {
         assert_ne!(std::env::var("GPU_CNN_REQUIRE_GPU").as_deref(), Ok("1"), "no GPU adapter");
         eprintln!("skipped: no GPU adapter");
         return;

@@ -11,6 +11,7 @@ use gpu_cnn::engine::{FeatureMaps, Probe};
 use gpu_cnn::model::{self, Arch, Normalization, CLASSES};
 use gpu_cnn::train::EpochReport;
 use gpu_cnn::viz::{self, VizError};
+use pollster::FutureExt;
 
 /// A scratch directory for one test: a fresh temporary one, or `$VIZ_TEST_OUT/<test>` (emptied first) to keep the
 /// pictures for looking at.
@@ -291,12 +292,12 @@ fn real_mnist_pictures() {
     let samples = viz::probe_samples(&test.labels);
     let labels: Vec<u8> = samples.iter().map(|&i| test.labels[i as usize]).collect();
     let draw = |engine: &mut CpuEngine, tag: &str, when: &str, scale: Option<f32>| -> f32 {
-        let (m, preds) = engine.evaluate().unwrap();
-        let probe = engine.probe(&samples).unwrap();
+        let (m, preds) = engine.evaluate().block_on().unwrap();
+        let probe = engine.probe(&samples).block_on().unwrap();
         let s = viz::filters_png(
             &out.join(format!("filters_{tag}.png")),
             &Arch::study(),
-            &engine.params().unwrap(),
+            &engine.params().block_on().unwrap(),
             &format!("conv filters {when}"),
             scale,
         )
@@ -326,15 +327,15 @@ fn real_mnist_pictures() {
         s
     };
     let s_before = draw(&mut engine, "before", "before training (random weights)", None);
-    let forward_only = engine.evaluate().unwrap().0.accuracy();
+    let forward_only = engine.evaluate().block_on().unwrap().0.accuracy();
 
     let (steps, batch) = (100, 64);
     let mut losses = Vec::new();
     let mut reports = Vec::new();
     for e in 0..3 {
         let order: Vec<u32> = gpu_cnn::train::epoch_order(1, e, train.len())[..steps * batch].to_vec();
-        let (m, l) = engine.train_epoch(&order, 0.01, 0.9, &mut |_, _| true).unwrap();
-        let (t, _) = engine.evaluate().unwrap();
+        let (m, l) = engine.train_epoch(&order, 0.01, 0.9, &mut |_, _| true).block_on().unwrap();
+        let (t, _) = engine.evaluate().block_on().unwrap();
         losses.extend(l);
         reports.push(EpochReport {
             epoch: e + 1,

@@ -56,7 +56,7 @@ impl Harness {
 
     /// Runs the dispatches of `op` for a batch of n over `bufs` (by the names its plans use; "step" is the harness's
     /// step block), with its temporaries poisoned.
-    pub fn run(&self, op: &Lowered, n: usize, bufs: &[(&str, &wgpu::Buffer)]) {
+    pub async fn run(&self, op: &Lowered, n: usize, bufs: &[(&str, &wgpu::Buffer)]) {
         let temps: Vec<(String, wgpu::Buffer)> =
             op.temps.iter().map(|t| (t.name.clone(), self.poisoned(t.floats))).collect();
         let mut named: HashMap<&str, &wgpu::Buffer> = bufs.iter().copied().collect();
@@ -80,15 +80,15 @@ impl Harness {
             }
         }
         let idx = self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait(Some(idx), "a check dispatch").expect("a check dispatch");
+        self.gpu.wait(Some(idx), "a check dispatch").await.expect("a check dispatch");
     }
 
-    pub fn read(&self, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
-        self.gpu.read_f32(b, 0, len, "a check output").expect("a check readback")
+    pub async fn read(&self, b: &wgpu::Buffer, len: usize) -> Vec<f32> {
+        self.gpu.read_f32(b, 0, len, "a check output").await.expect("a check readback")
     }
 
-    pub fn read_u32(&self, b: &wgpu::Buffer, len: usize) -> Vec<u32> {
-        self.gpu.read_u32(b, 0, len, "a check output").expect("a check readback")
+    pub async fn read_u32(&self, b: &wgpu::Buffer, len: usize) -> Vec<u32> {
+        self.gpu.read_u32(b, 0, len, "a check output").await.expect("a check readback")
     }
 }
 

@@ -13,7 +13,7 @@ mod harness;
 mod network;
 mod ops;
 
-use std::time::Instant;
+use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -198,19 +198,19 @@ pub fn has_kernels(op: &str, variants: &[Caps]) -> bool {
 }
 
 /// Checks the kernels of op group `op` (one of `OPS`) in `variants` on the harness's device.
-pub fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<CheckRow> {
+pub async fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<CheckRow> {
     let mut rows = Rows::default();
     match op {
-        "conv2d_forward" => ops::conv2d_forward(h, variants, quick, &mut rows),
-        "conv2d_backward_input" => ops::conv2d_backward_input(h, variants, quick, &mut rows),
-        "conv2d_backward_weight" => ops::conv2d_backward_weight(h, variants, quick, &mut rows),
-        "maxpool_backward" => ops::maxpool_backward(h, variants, quick, &mut rows),
-        "dense_forward" => ops::dense_forward(h, variants, quick, &mut rows),
-        "dense_backward_input" => ops::dense_backward_input(h, variants, quick, &mut rows),
-        "dense_backward_weight" => ops::dense_backward_weight(h, variants, quick, &mut rows),
-        "softmax_cross_entropy" => ops::softmax_cross_entropy(h, quick, &mut rows),
-        "sgd_step" => ops::sgd_step(h, quick, &mut rows),
-        "load_batch" => ops::load_batch(h, &mut rows),
+        "conv2d_forward" => ops::conv2d_forward(h, variants, quick, &mut rows).await,
+        "conv2d_backward_input" => ops::conv2d_backward_input(h, variants, quick, &mut rows).await,
+        "conv2d_backward_weight" => ops::conv2d_backward_weight(h, variants, quick, &mut rows).await,
+        "maxpool_backward" => ops::maxpool_backward(h, variants, quick, &mut rows).await,
+        "dense_forward" => ops::dense_forward(h, variants, quick, &mut rows).await,
+        "dense_backward_input" => ops::dense_backward_input(h, variants, quick, &mut rows).await,
+        "dense_backward_weight" => ops::dense_backward_weight(h, variants, quick, &mut rows).await,
+        "softmax_cross_entropy" => ops::softmax_cross_entropy(h, quick, &mut rows).await,
+        "sgd_step" => ops::sgd_step(h, quick, &mut rows).await,
+        "load_batch" => ops::load_batch(h, &mut rows).await,
         other => panic!("no op group {other}"),
     }
     rows.into_rows()
@@ -218,16 +218,16 @@ pub fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<Ch
 
 /// One whole training step of `arch` in each of `variants` whose kernels can run it (`gpu::network::fits`), against
 /// the f64 reference: the loss, every gradient tensor, the parameters after SGD.
-pub fn training_steps(h: &Harness, arch: &crate::model::Arch, variants: &[Caps]) -> Vec<CheckRow> {
+pub async fn training_steps(h: &Harness, arch: &crate::model::Arch, variants: &[Caps]) -> Vec<CheckRow> {
     let mut rows = Rows::default();
     for caps in variants.iter().filter(|c| crate::gpu::network::fits(arch, **c).is_ok()) {
-        network::training_step(h, *caps, arch, &mut rows);
+        network::training_step(h, *caps, arch, &mut rows).await;
     }
     rows.into_rows()
 }
 
 /// Runs every check on `gpu`: each op group, then a whole training step and an evaluation per variant.
-pub fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
+pub async fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
     let t0 = Instant::now();
     let adapter = gpu.adapter.clone();
     let default_variant = gpu.caps.describe();
@@ -236,18 +236,18 @@ pub fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
     let h = Harness::new(gpu);
     let mut rows: Vec<CheckRow> = Vec::new();
     for op in OPS {
-        rows.extend(check_op(&h, op, &variants, opts.quick));
+        rows.extend(check_op(&h, op, &variants, opts.quick).await);
     }
     let mut net = Rows::default();
     for caps in &variants {
-        network::training_step(&h, *caps, &crate::model::Arch::study(), &mut net);
-        network::evaluation(&h, *caps, &mut net);
+        network::training_step(&h, *caps, &crate::model::Arch::study(), &mut net).await;
+        network::evaluation(&h, *caps, &mut net).await;
     }
     rows.extend(net.into_rows());
     if let Some(arch) = opts.arch.as_ref().filter(|a| **a != crate::model::Arch::study()) {
         // A network the chosen kernels cannot run is checked where the engine would run it: on the tiled family.
         let fit = variants.iter().any(|c| crate::gpu::network::fits(arch, *c).is_ok());
-        rows.extend(training_steps(&h, arch, if fit { &variants } else { &tiled }));
+        rows.extend(training_steps(&h, arch, if fit { &variants } else { &tiled }).await);
     }
     let passed = rows.iter().all(|r| r.passed);
     CheckReport {

@@ -52,20 +52,11 @@ fn batch(split: &Split, indices: &[u32]) -> (Vec<f32>, Vec<u8>) {
     (x, y)
 }
 
-/// The network on the harness's device with `caps`, built and taken apart around `f` (the network owns the device
-/// while it exists).
-fn with_network(
-    h: &Harness,
-    caps: Caps,
-    arch: &Arch,
-    train: &Split,
-    test: &Split,
-    params: &[f32],
-    f: &mut dyn FnMut(&mut GpuNetwork),
-) {
-    let gpu = h.gpu.reopen();
+/// The network on another device of the harness's adapter, with `caps` (a network owns its device).
+async fn network(h: &Harness, caps: Caps, arch: &Arch, train: &Split, test: &Split, params: &[f32]) -> GpuNetwork {
+    let gpu = h.gpu.reopen().await;
     match gpu.and_then(|g| GpuNetwork::with_caps(g, caps, arch, 64, Some(train), test, params)) {
-        Ok(mut net) => f(&mut net),
+        Ok(net) => net,
         Err(e) => panic!("the network on {}: {e}", h.gpu.adapter.line()),
     }
 }
@@ -73,7 +64,7 @@ fn with_network(
 /// One full training step of `arch` from the same weights on one batch of 64: the loss within 1e-5, each gradient
 /// tensor within 4× what the f32 CPU reference is off (or 2e-6 of its largest gradient), the parameters after SGD
 /// within 1e-6. The rows are "training step" (the study's network) or "training step <arch>".
-pub fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows) {
+pub async fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows) {
     let variant = caps.describe();
     let kernel = if *arch == Arch::study() { "training step".to_string() } else { format!("training step {arch}") };
     let (train, test) = (synthetic_shaped(640, arch.input(), 21), synthetic_shaped(100, arch.input(), 22));
@@ -83,11 +74,12 @@ pub fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows) {
     let (x, y) = batch(&train, &order[..64]);
     let (ref_loss, ref_grads) = network::loss_and_grads(arch, &to_f64(&params), &to_f64(&x), &y);
     let (_, grads32) = network::loss_and_grads(arch, &params, &x, &y);
-    with_network(h, caps, arch, &train, &test, &params, &mut |net| {
-        net.train_steps_raw(&order, lr, mu, 1).expect("a training step");
-        let loss = net.step_losses(1).expect("the step loss")[0];
-        let grads = net.grads().expect("the gradients");
-        let after = net.params().expect("the parameters");
+    let mut net = network(h, caps, arch, &train, &test, &params).await;
+    {
+        net.train_steps_raw(&order, lr, mu, 1).await.expect("a training step");
+        let loss = net.step_losses(1).await.expect("the step loss")[0];
+        let grads = net.grads().await.expect("the gradients");
+        let after = net.params().await.expect("the parameters");
         rows.add(&kernel, &variant, compare("loss", &[loss], &[ref_loss], &|_| 0.0, 1e-5));
         for t in arch.tensors() {
             let r = &ref_grads[t.range()];
@@ -102,12 +94,12 @@ pub fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows) {
         let g32: Vec<f32> = ref_grads.iter().map(|&g| g as f32).collect();
         crate::reference::sgd_step(&mut want, &g32, &mut v, lr, mu);
         rows.add(&kernel, &variant, compare("params after SGD", &after, &to_f64(&want), &|_| 1e-6, 1e-5));
-    });
+    }
 }
 
 /// The random-initialized network over a test set of 2,777 synthetic images (several evaluation chunks and a short
 /// last one): the loss sum within 1e-5, the correct count within one (a near-tie may flip).
-pub fn evaluation(h: &Harness, caps: Caps, rows: &mut Rows) {
+pub async fn evaluation(h: &Harness, caps: Caps, rows: &mut Rows) {
     let variant = caps.describe();
     let (train, test) = (synthetic(64, 23), synthetic(2777, 24));
     let arch = Arch::study();
@@ -115,10 +107,11 @@ pub fn evaluation(h: &Harness, caps: Caps, rows: &mut Rows) {
     let all: Vec<u32> = (0..test.len() as u32).collect();
     let (x, y) = batch(&test, &all);
     let (loss_sum, correct) = network::evaluate(&arch, &params, &x, &y);
-    with_network(h, caps, &arch, &train, &test, &params, &mut |net| {
-        let (m, _) = net.evaluate().expect("an evaluation");
+    let mut net = network(h, caps, &arch, &train, &test, &params).await;
+    {
+        let (m, _) = net.evaluate().await.expect("an evaluation");
         rows.add("evaluation", &variant, compare("loss sum", &[m.loss_sum as f32], &[loss_sum], &|_| 0.0, 1e-5));
         let c = compare("correct", &[m.correct as f32], &[correct as f64], &|_| 1.0, 0.0);
         rows.add("evaluation", &variant, c);
-    });
+    }
 }

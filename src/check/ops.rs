@@ -46,7 +46,7 @@ fn conv(cin: usize, cout: usize, h: usize, w_off: usize, b_off: usize) -> Conv {
     Conv { cin, cout, h, w: h, w_off, b_off }
 }
 
-pub fn conv2d_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn conv2d_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     // The tiled kernel also takes odd widths without the pool.
     let mut shapes = conv_shapes(quick);
     if !quick {
@@ -94,10 +94,10 @@ pub fn conv2d_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Ro
                         let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(reference.len()));
                         let pooled_b = t.poisoned(pooled_len);
                         t.set_step(0, n as u32, 0, full);
-                        t.run(&op, n, &[("x", &xb), ("params", &pb), ("y", &yb), ("pooled", &pooled_b)]);
+                        t.run(&op, n, &[("x", &xb), ("params", &pb), ("y", &yb), ("pooled", &pooled_b)]).await;
                         let what = format!("n={n} cin={cin} cout={cout} h={h} relu={relu} pool={pool} full={full}");
                         let (k, v) = (entry(&op), caps.describe());
-                        let y = t.read(&yb, want.len());
+                        let y = t.read(&yb, want.len()).await;
                         if full || !pool {
                             rows.add(k, &v, compare(&what, &y, &want, &tol, RTOL));
                         } else {
@@ -108,7 +108,7 @@ pub fn conv2d_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Ro
                             rows.add(k, &v, c);
                         }
                         if pool {
-                            let got = t.read(&pooled_b, pooled_len);
+                            let got = t.read(&pooled_b, pooled_len).await;
                             rows.add(k, &v, compare(&format!("{what} pooled"), &got, &want_pooled, &tol_pooled, RTOL));
                             if full {
                                 // Exactly the max of the stored values, ties to the first (as maxpool_backward assumes).
@@ -163,7 +163,7 @@ fn compare_routed(
     compare(what, got, &reference, &|j| via[j].map_or(0.0, tol), RTOL)
 }
 
-pub fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     for (case, &(n, cin, cout, h)) in conv_shapes(quick).iter().enumerate() {
         let seed = 200 + case as u64;
         let dy = random(n * cout * h * h, -1.0, 1.0, seed);
@@ -186,8 +186,8 @@ pub fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: 
                 let what = format!("n={n} cin={cin} cout={cout} h={h}");
                 let dxb = t.poisoned(reference.len());
                 let op = conv2d::backward_input(caps, &s, batch, "dy", "dx", Source::Plain);
-                t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dx", &dxb)]);
-                let got = t.read(&dxb, reference.len());
+                t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dx", &dxb)]).await;
+                let got = t.read(&dxb, reference.len()).await;
                 rows.add(entry(&op), &caps.describe(), compare(&what, &got, &reference, &tol, RTOL));
                 if caps.family == Family::Tiled {
                     // Masked by the previous convolution's ReLU output (no pool between; the simd family has no such
@@ -197,8 +197,8 @@ pub fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: 
                     r::relu_backward(&to_f64(relu_in), &reference, &mut want);
                     let (xb, dzb) = (t.buffer_f32(relu_in), t.poisoned(reference.len()));
                     let op = conv2d::backward_input(caps, &s, batch, "dy", "dz", Source::Relu("x"));
-                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dz", &dzb), ("x", &xb)]);
-                    let got = t.read(&dzb, reference.len());
+                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dz", &dzb), ("x", &xb)]).await;
+                    let got = t.read(&dzb, reference.len()).await;
                     let c = compare(&format!("{what} relu"), &got, &want, &tol, RTOL);
                     rows.add(&format!("{} (ReLU)", entry(&op)), &caps.describe(), c);
                 }
@@ -206,8 +206,8 @@ pub fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: 
                 let dzb = t.poisoned(a.len());
                 let op =
                     conv2d::backward_input(caps, &s, batch, "dy", "dz", Source::PooledRelu { a: "a", ph: h, pw: h });
-                t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dz", &dzb), ("a", &ab)]);
-                let got = t.read(&dzb, a.len());
+                t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("dz", &dzb), ("a", &ab)]).await;
+                let got = t.read(&dzb, a.len()).await;
                 let c = compare_routed(&format!("{what} routed"), &got, &via, &reference, &tol);
                 rows.add(&format!("{} (routed)", entry(&op)), &caps.describe(), c);
             }
@@ -215,7 +215,7 @@ pub fn conv2d_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: 
     }
 }
 
-pub fn conv2d_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn conv2d_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     let mut shapes = conv_shapes(quick);
     if !quick {
         shapes.push((64, 16, 32, 14));
@@ -239,8 +239,8 @@ pub fn conv2d_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows:
                 let op = conv2d::backward_weight(caps, &s, batch, "x", "dy", "grads", "l");
                 let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
                 t.set_step(0, n as u32, 0, false);
-                t.run(&op, n, &[("x", &xb), ("dy", &dyb), ("grads", &gb)]);
-                let got = t.read(&gb, len);
+                t.run(&op, n, &[("x", &xb), ("dy", &dyb), ("grads", &gb)]).await;
+                let got = t.read(&gb, len).await;
                 let split = op.plans[0].constant("SPLIT");
                 let what = format!("n={n} cin={cin} cout={cout} h={h} split={split}");
                 let (k, v) = (entry(&op), caps.describe());
@@ -261,7 +261,7 @@ pub fn conv2d_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows:
     }
 }
 
-pub fn maxpool_backward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn maxpool_backward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     if !super::has_kernels("maxpool_backward", variants) {
         return;
     }
@@ -287,9 +287,9 @@ pub fn maxpool_backward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut 
             let op = maxpool::backward(ch, h, h, relu, "x", "dy", "dx");
             let (xb, dyb, dxb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(x.len()));
             t.set_step(0, n as u32, 0, false);
-            t.run(&op, n, &[("x", &xb), ("dy", &dyb), ("dx", &dxb)]);
+            t.run(&op, n, &[("x", &xb), ("dy", &dyb), ("dx", &dxb)]).await;
             let what = format!("n={n} c={ch} h={h} relu={relu}");
-            rows.add("maxpool_backward", "simd", compare_exact(&what, &t.read(&dxb, x.len()), &want));
+            rows.add("maxpool_backward", "simd", compare_exact(&what, &t.read(&dxb, x.len()).await, &want));
         }
     }
 }
@@ -312,7 +312,7 @@ fn dense_shapes(quick: bool) -> Vec<(usize, usize, usize)> {
     ]
 }
 
-pub fn dense_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn dense_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     for (case, &(n, inp, out)) in dense_shapes(quick).iter().enumerate() {
         let seed = 700 + case as u64;
         let x = random(n * inp, -1.0, 2.0, seed);
@@ -331,11 +331,11 @@ pub fn dense_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Row
                     let op = dense::forward(caps, &Dense { inp, out, w_off, b_off }, batch, relu, "x", "y");
                     let (xb, pb, yb) = (t.buffer_f32(&x), t.buffer_f32(&params), t.poisoned(n * out));
                     t.set_step(0, n as u32, 0, false);
-                    t.run(&op, n, &[("x", &xb), ("params", &pb), ("y", &yb)]);
+                    t.run(&op, n, &[("x", &xb), ("params", &pb), ("y", &yb)]).await;
                     let want: Vec<f64> =
                         if relu { reference.iter().map(|v| v.max(0.0)).collect() } else { reference.clone() };
                     let what = format!("n={n} in={inp} out={out} relu={relu} split={}", op.plans[0].constant("SPLIT"));
-                    let c = compare(&what, &t.read(&yb, n * out), &want, &bound(&sum_abs, inp + 1), RTOL);
+                    let c = compare(&what, &t.read(&yb, n * out).await, &want, &bound(&sum_abs, inp + 1), RTOL);
                     rows.add(entry(&op), &caps.describe(), c);
                 }
             }
@@ -343,7 +343,7 @@ pub fn dense_forward(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Row
     }
 }
 
-pub fn dense_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn dense_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     // The routed variant needs IN = C·ph·pw: fc1's 32·7·7 and a small odd one.
     let mut shapes = dense_shapes(quick);
     if !quick {
@@ -376,7 +376,7 @@ pub fn dense_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &
                     let source = if relu { Source::Relu("x") } else { Source::Plain };
                     let op = dense::backward_input(caps, &s, batch, "dy", "dx", source);
                     let dxb = t.poisoned(n * inp);
-                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("x", &xb), ("dx", &dxb)]);
+                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("x", &xb), ("dx", &dxb)]).await;
                     let want: Vec<f64> = if relu {
                         let mut masked = vec![0.0f64; reference.len()];
                         r::relu_backward(&to_f64(&x), &reference, &mut masked);
@@ -385,7 +385,11 @@ pub fn dense_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &
                         reference.clone()
                     };
                     let what = format!("n={n} in={inp} out={out} relu={relu}");
-                    rows.add(entry(&op), &caps.describe(), compare(&what, &t.read(&dxb, n * inp), &want, &tol, RTOL));
+                    rows.add(
+                        entry(&op),
+                        &caps.describe(),
+                        compare(&what, &t.read(&dxb, n * inp).await, &want, &tol, RTOL),
+                    );
                 }
                 if let Some((c, side)) = side {
                     // Routed through the max-pool and ReLU that produced the input (a [n, c, 2·side, 2·side]).
@@ -394,9 +398,9 @@ pub fn dense_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &
                     let (ab, dzb) = (t.buffer_f32(&a), t.poisoned(a.len()));
                     let source = Source::PooledRelu { a: "a", ph: side, pw: side };
                     let op = dense::backward_input(caps, &s, batch, "dy", "dz", source);
-                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("a", &ab), ("dz", &dzb)]);
+                    t.run(&op, n, &[("dy", &dyb), ("params", &pb), ("a", &ab), ("dz", &dzb)]).await;
                     let what = format!("n={n} in={inp} out={out} routed");
-                    let cmp = compare_routed(&what, &t.read(&dzb, a.len()), &via, &reference, &tol);
+                    let cmp = compare_routed(&what, &t.read(&dzb, a.len()).await, &via, &reference, &tol);
                     rows.add(&format!("{} (routed)", entry(&op)), &caps.describe(), cmp);
                 }
             }
@@ -404,7 +408,7 @@ pub fn dense_backward_input(t: &Harness, variants: &[Caps], quick: bool, rows: &
     }
 }
 
-pub fn dense_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
+pub async fn dense_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows: &mut Rows) {
     for (case, &(n, inp, out)) in dense_shapes(quick).iter().enumerate() {
         let seed = 900 + case as u64;
         let x = random(n * inp, -1.0, 2.0, seed);
@@ -422,8 +426,8 @@ pub fn dense_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows: 
                 let op = dense::backward_weight(caps, &Dense { inp, out, w_off, b_off }, batch, "x", "dy", "grads");
                 let (xb, dyb, gb) = (t.buffer_f32(&x), t.buffer_f32(&dy), t.poisoned(len));
                 t.set_step(0, n as u32, 0, false);
-                t.run(&op, n, &[("x", &xb), ("dy", &dyb), ("grads", &gb)]);
-                let got = t.read(&gb, len);
+                t.run(&op, n, &[("x", &xb), ("dy", &dyb), ("grads", &gb)]).await;
+                let got = t.read(&gb, len).await;
                 let what = format!("n={n} in={inp} out={out}");
                 let (k, v) = (entry(&op), caps.describe());
                 let gw = &got[w_off..w_off + dw.len()];
@@ -441,7 +445,7 @@ pub fn dense_backward_weight(t: &Harness, variants: &[Caps], quick: bool, rows: 
     }
 }
 
-pub fn softmax_cross_entropy(t: &Harness, quick: bool, rows: &mut Rows) {
+pub async fn softmax_cross_entropy(t: &Harness, quick: bool, rows: &mut Rows) {
     let k_classes = 10;
     let batches: &[usize] = if quick { &[64] } else { &[1, 3, 64, 300] };
     for (case, &n) in batches.iter().enumerate() {
@@ -467,8 +471,8 @@ pub fn softmax_cross_entropy(t: &Harness, quick: bool, rows: &mut Rows) {
             stats[..4].copy_from_slice(&[1.5f32.to_bits(), 2.0f32.to_bits(), 3.0f32.to_bits(), 0]);
             let sb = t.buffer_u32(&stats);
             t.set_step(start, n as u32, 2, false);
-            t.run(&op, n, &[("logits", &xb), ("y", &lb), ("dlogits", &db), ("stats", &sb)]);
-            let got = t.read_u32(&sb, stats.len());
+            t.run(&op, n, &[("logits", &xb), ("y", &lb), ("dlogits", &db), ("stats", &sb)]).await;
+            let got = t.read_u32(&sb, stats.len()).await;
             let f = |i: usize| f32::from_bits(got[i]);
             let what = format!("n={n}");
             // The running totals: loss within 1e-6 relative, counts exact.
@@ -489,7 +493,7 @@ pub fn softmax_cross_entropy(t: &Harness, quick: bool, rows: &mut Rows) {
                 c.failure = Some(format!("{what}: wrote predictions before `start`"));
             }
             rows.add(kernel, "both", c);
-            let grad = t.read(&db, n * k_classes);
+            let grad = t.read(&db, n * k_classes).await;
             if backward {
                 // Each gradient element is (softmax − onehot)/n: a ratio of exp sums, rtol a few ulps of 1/n.
                 rows.add(
@@ -508,7 +512,7 @@ pub fn softmax_cross_entropy(t: &Harness, quick: bool, rows: &mut Rows) {
     }
 }
 
-pub fn sgd_step(t: &Harness, quick: bool, rows: &mut Rows) {
+pub async fn sgd_step(t: &Harness, quick: bool, rows: &mut Rows) {
     let lens: &[usize] = if quick { &[206_922] } else { &[1, 255, 257, 206_922] };
     for (case, &len) in lens.iter().enumerate() {
         let seed = 1100 + case as u64;
@@ -519,7 +523,7 @@ pub fn sgd_step(t: &Harness, quick: bool, rows: &mut Rows) {
         r::sgd_step(&mut w_ref, &g, &mut v_ref, lr, mu);
         let (gb, wb, vb) = (t.buffer_f32(&g), t.buffer_f32(&w), t.buffer_f32(&v));
         let hyper = t.uniform(bytemuck::cast_slice(&[lr.to_bits(), mu.to_bits(), len as u32, 0]));
-        t.run(&sgd::step(len), len, &[("grads", &gb), ("params", &wb), ("momentum", &vb), ("hyper", &hyper)]);
+        t.run(&sgd::step(len), len, &[("grads", &gb), ("params", &wb), ("momentum", &vb), ("hyper", &hyper)]).await;
         // v = μ·v + g and w − lr·v, two roundings each in the f32 reference; a device may fuse the multiply-add (one
         // rounding). With u = 2⁻²⁴ the two differ by at most u·|a·b| + u·|a·b + c| + u·|result| ≤ 3u·(|a·b| + |c|)
         // (measured on an H200: up to 2u); allow 4u, plus what the difference in v moves w by.
@@ -530,17 +534,17 @@ pub fn sgd_step(t: &Harness, quick: bool, rows: &mut Rows) {
         rows.add(
             "sgd_step",
             "both",
-            compare(&format!("{what} momentum"), &t.read(&vb, len), &to_f64(&v_ref), &|i| tv[i], 0.0),
+            compare(&format!("{what} momentum"), &t.read(&vb, len).await, &to_f64(&v_ref), &|i| tv[i], 0.0),
         );
         rows.add(
             "sgd_step",
             "both",
-            compare(&format!("{what} params"), &t.read(&wb, len), &to_f64(&w_ref), &|i| tw[i], 0.0),
+            compare(&format!("{what} params"), &t.read(&wb, len).await, &to_f64(&w_ref), &|i| tw[i], 0.0),
         );
     }
 }
 
-pub fn load_batch(t: &Harness, rows: &mut Rows) {
+pub async fn load_batch(t: &Harness, rows: &mut Rows) {
     let count = 37;
     // MNIST's images and normalization, and a three-channel shape whose byte counts are not multiples of 4.
     let odd = ImageShape { channels: 3, height: 5, width: 7 };
@@ -556,7 +560,7 @@ pub fn load_batch(t: &Harness, rows: &mut Rows) {
         for (start, n) in [(0usize, 1usize), (3, 5), (30, 7)] {
             let (xb, yb) = (t.poisoned(n * px), t.buffer_u32(&vec![u32::MAX; n]));
             t.set_step(start as u32, n as u32, 0, false);
-            t.run(&op, n, &[("data", &db), ("order", &ob), ("x", &xb), ("y", &yb)]);
+            t.run(&op, n, &[("data", &db), ("order", &ob), ("x", &xb), ("y", &yb)]).await;
             let mut want_x = Vec::new();
             let mut want_y = Vec::new();
             for b in 0..n {
@@ -566,9 +570,9 @@ pub fn load_batch(t: &Harness, rows: &mut Rows) {
             }
             let what = format!("{shape} start={start} n={n}");
             // Two f32 operations (a division by 255 and by the std): within a few ulps.
-            let x = compare(&format!("{what} x"), &t.read(&xb, n * px), &want_x, &|_| 1e-6, 1e-6);
+            let x = compare(&format!("{what} x"), &t.read(&xb, n * px).await, &want_x, &|_| 1e-6, 1e-6);
             rows.add("load_batch", "both", x);
-            let got_y: Vec<f32> = t.read_u32(&yb, n).iter().map(|&v| v as f32).collect();
+            let got_y: Vec<f32> = t.read_u32(&yb, n).await.iter().map(|&v| v as f32).collect();
             rows.add("load_batch", "both", compare_exact(&format!("{what} labels"), &got_y, &want_y));
         }
     }

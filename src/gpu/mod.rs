@@ -10,7 +10,10 @@ pub mod ops;
 
 use ops::{Caps, Family};
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -93,6 +96,19 @@ pub struct AdapterSummary {
     pub subgroups: String,
 }
 
+/// The adapter's name as the page read it from WebGPU's `GPUAdapterInfo` (vendor, architecture), where wgpu gives
+/// none: wgpu 30 reads only its description, which browsers leave empty (gfx-rs/wgpu#8819).
+#[cfg(target_arch = "wasm32")]
+static BROWSER_ADAPTER: Mutex<Option<String>> = Mutex::new(None);
+
+/// Names the browser's adapter (see `BROWSER_ADAPTER`).
+#[cfg(target_arch = "wasm32")]
+pub fn name_browser_adapter(name: &str) {
+    if let Ok(mut n) = BROWSER_ADAPTER.lock() {
+        *n = Some(name.to_string());
+    }
+}
+
 impl AdapterSummary {
     fn new(index: usize, info: &wgpu::AdapterInfo, features: wgpu::Features) -> Self {
         let subgroups = if !features.contains(wgpu::Features::SUBGROUP) {
@@ -102,9 +118,16 @@ impl AdapterSummary {
         } else {
             format!("{}–{}", info.subgroup_min_size, info.subgroup_max_size)
         };
+        #[cfg(target_arch = "wasm32")]
+        let name = match &info.name {
+            n if n.is_empty() => BROWSER_ADAPTER.lock().ok().and_then(|n| n.clone()).unwrap_or_default(),
+            n => n.clone(),
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let name = info.name.clone();
         AdapterSummary {
             index,
-            name: info.name.clone(),
+            name,
             vendor: format!("{:#06x}", info.vendor),
             backend: backend_name(info.backend).to_string(),
             device_type: device_type_name(info.device_type).to_string(),
@@ -165,8 +188,13 @@ pub fn parse_backend(s: &str) -> Result<wgpu::Backend, String> {
 /// "error: XDG_RUNTIME_DIR is invalid" before anything had gone wrong: see `quiet_wayland_probe`.
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends =
-        backends & (wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12 | wgpu::Backends::GL);
+    desc.backends = backends
+        & (wgpu::Backends::VULKAN
+            | wgpu::Backends::METAL
+            | wgpu::Backends::DX12
+            | wgpu::Backends::GL
+            | wgpu::Backends::BROWSER_WEBGPU);
+    #[cfg(not(target_arch = "wasm32"))]
     quiet_wayland_probe();
     wgpu::Instance::new(desc)
 }
@@ -174,6 +202,7 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 /// Where no display session set `XDG_RUNTIME_DIR` (a container, CI, ssh), gives libwayland a private empty one for
 /// its connection attempt, so the probe for a Wayland display fails quietly (the adapters work as before, headless)
 /// instead of printing "error: XDG_RUNTIME_DIR is invalid or not set in the environment" twice.
+#[cfg(not(target_arch = "wasm32"))]
 fn quiet_wayland_probe() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -203,17 +232,21 @@ fn quiet_wayland_probe() {
 }
 
 /// Every adapter wgpu finds, in a stable order (as `gpu-cnn adapters` numbers them).
-pub fn enumerate(backend: Option<wgpu::Backend>) -> Vec<(AdapterSummary, wgpu::Adapter)> {
+pub async fn enumerate(backend: Option<wgpu::Backend>) -> Vec<(AdapterSummary, wgpu::Adapter)> {
     enumerate_backends(match backend {
         Some(b) => wgpu::Backends::from(b),
         None => wgpu::Backends::all(),
     })
+    .await
 }
 
-/// Every adapter of `backends`, in a stable order.
-pub fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary, wgpu::Adapter)> {
+/// Every adapter of `backends`, in a stable order. In a browser: the one adapter the page's WebGPU gives.
+pub async fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary, wgpu::Adapter)> {
     let inst = instance(backends);
-    let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+    #[cfg(not(target_arch = "wasm32"))]
+    let mut adapters = inst.enumerate_adapters(backends).await;
+    #[cfg(target_arch = "wasm32")]
+    let mut adapters: Vec<wgpu::Adapter> = inst.request_adapter(&Default::default()).await.into_iter().collect();
     // Stable order: by backend preference, then name.
     adapters.sort_by_key(|a| {
         let i = a.get_info();
@@ -257,18 +290,18 @@ fn low_power_from_env() -> Result<bool, GpuError> {
 
 /// Picks the adapter the selection names, or the best one: a discrete GPU before an integrated one (the other way
 /// round with `WGPU_POWER_PREF=low`) before software, Vulkan/Metal/DX12 before GL.
-pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter), GpuError> {
+pub async fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter), GpuError> {
     let sel = &sel.clone().or_env()?;
     let low_power = low_power_from_env()?;
     // GL is a last resort: probing it is slow and noisy (EGL warnings), so only look there when asked to, when an
     // adapter is named, or when no Vulkan, Metal or DX12 adapter exists.
     let mut all = match (sel.backend, &sel.adapter) {
-        (Some(b), _) => enumerate_backends(b.into()),
-        (None, Some(_)) => enumerate_backends(wgpu::Backends::all()),
-        (None, None) => enumerate_backends(wgpu::Backends::PRIMARY),
+        (Some(b), _) => enumerate_backends(b.into()).await,
+        (None, Some(_)) => enumerate_backends(wgpu::Backends::all()).await,
+        (None, None) => enumerate_backends(wgpu::Backends::PRIMARY).await,
     };
     if all.is_empty() && sel.backend.is_none() {
-        all = enumerate_backends(wgpu::Backends::all());
+        all = enumerate_backends(wgpu::Backends::all()).await;
     }
     if all.is_empty() {
         let backend = sel.backend.map(|b| format!(" for backend {}", backend_name(b))).unwrap_or_default();
@@ -299,7 +332,7 @@ pub fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Adapter),
 
 /// Runs `subgroup_probe.wgsl` and checks what the subgroup kernels assume: every subgroup 8 invocations wide, made of
 /// 8 consecutive invocations with lanes in order, and subgroupShuffle bringing the named lane's value.
-pub fn subgroup_probe(gpu: &Gpu) -> Result<bool, GpuError> {
+pub async fn subgroup_probe(gpu: &Gpu) -> Result<bool, GpuError> {
     const WG: usize = 64;
     let kernels = kernels::Kernels::new();
     let k = kernels.kernel(gpu, "subgroup_probe", &[])?;
@@ -311,8 +344,8 @@ pub fn subgroup_probe(gpu: &Gpu) -> Result<bool, GpuError> {
         k.dispatch_workgroups(&mut pass, &group, None, 1);
     }
     let idx = gpu.queue.submit([enc.finish()]);
-    gpu.wait(Some(idx), "the subgroup probe")?;
-    Ok(subgroups_are_8_in_order(&gpu.read_u32(&out, 0, 3 * WG, "the subgroup probe")?))
+    gpu.wait(Some(idx), "the subgroup probe").await?;
+    Ok(subgroups_are_8_in_order(&gpu.read_u32(&out, 0, 3 * WG, "the subgroup probe").await?))
 }
 
 /// What `subgroup_probe.wgsl` wrote (per invocation of a 64-invocation workgroup: subgroup size, lane, shuffled
@@ -396,9 +429,10 @@ impl OpenOptions {
 }
 
 /// The family a device runs unless told otherwise: simd on software adapters (lavapipe and other CPU rasterizers),
-/// tiled on GPUs.
+/// tiled on GPUs and in browsers (whose shader compilers the simd kernels, unrolled for lavapipe's, overwhelm: see
+/// tests/browser.rs).
 pub fn default_family(adapter: &AdapterSummary) -> Family {
-    if adapter.is_software() {
+    if adapter.is_software() && adapter.backend != backend_name(wgpu::Backend::BrowserWebGpu) {
         Family::Simd
     } else {
         Family::Tiled
@@ -418,6 +452,8 @@ pub struct Gpu {
     pub subgroups_of_8: bool,
     /// Held to the downlevel limits (`OpenOptions::downlevel`).
     pub downlevel: bool,
+    /// How long `wait` waits natively (a browser's WebGPU has no timed wait).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     timeout: Duration,
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -428,20 +464,24 @@ pub const DEFAULT_TIMEOUT_S: u64 = 300;
 
 impl Gpu {
     /// Opens the selected (or best) adapter with the options from the environment (`OpenOptions::from_env`).
-    pub fn open(sel: &AdapterSelection) -> Result<Gpu, GpuError> {
-        Self::open_with(sel, OpenOptions::from_env()?)
+    pub async fn open(sel: &AdapterSelection) -> Result<Gpu, GpuError> {
+        Self::open_with(sel, OpenOptions::from_env()?).await
     }
 
-    pub fn open_with(sel: &AdapterSelection, opts: OpenOptions) -> Result<Gpu, GpuError> {
-        let (summary, adapter) = choose(sel)?;
-        Self::open_adapter(summary, adapter, opts)
+    pub async fn open_with(sel: &AdapterSelection, opts: OpenOptions) -> Result<Gpu, GpuError> {
+        let (summary, adapter) = choose(sel).await?;
+        Self::open_adapter(summary, adapter, opts).await
     }
 
     /// Opens `adapter` with the limits this engine needs: the adapter's own (so large datasets and batches fit where
     /// the adapter allows; sizes are checked against them up front), or with `opts.downlevel` the adapter's cut down to
     /// the downlevel defaults. The family's needs are checked first: a family the adapter cannot run is refused with
     /// the limit named if it was asked for, and replaced by the other family if it was the default.
-    pub fn open_adapter(summary: AdapterSummary, adapter: wgpu::Adapter, opts: OpenOptions) -> Result<Gpu, GpuError> {
+    pub async fn open_adapter(
+        summary: AdapterSummary,
+        adapter: wgpu::Adapter,
+        opts: OpenOptions,
+    ) -> Result<Gpu, GpuError> {
         let limits = if opts.downlevel { limits::downlevel(&adapter.limits()) } else { adapter.limits() };
         let info = adapter.get_info();
         let eight_lanes = adapter.features().contains(wgpu::Features::SUBGROUP)
@@ -482,7 +522,9 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| GpuError::RequestDevice { adapter: summary.line(), message: e.to_string() })?;
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
@@ -514,7 +556,7 @@ impl Gpu {
         };
         if subgroups {
             // Trust, but verify: some drivers report one width and run another.
-            let ok = subgroup_probe(&gpu)?;
+            let ok = subgroup_probe(&gpu).await?;
             gpu.subgroups_of_8 = ok;
             gpu.caps.subgroups_of_8 = ok;
         }
@@ -522,8 +564,8 @@ impl Gpu {
     }
 
     /// Another device on the same adapter, opened the same way (a network owns its device; checks build several).
-    pub fn reopen(&self) -> Result<Gpu, GpuError> {
-        let all = enumerate(Some(self.adapter_backend()));
+    pub async fn reopen(&self) -> Result<Gpu, GpuError> {
+        let all = enumerate(Some(self.adapter_backend())).await;
         let (summary, adapter) = all
             .into_iter()
             .find(|(s, _)| s.name == self.adapter.name && s.backend == self.adapter.backend)
@@ -533,10 +575,13 @@ impl Gpu {
             no_subgroups: !self.subgroups_of_8,
             downlevel: self.downlevel,
         };
-        Gpu::open_adapter(summary, adapter, opts)
+        Gpu::open_adapter(summary, adapter, opts).await
     }
 
     fn adapter_backend(&self) -> wgpu::Backend {
+        if self.adapter.backend == backend_name(wgpu::Backend::BrowserWebGpu) {
+            return wgpu::Backend::BrowserWebGpu; // not a `--backend` choice: the page's own
+        }
         parse_backend(&self.adapter.backend).unwrap_or(wgpu::Backend::Vulkan)
     }
 
@@ -552,19 +597,30 @@ impl Gpu {
         }
     }
 
-    /// Waits for a submission, at most the timeout; `what` names the work in the error.
-    pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<(), GpuError> {
-        let r = self.device.poll(wgpu::PollType::Wait { submission_index: index, timeout: Some(self.timeout) });
-        if let Err(e) = r {
-            self.check()?;
-            return Err(match e {
-                wgpu::PollError::Timeout => GpuError::Timeout {
-                    what: what.to_string(),
-                    secs: self.timeout.as_secs(),
-                    adapter: self.adapter.line(),
-                },
-                other => GpuError::Device { adapter: self.adapter.line(), message: other.to_string() },
-            });
+    /// Waits for a submission, at most the timeout; `what` names the work in the error. Natively this polls the
+    /// device (blocking); in a browser it awaits the queue, and the page's event loop runs meanwhile.
+    pub async fn wait(&self, index: Option<wgpu::SubmissionIndex>, what: &str) -> Result<(), GpuError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let r = self.device.poll(wgpu::PollType::Wait { submission_index: index, timeout: Some(self.timeout) });
+            if let Err(e) = r {
+                self.check()?;
+                return Err(match e {
+                    wgpu::PollError::Timeout => GpuError::Timeout {
+                        what: what.to_string(),
+                        secs: self.timeout.as_secs(),
+                        adapter: self.adapter.line(),
+                    },
+                    other => GpuError::Device { adapter: self.adapter.line(), message: other.to_string() },
+                });
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = (index, what); // WebGPU waits for all work submitted so far
+            let (done, finished) = handoff();
+            self.queue.on_submitted_work_done(move || done(()));
+            finished.await;
         }
         self.check()
     }
@@ -613,43 +669,19 @@ impl Gpu {
         Ok(())
     }
 
-    /// Copies `bytes` bytes from the start of `buffer` back to the host (waits, with the timeout).
-    pub fn read_bytes(&self, buffer: &wgpu::Buffer, offset: u64, bytes: u64, what: &str) -> Result<Vec<u8>, GpuError> {
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+    /// Copies `bytes` bytes from `offset` in `buffer` back to the host (waits, with the timeout).
+    pub async fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, GpuError> {
+        let staging = self.staging("readback", bytes);
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
         let idx = self.queue.submit([enc.finish()]);
-        let slice = staging.slice(..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait(Some(idx), what)?;
-        let mapped = rx.recv_timeout(self.timeout).map_err(|e| GpuError::Readback {
-            what: what.to_string(),
-            adapter: self.adapter.line(),
-            message: e.to_string(),
-        })?;
-        mapped.map_err(|e| GpuError::Readback {
-            what: what.to_string(),
-            adapter: self.adapter.line(),
-            message: e.to_string(),
-        })?;
-        let out = slice
-            .get_mapped_range()
-            .map_err(|e| GpuError::Readback {
-                what: what.to_string(),
-                adapter: self.adapter.line(),
-                message: e.to_string(),
-            })?
-            .to_vec();
-        staging.unmap();
-        Ok(out)
+        self.map_read(&staging, bytes, idx, what).await
     }
 
     /// A small buffer the host can map, for reads recorded into a command buffer (`read_recorded`).
@@ -664,45 +696,59 @@ impl Gpu {
 
     /// Reads `staging`, which submission `after` filled (a copy recorded in it), once that submission is done: no new
     /// submission, so work queued behind it keeps the GPU busy meanwhile.
-    pub fn read_recorded(
+    pub async fn read_recorded(
         &self,
         staging: &wgpu::Buffer,
         after: wgpu::SubmissionIndex,
         what: &str,
     ) -> Result<Vec<u8>, GpuError> {
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait(Some(after), what)?;
+        self.map_read(staging, staging.size(), after, what).await
+    }
+
+    /// Maps the first `bytes` of `staging` once submission `after` is done, copies them out and unmaps.
+    async fn map_read(
+        &self,
+        staging: &wgpu::Buffer,
+        bytes: u64,
+        after: wgpu::SubmissionIndex,
+        what: &str,
+    ) -> Result<Vec<u8>, GpuError> {
         let err =
             |message: String| GpuError::Readback { what: what.to_string(), adapter: self.adapter.line(), message };
-        rx.recv_timeout(self.timeout).map_err(|e| err(e.to_string()))?.map_err(|e| err(e.to_string()))?;
+        let slice = staging.slice(..bytes);
+        let (mapped, result) = handoff();
+        slice.map_async(wgpu::MapMode::Read, mapped);
+        self.wait(Some(after), what).await?;
+        // Natively the device poll in `wait` has run the callback; in a browser it comes when the page gets to it.
+        #[cfg(not(target_arch = "wasm32"))]
+        let result = result.now().ok_or_else(|| err("the buffer was not mapped after the work was done".into()))?;
+        #[cfg(target_arch = "wasm32")]
+        let result = result.await;
+        result.map_err(|e| err(e.to_string()))?;
         let out = slice.get_mapped_range().map_err(|e| err(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(out)
     }
 
-    pub fn read_f32(
+    pub async fn read_f32(
         &self,
         buffer: &wgpu::Buffer,
         offset_elems: usize,
         len: usize,
         what: &str,
     ) -> Result<Vec<f32>, GpuError> {
-        let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what)?;
+        let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    pub fn read_u32(
+    pub async fn read_u32(
         &self,
         buffer: &wgpu::Buffer,
         offset_elems: usize,
         len: usize,
         what: &str,
     ) -> Result<Vec<u32>, GpuError> {
-        let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what)?;
+        let bytes = self.read_bytes(buffer, offset_elems as u64 * 4, len as u64 * 4, what).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 }
@@ -712,4 +758,45 @@ pub fn pack_u8(bytes: &[u8]) -> Vec<u8> {
     let mut v = bytes.to_vec();
     v.resize(bytes.len().next_multiple_of(4).max(4), 0);
     v
+}
+
+/// A value a wgpu callback hands over (a buffer mapped, the queue done) to the code awaiting it: the sending half is
+/// the callback, the receiving half a future.
+fn handoff<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, Handoff<T>) {
+    let shared: Arc<Mutex<(Option<T>, Option<Waker>)>> = Arc::new(Mutex::new((None, None)));
+    let sender = shared.clone();
+    let send = move |value: T| {
+        let waker = sender.lock().ok().and_then(|mut s| {
+            s.0 = Some(value);
+            s.1.take()
+        });
+        if let Some(w) = waker {
+            w.wake();
+        }
+    };
+    (send, Handoff(shared))
+}
+
+struct Handoff<T>(Arc<Mutex<(Option<T>, Option<Waker>)>>);
+
+impl<T> Handoff<T> {
+    /// The value if the callback has run.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn now(&self) -> Option<T> {
+        self.0.lock().ok().and_then(|mut s| s.0.take())
+    }
+}
+
+impl<T> Future for Handoff<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Ok(mut s) = self.0.lock() else { return Poll::Pending };
+        match s.0.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }

@@ -437,7 +437,7 @@ impl GpuNetwork {
             }
         }
 
-        let t0 = std::time::Instant::now();
+        let t0 = web_time::Instant::now();
         let train = train.map(|s| DeviceSplit::upload(&gpu, "train", s)).transpose()?;
         let test = DeviceSplit::upload(&gpu, "test", test)?;
         let mut buffers: HashMap<String, wgpu::Buffer> = HashMap::new();
@@ -545,7 +545,10 @@ impl GpuNetwork {
             put(&mut blocks, train_steps + c, c * program.eval_batch, program.eval_batch);
         }
         gpu.queue.write_buffer(&buffers["step"], 0, &blocks);
-        gpu.wait(Some(gpu.queue.submit([])), "uploading the data")?;
+        // Natively the upload is waited for, so that `pipeline_seconds` includes it; a browser cannot block here, and
+        // the first submission queues behind the upload anyway.
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(gpu.wait(Some(gpu.queue.submit([])), "uploading the data"))?;
         let pipeline_seconds = t0.elapsed().as_secs_f64();
 
         Ok(GpuNetwork {
@@ -589,16 +592,16 @@ impl GpuNetwork {
         self.gpu.queue.write_buffer(self.buffer("momentum"), 0, bytemuck::cast_slice(momentum));
     }
 
-    pub fn params(&self) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("params"), 0, self.arch.param_count(), "the parameters")
+    pub async fn params(&self) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(self.buffer("params"), 0, self.arch.param_count(), "the parameters").await
     }
 
-    pub fn momentum(&self) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("momentum"), 0, self.arch.param_count(), "the momentum")
+    pub async fn momentum(&self) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(self.buffer("momentum"), 0, self.arch.param_count(), "the momentum").await
     }
 
-    pub fn grads(&self) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("grads"), 0, self.arch.param_count(), "the gradients")
+    pub async fn grads(&self) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(self.buffer("grads"), 0, self.arch.param_count(), "the gradients").await
     }
 
     fn offset(&self, entry: usize) -> u32 {
@@ -611,15 +614,15 @@ impl GpuNetwork {
         self.gpu.queue.submit([enc.finish()]);
     }
 
-    pub fn read_metrics(&self) -> Result<Metrics, GpuError> {
-        let m = self.gpu.read_f32(self.buffer("stats"), 0, 3, "the metrics")?;
+    pub async fn read_metrics(&self) -> Result<Metrics, GpuError> {
+        let m = self.gpu.read_f32(self.buffer("stats"), 0, 3, "the metrics").await?;
         Ok(Metrics { loss_sum: m[0] as f64, correct: m[1] as usize, count: m[2] as usize })
     }
 
     /// Trains one epoch over the training set in `order` (a permutation of its indices). `progress(steps_done,
     /// running_metrics)` is called after each submission completes; returning `false` from it stops after that
     /// submission (Ctrl-C). Returns the epoch's metrics and each step's mean loss.
-    pub fn train_epoch(
+    pub async fn train_epoch(
         &mut self,
         order: &[u32],
         lr: f32,
@@ -653,24 +656,24 @@ impl GpuNetwork {
             enc.copy_buffer_to_buffer(self.buffer("stats"), 0, &staging[chunk % 2], 0, 16);
             let idx = self.gpu.queue.submit([enc.finish()]);
             if let Some((prev, prev_end, prev_chunk)) = pending.replace((idx, end, chunk)) {
-                let m = metrics(self.gpu.read_recorded(&staging[prev_chunk % 2], prev, "the running metrics")?);
+                let m = metrics(self.gpu.read_recorded(&staging[prev_chunk % 2], prev, "the running metrics").await?);
                 if !progress(prev_end, &m) {
-                    self.gpu.wait(pending.map(|p| p.0), "a chunk of training steps")?;
-                    return self.finish_epoch(end);
+                    self.gpu.wait(pending.map(|p| p.0), "a chunk of training steps").await?;
+                    return self.finish_epoch(end).await;
                 }
             }
             done = end;
             chunk += 1;
         }
         if let Some((idx, end, last)) = pending {
-            progress(end, &metrics(self.gpu.read_recorded(&staging[last % 2], idx, "the running metrics")?));
+            progress(end, &metrics(self.gpu.read_recorded(&staging[last % 2], idx, "the running metrics").await?));
         }
-        self.finish_epoch(self.train_steps)
+        self.finish_epoch(self.train_steps).await
     }
 
-    fn finish_epoch(&self, steps: usize) -> Result<(Metrics, Vec<f32>), GpuError> {
-        let m = self.read_metrics()?;
-        Ok((m, self.step_losses(steps)?))
+    async fn finish_epoch(&self, steps: usize) -> Result<(Metrics, Vec<f32>), GpuError> {
+        let m = self.read_metrics().await?;
+        Ok((m, self.step_losses(steps).await?))
     }
 
     /// Uploads the epoch's sample order and the SGD hyperparameters, and zeroes the running metrics.
@@ -694,7 +697,13 @@ impl GpuNetwork {
 
     /// Runs `steps` training steps in `order` without reading anything back (for benchmarks and tests): steps
     /// 0, 1, ... of the epoch, wrapping round to its first batch again after the last, submitted in chunks.
-    pub fn train_steps_raw(&mut self, order: &[u32], lr: f32, momentum: f32, steps: usize) -> Result<(), GpuError> {
+    pub async fn train_steps_raw(
+        &mut self,
+        order: &[u32],
+        lr: f32,
+        momentum: f32,
+        steps: usize,
+    ) -> Result<(), GpuError> {
         self.begin_epoch(order, lr, momentum);
         let mut last = None;
         let mut done = 0;
@@ -710,12 +719,12 @@ impl GpuNetwork {
             last = Some(self.gpu.queue.submit([enc.finish()]));
             done = end;
         }
-        self.gpu.wait(last, "training steps")
+        self.gpu.wait(last, "training steps").await
     }
 
     /// Runs `passes` forward passes over the whole test set (load, forward, loss), in one submission, and returns the
     /// number of images evaluated, reading nothing else back: inference throughput for `bench`.
-    pub fn evaluate_raw(&mut self, passes: usize) -> Result<usize, GpuError> {
+    pub async fn evaluate_raw(&mut self, passes: usize) -> Result<usize, GpuError> {
         self.clear_metrics();
         let chunks = self.test.len.div_ceil(self.eval_batch);
         for ch in 0..chunks {
@@ -739,18 +748,18 @@ impl GpuNetwork {
             submitted.push(self.gpu.queue.submit([enc.finish()]));
         }
         for idx in submitted {
-            self.gpu.wait(Some(idx), "evaluation")?;
+            self.gpu.wait(Some(idx), "evaluation").await?;
         }
-        Ok(self.read_metrics()?.count)
+        Ok(self.read_metrics().await?.count)
     }
 
     /// The step losses of the last epoch's first `steps` steps.
-    pub fn step_losses(&self, steps: usize) -> Result<Vec<f32>, GpuError> {
-        self.gpu.read_f32(self.buffer("stats"), self.stats_layout.losses, steps, "the step losses")
+    pub async fn step_losses(&self, steps: usize) -> Result<Vec<f32>, GpuError> {
+        self.gpu.read_f32(self.buffer("stats"), self.stats_layout.losses, steps, "the step losses").await
     }
 
     /// Evaluates the current parameters on the test set: summed loss, correct count and every sample's predicted class.
-    pub fn evaluate(&mut self) -> Result<(Metrics, Vec<u32>), GpuError> {
+    pub async fn evaluate(&mut self) -> Result<(Metrics, Vec<u32>), GpuError> {
         let (split, load) = (&self.test, &self.load_test);
         self.clear_metrics();
         let chunks = split.len.div_ceil(self.eval_batch);
@@ -773,22 +782,23 @@ impl GpuNetwork {
             submitted.push(self.gpu.queue.submit([enc.finish()]));
         }
         for idx in submitted {
-            self.gpu.wait(Some(idx), "evaluation")?;
+            self.gpu.wait(Some(idx), "evaluation").await?;
         }
-        let m = self.read_metrics()?;
-        let preds = self.gpu.read_u32(self.buffer("stats"), self.stats_layout.preds, split.len, "the predictions")?;
+        let m = self.read_metrics().await?;
+        let preds =
+            self.gpu.read_u32(self.buffer("stats"), self.stats_layout.preds, split.len, "the predictions").await?;
         Ok((m, preds))
     }
 
     /// Per-dispatch time of every op of a training step: the median of `reps` passes of one dispatch each, timed with
     /// GPU timestamp queries where the adapter has them (readings validated: non-zero, end after start), else by the
     /// wall clock of a submit-and-wait per pass. Returns the timer used and each op's time and work.
-    pub fn profile(&mut self, reps: usize) -> Result<(String, Vec<OpTime>), GpuError> {
+    pub async fn profile(&mut self, reps: usize) -> Result<(String, Vec<OpTime>), GpuError> {
         let reps = reps.max(1);
         let train_len = self.train.as_ref().map_or(0, |t| t.len);
         let n = self.batch.min(train_len);
         let order: Vec<u32> = (0..train_len as u32).collect();
-        self.train_steps_raw(&order, 0.0, 0.0, 1)?; // fills every buffer with real values
+        self.train_steps_raw(&order, 0.0, 0.0, 1).await?; // fills every buffer with real values
         let off = self.offset(0);
         let timestamps = self.gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut all_valid = timestamps;
@@ -822,7 +832,7 @@ impl GpuNetwork {
                 }
                 enc.resolve_query_set(&qs, 0..count, &resolve, 0);
                 self.gpu.queue.submit([enc.finish()]);
-                let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64, "timestamps")?;
+                let raw = self.gpu.read_bytes(&resolve, 0, 8 * count as u64, "timestamps").await?;
                 let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&raw);
                 let period = self.gpu.queue.get_timestamp_period() as f64;
                 for r in 0..reps {
@@ -836,14 +846,14 @@ impl GpuNetwork {
             if !all_valid {
                 times.clear();
                 for _ in 0..reps {
-                    let t0 = std::time::Instant::now();
+                    let t0 = web_time::Instant::now();
                     let mut enc = self.gpu.device.create_command_encoder(&Default::default());
                     {
                         let mut pass = enc.begin_compute_pass(&Default::default());
                         op.record(&mut pass, off, n);
                     }
                     let idx = self.gpu.queue.submit([enc.finish()]);
-                    self.gpu.wait(Some(idx), "profiling")?;
+                    self.gpu.wait(Some(idx), "profiling").await?;
                     times.push(t0.elapsed().as_secs_f64());
                 }
             }
@@ -864,7 +874,7 @@ impl GpuNetwork {
     }
 
     /// Runs the forward pass on the chosen test images and reads back their activations and logits.
-    pub fn probe(&mut self, samples: &[u32]) -> Result<Probe, GpuError> {
+    pub async fn probe(&mut self, samples: &[u32]) -> Result<Probe, GpuError> {
         let n = samples.len();
         assert!(n > 0 && n <= PROBE_MAX && samples.iter().all(|&s| (s as usize) < self.test.len));
         self.gpu.queue.write_buffer(self.buffer("probe.order"), 0, bytemuck::cast_slice(samples));
@@ -879,20 +889,21 @@ impl GpuNetwork {
             }
         }
         let idx = self.gpu.queue.submit([enc.finish()]);
-        self.gpu.wait(Some(idx), "the probe forward pass")?;
+        self.gpu.wait(Some(idx), "the probe forward pass").await?;
         let mut maps = Vec::new();
         for c in self.arch.convs() {
             let what = format!("conv{} activations", c.index);
-            let values = self.gpu.read_f32(self.buffer(&format!("conv{}.out", c.index)), 0, n * c.out_len(), &what)?;
+            let values =
+                self.gpu.read_f32(self.buffer(&format!("conv{}.out", c.index)), 0, n * c.out_len(), &what).await?;
             maps.push(FeatureMaps { channels: c.cout, height: c.h, width: c.w, values });
         }
         let input = self.arch.input();
         Ok(Probe {
-            x: self.gpu.read_f32(self.buffer("x"), 0, n * input.pixels(), "probe inputs")?,
+            x: self.gpu.read_f32(self.buffer("x"), 0, n * input.pixels(), "probe inputs").await?,
             input,
             norm: self.norm,
             maps,
-            logits: self.gpu.read_f32(self.buffer("logits"), 0, n * CLASSES, "logits")?,
+            logits: self.gpu.read_f32(self.buffer("logits"), 0, n * CLASSES, "logits").await?,
         })
     }
 
@@ -911,33 +922,33 @@ impl Engine for GpuNetwork {
     fn arch(&self) -> &Arch {
         &self.arch
     }
-    fn train_epoch(
+    async fn train_epoch(
         &mut self,
         order: &[u32],
         lr: f32,
         momentum: f32,
         progress: &mut dyn FnMut(usize, &Metrics) -> bool,
     ) -> anyhow::Result<(Metrics, Vec<f32>)> {
-        Ok(GpuNetwork::train_epoch(self, order, lr, momentum, progress)?)
+        Ok(GpuNetwork::train_epoch(self, order, lr, momentum, progress).await?)
     }
-    fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
-        Ok(GpuNetwork::evaluate(self)?)
+    async fn evaluate(&mut self) -> anyhow::Result<(Metrics, Vec<u32>)> {
+        Ok(GpuNetwork::evaluate(self).await?)
     }
-    fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
-        Ok(GpuNetwork::probe(self, samples)?)
+    async fn probe(&mut self, samples: &[u32]) -> anyhow::Result<Probe> {
+        Ok(GpuNetwork::probe(self, samples).await?)
     }
     fn steps_per_epoch(&self) -> usize {
         self.train_steps
     }
-    fn params(&self) -> anyhow::Result<Vec<f32>> {
-        Ok(GpuNetwork::params(self)?)
+    async fn params(&self) -> anyhow::Result<Vec<f32>> {
+        Ok(GpuNetwork::params(self).await?)
     }
     fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()> {
         GpuNetwork::set_params(self, params);
         Ok(())
     }
-    fn momentum(&self) -> anyhow::Result<Vec<f32>> {
-        Ok(GpuNetwork::momentum(self)?)
+    async fn momentum(&self) -> anyhow::Result<Vec<f32>> {
+        Ok(GpuNetwork::momentum(self).await?)
     }
     fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()> {
         GpuNetwork::set_momentum(self, momentum);

@@ -174,6 +174,10 @@ fn map_chunks<R: Send>(n: usize, chunk: usize, f: impl Fn(Range<usize>) -> R + S
         return Vec::new();
     }
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if cores == 1 || cfg!(target_arch = "wasm32") {
+        // One core, or a browser (no threads there): in order, on this thread.
+        return ranges.into_iter().map(f).collect();
+    }
     let per_thread = ranges.len().div_ceil(cores.min(ranges.len()));
     let f = &f;
     std::thread::scope(|scope| {

@@ -8,7 +8,7 @@ use gpu_cnn::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
 
 /// The default adapter, or None with a visible "skipped" line. With `GPU_CNN_REQUIRE_GPU=1` a missing adapter fails.
 pub fn gpu(test: &str) -> Option<Gpu> {
-    match Gpu::open(&AdapterSelection::default()) {
+    match pollster::block_on(Gpu::open(&AdapterSelection::default())) {
         Ok(g) => {
             eprintln!("{test}: adapter {}", g.adapter.line());
             Some(g)
@@ -28,8 +28,9 @@ pub fn gpu(test: &str) -> Option<Gpu> {
 /// limits (`GPU_CNN_LIMITS=downlevel`) rule the simd family out, opened for the tiled family alone.
 pub fn gpu_for_families(test: &str) -> Option<Gpu> {
     let opts = OpenOptions::from_env().expect("GPU_CNN_* settings");
-    let opened = match Gpu::open_with(&AdapterSelection::default(), opts.family(Family::Simd)) {
-        Err(GpuError::Limit { .. }) => Gpu::open_with(&AdapterSelection::default(), opts.family(Family::Tiled)),
+    let open = |family| pollster::block_on(Gpu::open_with(&AdapterSelection::default(), opts.family(family)));
+    let opened = match open(Family::Simd) {
+        Err(GpuError::Limit { .. }) => open(Family::Tiled),
         other => other,
     };
     match opened {
