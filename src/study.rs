@@ -143,18 +143,22 @@ pub enum Engines {
     Cpu(CpuEngine),
 }
 
+/// `body` with `e` bound to whichever engine `engines` holds (both implement `Engine`).
+macro_rules! either {
+    ($engines:expr, $e:ident => $body:expr) => {
+        match $engines {
+            Engines::Gpu($e) => $body,
+            Engines::Cpu($e) => $body,
+        }
+    };
+}
+
 impl Engine for Engines {
     fn device(&self) -> DeviceInfo {
-        match self {
-            Engines::Gpu(e) => e.device(),
-            Engines::Cpu(e) => e.device(),
-        }
+        either!(self, e => Engine::device(e))
     }
     fn arch(&self) -> &Arch {
-        match self {
-            Engines::Gpu(e) => Engine::arch(e),
-            Engines::Cpu(e) => e.arch(),
-        }
+        either!(self, e => Engine::arch(e))
     }
     async fn train_epoch(
         &mut self,
@@ -163,52 +167,28 @@ impl Engine for Engines {
         momentum: f32,
         progress: &mut dyn FnMut(usize, &Metrics) -> bool,
     ) -> Result<(Metrics, Vec<f32>)> {
-        match self {
-            Engines::Gpu(e) => Engine::train_epoch(e, order, lr, momentum, progress).await,
-            Engines::Cpu(e) => e.train_epoch(order, lr, momentum, progress).await,
-        }
+        either!(self, e => Engine::train_epoch(e, order, lr, momentum, progress).await)
     }
     async fn evaluate(&mut self) -> Result<(Metrics, Vec<u32>)> {
-        match self {
-            Engines::Gpu(e) => Engine::evaluate(e).await,
-            Engines::Cpu(e) => e.evaluate().await,
-        }
+        either!(self, e => Engine::evaluate(e).await)
     }
     async fn probe(&mut self, samples: &[u32]) -> Result<crate::engine::Probe> {
-        match self {
-            Engines::Gpu(e) => Engine::probe(e, samples).await,
-            Engines::Cpu(e) => e.probe(samples).await,
-        }
+        either!(self, e => Engine::probe(e, samples).await)
     }
     fn steps_per_epoch(&self) -> usize {
-        match self {
-            Engines::Gpu(e) => Engine::steps_per_epoch(e),
-            Engines::Cpu(e) => e.steps_per_epoch(),
-        }
+        either!(self, e => Engine::steps_per_epoch(e))
     }
     async fn params(&self) -> Result<Vec<f32>> {
-        match self {
-            Engines::Gpu(e) => Engine::params(e).await,
-            Engines::Cpu(e) => e.params().await,
-        }
+        either!(self, e => Engine::params(e).await)
     }
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        match self {
-            Engines::Gpu(e) => Engine::set_params(e, params),
-            Engines::Cpu(e) => e.set_params(params),
-        }
+        either!(self, e => Engine::set_params(e, params))
     }
     async fn momentum(&self) -> Result<Vec<f32>> {
-        match self {
-            Engines::Gpu(e) => Engine::momentum(e).await,
-            Engines::Cpu(e) => e.momentum().await,
-        }
+        either!(self, e => Engine::momentum(e).await)
     }
     fn set_momentum(&mut self, momentum: &[f32]) -> Result<()> {
-        match self {
-            Engines::Gpu(e) => Engine::set_momentum(e, momentum),
-            Engines::Cpu(e) => e.set_momentum(momentum),
-        }
+        either!(self, e => Engine::set_momentum(e, momentum))
     }
 }
 

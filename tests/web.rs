@@ -156,3 +156,17 @@ fn the_page_names_a_bad_option() {
     let error = web["error"].as_str().unwrap_or_else(|| panic!("{test}: no error in {web}"));
     assert!(error.contains("epochs=two"), "{test}: {error}");
 }
+
+/// Any query, for measurements (BENCHMARKS.md): `GPU_CNN_WEB_QUERY='run=bench&no-check=1' cargo test --release
+/// --test web -- --ignored any_query --nocapture` prints the page's JSON (and `GPU_CNN_WEB_SECONDS` bounds the wait,
+/// 1,800 s by default).
+#[test]
+#[ignore]
+fn any_query() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let query = std::env::var("GPU_CNN_WEB_QUERY").expect("GPU_CNN_WEB_QUERY, e.g. run=bench&no-check=1");
+    let seconds = std::env::var("GPU_CNN_WEB_SECONDS").map_or(1800, |s| s.parse().expect("GPU_CNN_WEB_SECONDS"));
+    let t = std::time::Instant::now();
+    let Some((web, _browser)) = run_page("any_query", &query, Duration::from_secs(seconds)) else { return };
+    println!("any_query: ?{query}: {:.1} s\n{web}", t.elapsed().as_secs_f64());
+}
