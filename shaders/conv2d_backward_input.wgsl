@@ -43,7 +43,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 // conv2d_forward.wgsl).
 fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
     let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
-    let ok = iy >= 0 && iy < i32(H);
+    let ok = (iy >= 0) & (iy < i32(H));
     let p0 = ld2(row, ox - 2, ok);
     let p1 = ld2(row, ox, ok);
     let p2 = ld2(row, ox + 2, ok);
@@ -65,9 +65,11 @@ fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
 }
 
 // The pair dy[row + ix], dy[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0.
+// (`&`, not `&&`: Tint and naga turn a short-circuit into branches, two per load, and SwiftShader's compiler did not
+// finish a kernel with dozens of such loads in minutes; with `&` it takes seconds.)
 fn ld2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
     let v = dy[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
-    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
+    return select(vec2<f32>(0.0), v, ok & (ix >= 0) & (ix < i32(W)));
 }
 
 // The three taps w, w + 1, w + 2 of one kernel row of one channel pair, flipped: window k meets tap 2 − k.

@@ -53,9 +53,11 @@ var<workgroup> partial: array<f32, 2560>; // ROUND * TERMS * WG
 
 // The pair x[row + ix], x[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0
 // (the padding). W, rows and segments are even, so a pair is aligned and wholly inside or outside the row.
+// (`&`, not `&&`: Tint and naga turn a short-circuit into branches, two per load, and SwiftShader's compiler did not
+// finish a kernel with dozens of such loads in minutes; with `&` it takes seconds.)
 fn ldx2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
     let v = x[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
-    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
+    return select(vec2<f32>(0.0), v, ok & (ix >= 0) & (ix < i32(W)));
 }
 
 // The pair dy[row + ix], dy[row + ix + 1] (ix even), or 0 past the end of the row.

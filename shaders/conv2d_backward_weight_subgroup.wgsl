@@ -55,9 +55,11 @@ var<workgroup> partial: array<f32, 2560>; // [subgroup][SUMS][lane]: 8 · 40 · 
 
 // The pair x[row + ix], x[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0
 // (the padding). W, rows and segments are even, so a pair is aligned and wholly inside or outside the row.
+// (`&`, not `&&`: Tint and naga turn a short-circuit into branches, two per load, and SwiftShader's compiler did not
+// finish a kernel with dozens of such loads in minutes; with `&` it takes seconds.)
 fn ldx2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
     let v = x[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
-    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
+    return select(vec2<f32>(0.0), v, ok & (ix >= 0) & (ix < i32(W)));
 }
 
 // The pair dy[row + ix], dy[row + ix + 1] (ix even), or 0 past the end of the row.
@@ -76,7 +78,7 @@ fn load_share(plane: u32, y: u32, ox: i32, lane: u32) -> array<vec2<f32>, 4> {
 fn share(plane: u32, y: u32, ox: i32, p: u32) -> vec2<f32> {
     let yy = i32(y) - 1 + i32(p / 10u);
     let row = plane + u32(clamp(yy, 0, i32(H) - 1)) * W;
-    return ldx2(row, ox - 2 + 2 * i32(p % 10u), yy >= 0 && yy < i32(H));
+    return ldx2(row, ox - 2 + 2 * i32(p % 10u), (yy >= 0) & (yy < i32(H)));
 }
 
 // Pair p (a constant after inlining) of the 30, from the lane that loaded it.

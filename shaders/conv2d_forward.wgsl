@@ -11,9 +11,8 @@
 // Each thread computes a tile of CO_B = 8 output channels × 2 rows × PX = 16 pixels (two row segments, each held as a
 // mat4x4: column q is pixels 4q..4q+3). Per input channel it loads the 4 input rows the two output rows need (18
 // values each: the segment and its halo) once each, in a loop: input row k meets kernel row k of output row 0 and
-// kernel row k − 1 of output row 1. (Spelled out as four loads and three row pairs, SwiftShader's compiler did not
-// finish this kernel in minutes; as a loop it takes 2.6 s, lavapipe's Vulkan driver runs it 10–30 % faster, Mesa's GL
-// one a third slower for conv2.)
+// kernel row k − 1 of output row 1. (As a loop, lavapipe's Vulkan driver runs it 10–30 % faster than spelled out as
+// four loads and three row pairs, Mesa's GL one a third slower for conv2.)
 // Threads are ordered (channel block, sample, row pair, segment).
 // With POOL (H and W even), the thread also takes the maximum of each 2×2 window of its tile (after bias and ReLU: the
 // values it stores in y; ties go to the first in row-major order, as in the reference maxpool_forward and in
@@ -59,7 +58,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 // plane are even, so each pair is aligned and wholly inside or outside the row): 10 loads instead of 18.
 fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
     let row = plane + u32(clamp(iy, 0, i32(H) - 1)) * W;
-    let ok = iy >= 0 && iy < i32(H);
+    let ok = (iy >= 0) & (iy < i32(H));
     let p0 = ld2(row, ox - 2, ok);
     let p1 = ld2(row, ox, ok);
     let p2 = ld2(row, ox + 2, ok);
@@ -81,9 +80,11 @@ fn windows(plane: u32, iy: i32, ox: i32) -> array<mat4x4<f32>, 3> {
 }
 
 // The pair x[row + ix], x[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0.
+// (`&`, not `&&`: Tint and naga turn a short-circuit into branches, two per load, and SwiftShader's compiler did not
+// finish a kernel with dozens of such loads in minutes; with `&` it takes seconds.)
 fn ld2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
     let v = x[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
-    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
+    return select(vec2<f32>(0.0), v, ok & (ix >= 0) & (ix < i32(W)));
 }
 
 // The three taps w, w + 1, w + 2 of one kernel row of one channel.

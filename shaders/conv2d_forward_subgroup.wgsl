@@ -49,9 +49,11 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 @group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
 
 // The pair x[row + ix], x[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0.
+// (`&`, not `&&`: Tint and naga turn a short-circuit into branches, two per load, and SwiftShader's compiler did not
+// finish a kernel with dozens of such loads in minutes; with `&` it takes seconds.)
 fn ld2(row: u32, ix: i32, ok: bool) -> vec2<f32> {
     let v = x[(row + u32(clamp(ix, 0, i32(W) - 2))) / 2u];
-    return select(vec2<f32>(0.0), v, ok && ix >= 0 && ix < i32(W));
+    return select(vec2<f32>(0.0), v, ok & (ix >= 0) & (ix < i32(W)));
 }
 
 // The three taps w, w + 1, w + 2 of one kernel row of one channel.
@@ -76,7 +78,7 @@ fn share(plane: u32, iy: i32, ox: i32, p: u32) -> vec2<f32> {
     let r = i32(p / 10u);
     let yy = iy - 1 + r;
     let row = plane + u32(clamp(yy, 0, i32(H) - 1)) * W;
-    return ld2(row, ox - 2 + 2 * i32(p % 10u), yy >= 0 && yy < i32(H));
+    return ld2(row, ox - 2 + 2 * i32(p % 10u), (yy >= 0) & (yy < i32(H)));
 }
 
 // Pair p (a constant after inlining) of the tile's 40, from the lane that loaded it.
