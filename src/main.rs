@@ -24,6 +24,7 @@ const ENVIRONMENT: &str = "Environment:
   GPU_CNN_DATA=DIR           MNIST's directory when --data-dir is not given (default: data/mnist)
   GPU_CNN_KERNELS=FAMILY     kernel family when --kernels is not given: tiled, simd or auto
   GPU_CNN_SUBGROUPS=0        the simd family without its 8-lane subgroup kernels
+  GPU_CNN_FUSED_HEAD=0       the tiled family's classifier head as four dispatches, not one
   GPU_CNN_LIMITS=downlevel   hold the device to WebGPU's downlevel limits
   GPU_CNN_SHADER_CHECKS=all  wgpu's loop-bounding checks back in the shaders
   GPU_CNN_TIMEOUT_S=N        longest wait for one GPU submission (default 300)

@@ -407,7 +407,7 @@ fn bench_writes_results_that_bench_report_merges() {
     if kernels.starts_with("simd") {
         assert_eq!(kernels == "simd, 8-lane subgroups", r["device"]["subgroups"] == "8", "{r}");
     } else {
-        assert_eq!(kernels, "tiled", "{r}");
+        assert!(kernels.starts_with("tiled"), "{r}");
     }
     // Schema 2: the host, the check before the run, every sample.
     assert_eq!(r["schema_version"], 2, "{r}");
@@ -475,7 +475,8 @@ fn check_passes_and_catches_a_broken_kernel() {
     let step =
         reports[0]["rows"].as_array().unwrap().iter().find(|r| r["kernel"] == "training step conv4-conv6-pool-fc10");
     let step = step.expect("a training step row for --arch");
-    assert_eq!((step["variant"].as_str(), step["passed"].as_bool()), (Some("tiled"), Some(true)), "{step}");
+    assert!(step["variant"].as_str().is_some_and(|v| v.starts_with("tiled")), "{step}");
+    assert_eq!(step["passed"].as_bool(), Some(true), "{step}");
 
     let out = gpu_cnn()
         .args(["check", "--quick"])

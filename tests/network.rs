@@ -42,7 +42,11 @@ fn families(test: &str) -> Vec<(Caps, Gpu)> {
     if simd_fits {
         out.push((Caps::simd(false), gpu_for_families(test).expect("the same adapter")));
     }
-    out.push((Caps::tiled(), first));
+    let tiled = Caps::tiled().within(&first.limits);
+    if tiled.head {
+        out.push((Caps::tiled_unfused(), gpu_for_families(test).expect("the same adapter")));
+    }
+    out.push((tiled, first));
     out
 }
 
@@ -317,8 +321,11 @@ fn generated_networks_train_like_the_reference() {
         let err = gpu_cnn::gpu::network::fits(&arch, Caps::simd(false)).unwrap_err();
         assert!(err.contains(why), "{desc}: {err}");
         let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
-        assert_eq!(rows.iter().map(|r| r.variant.as_str()).collect::<Vec<_>>(), ["tiled"], "{desc}");
-        assert!(rows[0].passed, "{desc}: {}", rows[0].failure.clone().unwrap_or_default());
+        let tiled: Vec<String> = variants.iter().filter(|c| c.family == Family::Tiled).map(|c| c.describe()).collect();
+        assert_eq!(rows.iter().map(|r| r.variant.clone()).collect::<Vec<_>>(), tiled, "{desc}");
+        for r in &rows {
+            assert!(r.passed, "{desc} [{}]: {}", r.variant, r.failure.clone().unwrap_or_default());
+        }
     }
 }
 

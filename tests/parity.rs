@@ -112,6 +112,11 @@ fn softmax_cross_entropy_matches_reference() {
 }
 
 #[test]
+fn classifier_head_matches_reference() {
+    check("classifier_head");
+}
+
+#[test]
 fn sgd_step_matches_reference() {
     check("sgd_step");
 }

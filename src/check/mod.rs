@@ -161,7 +161,8 @@ impl Rows {
 }
 
 /// The variants to check on `gpu`: the engine's own (`gpu.caps`), or with `all` every family the device can run
-/// (the simd family with and without its subgroup kernels where the device has verified 8-lane subgroups).
+/// (the simd family with and without its subgroup kernels where the device has verified 8-lane subgroups, the tiled
+/// family with and without its fused classifier head where the device takes it).
 pub fn variants(gpu: &Gpu, all: bool) -> Vec<Caps> {
     if !all {
         return vec![gpu.caps];
@@ -173,12 +174,16 @@ pub fn variants(gpu: &Gpu, all: bool) -> Vec<Caps> {
     if gpu.subgroups_of_8 {
         v.push(Caps::simd(true));
     }
-    v.push(Caps::tiled());
+    let tiled = Caps::tiled().within(&gpu.limits);
+    v.push(tiled);
+    if tiled.head {
+        v.push(Caps::tiled_unfused());
+    }
     v
 }
 
 /// The kernel groups `check` runs, by the name a parity test gives them.
-pub const OPS: [&str; 10] = [
+pub const OPS: [&str; 11] = [
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
@@ -187,14 +192,20 @@ pub const OPS: [&str; 10] = [
     "dense_backward_input",
     "dense_backward_weight",
     "softmax_cross_entropy",
+    "classifier_head",
     "sgd_step",
     "load_batch",
 ];
 
 /// Whether op group `op` has a kernel in any of `variants`: maxpool_backward only in the simd family (the tiled one
-/// fuses the pool's backward into the convolution gradients), every other group in both.
+/// fuses the pool's backward into the convolution gradients), classifier_head only in the tiled family with its head
+/// (where the device takes it), every other group in both.
 pub fn has_kernels(op: &str, variants: &[Caps]) -> bool {
-    op != "maxpool_backward" || variants.iter().any(|c| c.family == Family::Simd)
+    match op {
+        "maxpool_backward" => variants.iter().any(|c| c.family == Family::Simd),
+        "classifier_head" => variants.iter().any(|c| c.head),
+        _ => true,
+    }
 }
 
 /// Checks the kernels of op group `op` (one of `OPS`) in `variants` on the harness's device.
@@ -209,6 +220,7 @@ pub async fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> 
         "dense_backward_input" => ops::dense_backward_input(h, variants, quick, &mut rows).await,
         "dense_backward_weight" => ops::dense_backward_weight(h, variants, quick, &mut rows).await,
         "softmax_cross_entropy" => ops::softmax_cross_entropy(h, quick, &mut rows).await,
+        "classifier_head" => ops::classifier_head(h, variants, quick, &mut rows).await,
         "sgd_step" => ops::sgd_step(h, quick, &mut rows).await,
         "load_batch" => ops::load_batch(h, &mut rows).await,
         other => panic!("no op group {other}"),

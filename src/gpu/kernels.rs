@@ -48,6 +48,9 @@ pub struct Shader {
     pub workgroup_bytes: u32,
     /// Uses subgroup operations: built only on devices with `Gpu::subgroups_of_8`.
     pub subgroups: bool,
+    /// A fusion its family runs only on devices whose limits take it (`limits::fits`), the unfused kernels elsewhere:
+    /// not among the needs that decide whether a device can run the family at all.
+    pub optional: bool,
 }
 
 use Access::*;
@@ -66,6 +69,7 @@ macro_rules! shader {
             workgroup: 64,
             workgroup_bytes: (528 + 1040 + 2080) * 4,
             subgroups: false,
+            optional: false,
         }
     };
     ($family:expr, $file:literal, [$($entry:literal),+], [$($b:expr),+], wg $wg:expr, shared $bytes:expr $(, $subgroups:ident)?) => {
@@ -79,6 +83,7 @@ macro_rules! shader {
             workgroup: $wg,
             workgroup_bytes: $bytes,
             subgroups: shader!(@sub $($subgroups)?),
+            optional: false,
         }
     };
     (@sub subgroups) => { true };
@@ -216,6 +221,20 @@ pub const SHADERS: &[Shader] = &[
         ["dense_backward_weight_tiled"],
         [Read, Read, ReadWrite, Step]
     ),
+    // The classifier head of a training step in one dispatch where the device takes its 6 storage buffers (the
+    // downlevel floor is 4).
+    Shader {
+        file: "classifier_head.wgsl",
+        source: include_str!("../../shaders/classifier_head.wgsl"),
+        appended: None,
+        entry_points: &["classifier_head"],
+        bindings: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Step],
+        family: Some(Tiled),
+        workgroup: 256,
+        workgroup_bytes: (1024 + 2048 + 256 + 256) * 4,
+        subgroups: false,
+        optional: true,
+    },
     // Measures the adapter (`gpu-cnn peak`).
     shader!(None, "peak.wgsl", ["peak_fma", "peak_copy", "peak_touch"], [Read, ReadWrite], wg 256, shared 0),
     // Checks a device's subgroups before the simd family's subgroup kernels rely on them (`gpu::subgroup_probe`).

@@ -2,7 +2,7 @@
 //! memory), checked against an adapter's limits before anything is created, so that a device too small for a family
 //! gets a message naming the limit, what is needed and what the adapter offers, or the other family.
 
-use super::kernels::{Access, SHADERS, STEP_BYTES, WEIGHT_WINDOW_BYTES};
+use super::kernels::{shader_for, Access, Shader, SHADERS, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 use super::ops::Family;
 
 /// One limit a family needs: wgpu's name for it, the value needed and which shader needs it.
@@ -13,35 +13,47 @@ pub struct Need {
     pub by: &'static str,
 }
 
-/// Everything the shaders of `family` (and the shared ones) ask of a device. `subgroups`: the simd family's subgroup
-/// kernels are included.
+/// Everything the shaders of `family` (and the shared ones) ask of a device, but its optional fusions. `subgroups`:
+/// the simd family's subgroup kernels are included.
 pub fn needs(family: Family, subgroups: bool) -> Vec<Need> {
     let mut out: Vec<Need> = Vec::new();
-    let mut need = |limit: &'static str, needed: u64, by: &'static str| match out.iter_mut().find(|n| n.limit == limit)
-    {
-        Some(n) if n.needed >= needed => {}
-        Some(n) => *n = Need { limit, needed, by },
-        None => out.push(Need { limit, needed, by }),
-    };
-    for s in SHADERS.iter().filter(|s| s.family.is_none_or(|f| f == family) && (subgroups || !s.subgroups)) {
-        let storage = s.bindings.iter().filter(|a| matches!(a, Access::Read | Access::ReadWrite)).count();
-        let uniform = s.bindings.len() - storage;
-        need("max_storage_buffers_per_shader_stage", storage as u64, s.file);
-        need("max_uniform_buffers_per_shader_stage", uniform as u64, s.file);
-        need("max_bindings_per_bind_group", s.bindings.len() as u64, s.file);
-        let dynamic = s.bindings.iter().filter(|a| **a == Access::Step).count();
-        need("max_dynamic_uniform_buffers_per_pipeline_layout", dynamic as u64, s.file);
-        let biggest_uniform = s.bindings.iter().fold(0, |m, a| match a {
-            Access::Weights => m.max(WEIGHT_WINDOW_BYTES),
-            Access::Step | Access::Uniform => m.max(STEP_BYTES),
-            _ => m,
-        });
-        need("max_uniform_buffer_binding_size", biggest_uniform, s.file);
-        need("max_compute_workgroup_storage_size", s.workgroup_bytes as u64, s.file);
-        need("max_compute_invocations_per_workgroup", s.workgroup as u64, s.file);
-        need("max_compute_workgroup_size_x", s.workgroup as u64, s.file);
+    let shaders =
+        SHADERS.iter().filter(|s| s.family.is_none_or(|f| f == family) && (subgroups || !s.subgroups) && !s.optional);
+    for need in shaders.flat_map(shader_needs) {
+        match out.iter_mut().find(|n| n.limit == need.limit) {
+            Some(n) if n.needed >= need.needed => {}
+            Some(n) => *n = need,
+            None => out.push(need),
+        }
     }
     out
+}
+
+/// What one shader asks of a device.
+fn shader_needs(s: &Shader) -> Vec<Need> {
+    let storage = s.bindings.iter().filter(|a| matches!(a, Access::Read | Access::ReadWrite)).count();
+    let dynamic = s.bindings.iter().filter(|a| **a == Access::Step).count();
+    let biggest_uniform = s.bindings.iter().fold(0, |m, a| match a {
+        Access::Weights => m.max(WEIGHT_WINDOW_BYTES),
+        Access::Step | Access::Uniform => m.max(STEP_BYTES),
+        _ => m,
+    });
+    let need = |limit: &'static str, needed: u64| Need { limit, needed, by: s.file };
+    vec![
+        need("max_storage_buffers_per_shader_stage", storage as u64),
+        need("max_uniform_buffers_per_shader_stage", (s.bindings.len() - storage) as u64),
+        need("max_bindings_per_bind_group", s.bindings.len() as u64),
+        need("max_dynamic_uniform_buffers_per_pipeline_layout", dynamic as u64),
+        need("max_uniform_buffer_binding_size", biggest_uniform),
+        need("max_compute_workgroup_storage_size", s.workgroup_bytes as u64),
+        need("max_compute_invocations_per_workgroup", s.workgroup as u64),
+        need("max_compute_workgroup_size_x", s.workgroup as u64),
+    ]
+}
+
+/// Whether the device's limits take the shader of entry point `entry` (an optional fusion, `Shader::optional`).
+pub fn fits(entry: &str, limits: &wgpu::Limits) -> bool {
+    shader_needs(shader_for(entry)).iter().all(|n| n.needed <= value(limits, n.limit))
 }
 
 /// The value of a limit by wgpu's name (those `needs` uses).
@@ -92,5 +104,13 @@ mod tests {
         // The simd family reads the conv weights through a 19,200-byte uniform window: over the 16 KiB floor.
         let (need, have) = unmet(Family::Simd, true, &small).expect("the simd family needs more");
         assert_eq!((need.limit, need.needed, have), ("max_uniform_buffer_binding_size", 19_200, 16_384));
+    }
+
+    #[test]
+    fn the_classifier_head_needs_six_storage_buffers() {
+        assert!(fits("classifier_head", &wgpu::Limits::default()));
+        assert!(!fits("classifier_head", &wgpu::Limits::downlevel_defaults()));
+        let six = wgpu::Limits { max_storage_buffers_per_shader_stage: 6, ..wgpu::Limits::downlevel_defaults() };
+        assert!(fits("classifier_head", &six));
     }
 }

@@ -398,17 +398,20 @@ pub fn shader_capabilities() -> naga::valid::Capabilities {
 }
 
 /// How to open a device: which kernel family (None: the adapter's default, `Gpu::default_family`), whether the simd
-/// family may use its subgroup kernels, and whether to hold the device to `wgpu::Limits::downlevel_defaults()`.
+/// family may use its subgroup kernels, whether the tiled family may fuse its classifier head, and whether to hold the
+/// device to `wgpu::Limits::downlevel_defaults()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenOptions {
     pub family: Option<Family>,
     pub no_subgroups: bool,
+    pub no_head: bool,
     pub downlevel: bool,
 }
 
 impl OpenOptions {
     /// From the environment: `GPU_CNN_KERNELS` (`simd`, `tiled` or `auto`), `GPU_CNN_SUBGROUPS=0` (the simd family
-    /// without its subgroup kernels), `GPU_CNN_LIMITS=downlevel`.
+    /// without its subgroup kernels), `GPU_CNN_FUSED_HEAD=0` (the tiled family's classifier head as four dispatches),
+    /// `GPU_CNN_LIMITS=downlevel`.
     pub fn from_env() -> Result<OpenOptions, GpuError> {
         let family = match std::env::var("GPU_CNN_KERNELS") {
             Ok(v) if !v.is_empty() && v != "auto" => {
@@ -419,6 +422,7 @@ impl OpenOptions {
         Ok(OpenOptions {
             family,
             no_subgroups: std::env::var("GPU_CNN_SUBGROUPS").is_ok_and(|v| v == "0"),
+            no_head: std::env::var("GPU_CNN_FUSED_HEAD").is_ok_and(|v| v == "0"),
             downlevel: std::env::var("GPU_CNN_LIMITS").is_ok_and(|v| v == "downlevel"),
         })
     }
@@ -541,13 +545,14 @@ impl Gpu {
             }
         });
         let secs = std::env::var("GPU_CNN_TIMEOUT_S").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_S);
+        let caps = Caps { family, subgroups_of_8: false, head: family == Family::Tiled && !opts.no_head }.within(&limits);
         let mut gpu = Gpu {
             device,
             queue,
             adapter: summary,
             limits,
             features,
-            caps: Caps { family, subgroups_of_8: false },
+            caps,
             subgroups_of_8: subgroups,
             downlevel: opts.downlevel,
             timeout: Duration::from_secs(secs),
@@ -573,6 +578,7 @@ impl Gpu {
         let opts = OpenOptions {
             family: Some(self.caps.family),
             no_subgroups: !self.subgroups_of_8,
+            no_head: !self.caps.head,
             downlevel: self.downlevel,
         };
         Gpu::open_adapter(summary, adapter, opts).await

@@ -15,7 +15,7 @@ use super::kernels::{Access, Kernel, Kernels, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 use super::ops::conv2d::{self, Conv};
 use super::ops::dense::{self, Dense, Source};
 use super::ops::softmax_cross_entropy::{self, StatsLayout};
-use super::ops::{load_batch, sgd, Caps, Family, Lowered, PerBatch, Plan};
+use super::ops::{classifier_head, load_batch, sgd, Caps, Family, Lowered, PerBatch, Plan};
 use super::{pack_u8, Gpu, GpuError};
 
 /// Most test images `probe` can look at in one call.
@@ -93,15 +93,17 @@ fn conv_input(arch: &Arch, c: &ConvLayer) -> String {
 }
 
 /// The forward pass of `arch`, tiles sized for `batch`: every convolution (with bias, ReLU and its max-pool fused),
-/// then every dense layer (ReLU but for the last), from `x` to `logits`.
-pub fn forward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
+/// then every dense layer (ReLU but for the last), from `x` to `logits`; with `head`, the last dense layer is left to
+/// the head (`classifier_head`).
+pub fn forward(arch: &Arch, caps: Caps, batch: usize, head: bool) -> Lowered {
     let mut l = Lowered::default();
     for cl in arch.convs() {
         let (out, pooled) = (format!("conv{}.out", cl.index), format!("conv{}.pooled", cl.index));
         let op = conv2d::forward(caps, &conv_op(cl), batch, true, cl.pool, &conv_input(arch, cl), &out, &pooled);
         l = l.then(op.layer(&format!("conv{}", cl.index)));
     }
-    for d in arch.denses() {
+    let denses = arch.denses();
+    for d in &denses[..denses.len() - head as usize] {
         let op = dense::forward(caps, &dense_op(d), batch, d.relu, &dense_input(arch, d), &out_name(arch, d));
         l = l.then(op.layer(&format!("fc{}", d.index)));
     }
@@ -109,10 +111,12 @@ pub fn forward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
 }
 
 /// The backward pass, from `dlogits` to every gradient in `grads`: layer by layer from the last, its weight gradient,
-/// then the gradient of its input through the ReLU (and max-pool) that produced it (none for the first layer).
-pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
+/// then the gradient of its input through the ReLU (and max-pool) that produced it (none for the first layer); with
+/// `head`, from the last dense layer's input gradient, which the head wrote.
+pub fn backward(arch: &Arch, caps: Caps, batch: usize, head: bool) -> Lowered {
     let mut l = Lowered::default();
-    for d in arch.denses().iter().rev() {
+    let denses = arch.denses();
+    for d in denses[..denses.len() - head as usize].iter().rev() {
         let (name, dz, x) = (format!("fc{}", d.index), dz_name(arch, d), dense_input(arch, d));
         l = l.then(dense::backward_weight(caps, &dense_op(d), batch, &x, &dz, "grads").layer(&name));
         // Where the input came from: the last convolution (its ReLU output, pooled or not) or the dense layer before.
@@ -143,6 +147,16 @@ pub fn backward(arch: &Arch, caps: Caps, batch: usize) -> Lowered {
     l
 }
 
+/// The last dense layer and the one before it, where `caps` runs a training step's classifier head as one dispatch:
+/// the tiled family with its head, a dense layer (with its ReLU) before the last, and a last layer the head kernel
+/// takes (`classifier_head::fits`).
+fn fused_head(arch: &Arch, caps: Caps) -> Option<(&DenseLayer, &DenseLayer)> {
+    let denses = arch.denses();
+    let [.., before, last] = denses else { return None };
+    let ok = caps.family == Family::Tiled && caps.head && before.relu && classifier_head::fits(&dense_op(last));
+    ok.then_some((last, before))
+}
+
 /// Everything a `GpuNetwork` dispatches, as plans over named buffers.
 pub struct Program {
     pub arch: Arch,
@@ -170,10 +184,16 @@ pub fn lower(arch: &Arch, caps: Caps, batch: usize, train: SplitInfo, test: Spli
     let loss = |backward| softmax_cross_entropy::loss(backward, CLASSES, stats, "logits", "y", "dlogits");
     let px = arch.input().pixels();
     let load = |count, norm, data, order| load_batch::load(count, px, norm, data, order, "x", "y");
-    let train = forward(arch, caps, batch)
-        .then(loss(true))
-        .then(backward(arch, caps, batch))
-        .then(sgd::step(arch.param_count()));
+    let head = fused_head(arch, caps);
+    let train = match head {
+        Some((last, before)) => {
+            let (h, dh) = (out_name(arch, before), dz_name(arch, before));
+            let op = classifier_head::train(&dense_op(last), stats, &h, "y", &dh);
+            forward(arch, caps, batch, true).then(op.layer(&format!("fc{}", last.index)))
+        }
+        None => forward(arch, caps, batch, false).then(loss(true)),
+    };
+    let train = train.then(backward(arch, caps, batch, head.is_some())).then(sgd::step(arch.param_count()));
     Program {
         arch: arch.clone(),
         caps,
@@ -184,7 +204,7 @@ pub fn lower(arch: &Arch, caps: Caps, batch: usize, train: SplitInfo, test: Spli
         load_test: load(test_len, test_norm, "test.data", "test.order"),
         load_probe: load(test_len, test_norm, "test.data", "probe.order"),
         train,
-        eval: forward(arch, caps, eval_batch).then(loss(false)),
+        eval: forward(arch, caps, eval_batch, false).then(loss(false)),
     }
 }
 
@@ -270,7 +290,7 @@ pub fn all_pipeline_specs() -> Vec<PipelineSpec> {
             out.push(spec);
         }
     };
-    for caps in [Caps::simd(true), Caps::simd(false), Caps::tiled()] {
+    for caps in [Caps::simd(true), Caps::simd(false), Caps::tiled(), Caps::tiled_unfused()] {
         for batch in [64, 1024] {
             for p in lower(&Arch::study(), caps, batch, MNIST_SPLITS.0, MNIST_SPLITS.1).plans() {
                 add(p.entry, p.constants.clone());
@@ -393,7 +413,7 @@ impl GpuNetwork {
         let mut caps = gpu.caps;
         if let Err(why) = fits(arch, caps) {
             log::warn!("{why}; running the tiled kernels instead");
-            caps = Caps::tiled();
+            caps = Caps::tiled().within(&gpu.limits);
         }
         Self::with_caps(gpu, caps, arch, batch, train, test, params)
     }
@@ -412,6 +432,7 @@ impl GpuNetwork {
         assert_eq!(params.len(), arch.param_count());
         assert!(batch > 0);
         assert!(!caps.subgroups_of_8 || gpu.subgroups_of_8, "subgroup kernels on a device without them");
+        let caps = caps.within(&gpu.limits);
         fits(arch, caps).map_err(|message| GpuError::Arch { arch: arch.describe(), message })?;
         for s in train.iter().chain([&test]) {
             if s.shape != arch.input() {

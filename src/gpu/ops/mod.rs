@@ -13,6 +13,7 @@
 //!   memory by 64-invocation workgroups, tiles and split-K chosen so a batch of 64 fills a big GPU (`tiles`), the
 //!   max-pool backward fused into the kernel that produces the pooled gradient.
 
+pub mod classifier_head;
 pub mod conv2d;
 pub mod dense;
 pub mod load_batch;
@@ -76,22 +77,37 @@ pub struct Caps {
     /// Subgroups of exactly 8 invocations, verified on the device (`gpu::subgroup_probe`): the simd family then runs
     /// its `*_subgroup` kernels.
     pub subgroups_of_8: bool,
+    /// The tiled family's training step runs its classifier head as one dispatch (`classifier_head`), where the
+    /// device's limits take it (`Caps::within`).
+    pub head: bool,
 }
 
 impl Caps {
     pub fn simd(subgroups_of_8: bool) -> Caps {
-        Caps { family: Family::Simd, subgroups_of_8 }
+        Caps { family: Family::Simd, subgroups_of_8, head: false }
     }
 
+    /// The tiled family with its fused classifier head.
     pub fn tiled() -> Caps {
-        Caps { family: Family::Tiled, subgroups_of_8: false }
+        Caps { family: Family::Tiled, subgroups_of_8: false, head: true }
     }
 
-    /// "tiled", "simd" or "simd, 8-lane subgroups": as results and the adapters list show it.
+    /// The tiled family with the head's four dispatches (a device without six storage buffers per stage).
+    pub fn tiled_unfused() -> Caps {
+        Caps { head: false, ..Caps::tiled() }
+    }
+
+    /// The same, less what a device of `limits` cannot run.
+    pub fn within(self, limits: &wgpu::Limits) -> Caps {
+        Caps { head: self.head && crate::gpu::limits::fits("classifier_head", limits), ..self }
+    }
+
+    /// "tiled", "tiled, head unfused", "simd" or "simd, 8-lane subgroups": as results and the adapters list show it.
     pub fn describe(&self) -> String {
-        match (self.family, self.subgroups_of_8) {
-            (Family::Simd, true) => "simd, 8-lane subgroups".into(),
-            (f, _) => f.name().into(),
+        match (self.family, self.subgroups_of_8, self.head) {
+            (Family::Simd, true, _) => "simd, 8-lane subgroups".into(),
+            (Family::Tiled, _, false) => "tiled, head unfused".into(),
+            (f, _, _) => f.name().into(),
         }
     }
 }
