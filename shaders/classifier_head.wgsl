@@ -16,7 +16,7 @@
 //   5 stats    words, as in softmax_cross_entropy.wgsl                               read-write
 //   6 step     uniform: start, n, index
 // One workgroup walks the batch in chunks of CHUNK samples, in order, and keeps dW and db in workgroup memory until
-// the end: deterministic, no atomics. OUT ≤ MAX_K and OUT·(IN + 1) ≤ MAX_GRAD (the host checks both).
+// the end; the metrics are summed by metrics_core.wgsl (appended by the host): deterministic, no atomics. OUT ≤ MAX_K and OUT·(IN + 1) ≤ MAX_GRAD (the host checks both).
 
 struct Step {
     start: u32,
@@ -49,8 +49,6 @@ const MAX_GRAD: u32 = 2048u;
 var<workgroup> z: array<f32, CHUNK * MAX_K>;
 // dW [OUT, IN] then db [OUT] as rows of IN + 1: row k is class k's weights followed by its bias.
 var<workgroup> grad: array<f32, MAX_GRAD>;
-var<workgroup> loss_sum: array<f32, WG>;
-var<workgroup> correct_sum: array<f32, WG>;
 
 // Softmax cross-entropy of sample b of the chunk (its logits in z): records its prediction, replaces its logits by
 // their gradient, returns (loss, correct).
@@ -138,21 +136,5 @@ fn classifier_head(@builtin(local_invocation_index) lid: u32) {
             grads[B_OFF + k] = grad[e];
         }
     }
-    // The batch's loss and correct predictions: a fixed-order tree, as softmax_cross_entropy.wgsl sums them.
-    loss_sum[lid] = local.x;
-    correct_sum[lid] = local.y;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            loss_sum[lid] += loss_sum[lid + stride];
-            correct_sum[lid] += correct_sum[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    if lid == 0u {
-        stats[0] = bitcast<u32>(bitcast<f32>(stats[0]) + loss_sum[0]);
-        stats[1] = bitcast<u32>(bitcast<f32>(stats[1]) + correct_sum[0]);
-        stats[2] = bitcast<u32>(bitcast<f32>(stats[2]) + f32(n));
-        stats[LOSSES + step.index] = bitcast<u32>(loss_sum[0] / f32(n));
-    }
+    record_metrics(lid, local, n); // metrics_core.wgsl, appended by the host
 }

@@ -9,8 +9,8 @@
 //                from LOSSES f32 [steps], the mean loss of the batch at position `index`;
 //                from PREDS u32 [count], the predicted class of sample start + b      read-write
 //   4 step       uniform: start, n, index
-// One workgroup: its threads stride over the batch (one sample each), then a fixed-order tree reduction sums the
-// losses and correct predictions, and thread 0 adds them to the running totals. No atomics: deterministic.
+// One workgroup: its threads stride over the batch (one sample each), then metrics_core.wgsl (appended by the host)
+// sums the losses and correct predictions in a fixed-order tree and adds them to the running totals. Deterministic.
 
 struct Step {
     start: u32,
@@ -31,9 +31,6 @@ const MAX_K: u32 = 16u;
 @group(0) @binding(2) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<u32>; // f32 values as their bits
 @group(0) @binding(4) var<uniform> step: Step;
-
-var<workgroup> loss_sum: array<f32, WG>;
-var<workgroup> correct_sum: array<f32, WG>;
 
 // Loss of one sample; writes its gradient when `backward`. Returns (loss, correct).
 fn sample(b: u32, backward: bool) -> vec2<f32> {
@@ -66,32 +63,13 @@ fn sample(b: u32, backward: bool) -> vec2<f32> {
     return vec2<f32>(loss, select(0.0, 1.0, arg == label));
 }
 
-fn reduce_and_record(lid: u32, local: vec2<f32>) {
-    loss_sum[lid] = local.x;
-    correct_sum[lid] = local.y;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            loss_sum[lid] += loss_sum[lid + stride];
-            correct_sum[lid] += correct_sum[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    if lid == 0u {
-        stats[0] = bitcast<u32>(bitcast<f32>(stats[0]) + loss_sum[0]);
-        stats[1] = bitcast<u32>(bitcast<f32>(stats[1]) + correct_sum[0]);
-        stats[2] = bitcast<u32>(bitcast<f32>(stats[2]) + f32(step.n));
-        stats[LOSSES + step.index] = bitcast<u32>(loss_sum[0] / f32(step.n));
-    }
-}
-
 @compute @workgroup_size(WG)
 fn softmax_cross_entropy_backward(@builtin(local_invocation_index) lid: u32) {
     var local = vec2<f32>(0.0, 0.0);
     for (var b = lid; b < step.n; b += WG) {
         local += sample(b, true);
     }
-    reduce_and_record(lid, local);
+    record_metrics(lid, local, step.n);
 }
 
 @compute @workgroup_size(WG)
@@ -100,5 +78,5 @@ fn softmax_cross_entropy_forward(@builtin(local_invocation_index) lid: u32) {
     for (var b = lid; b < step.n; b += WG) {
         local += sample(b, false);
     }
-    reduce_and_record(lid, local);
+    record_metrics(lid, local, step.n);
 }

@@ -36,7 +36,8 @@ pub struct Shader {
     pub file: &'static str,
     /// What is compiled: the file, followed by `appended` where there is one.
     pub source: &'static str,
-    /// A file of shared code appended to this one (WGSL has no include): the tiled kernels' `tile_core.wgsl`.
+    /// A file of shared code appended to this one (WGSL has no include): the tiled kernels' `tile_core.wgsl`, the
+    /// loss kernels' `metrics_core.wgsl`.
     pub appended: Option<&'static str>,
     pub entry_points: &'static [&'static str],
     pub bindings: &'static [Access],
@@ -93,14 +94,22 @@ macro_rules! shader {
 pub const SHADERS: &[Shader] = &[
     // Both families.
     shader!(None, "load_batch.wgsl", ["load_batch"], [Read, Read, ReadWrite, ReadWrite, Step], wg 256, shared 0),
-    shader!(
-        None,
-        "softmax_cross_entropy.wgsl",
-        ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
-        [Read, Read, ReadWrite, ReadWrite, Step],
-        wg 256,
-        shared 2048
-    ),
+    Shader {
+        file: "softmax_cross_entropy.wgsl",
+        source: concat!(
+            include_str!("../../shaders/softmax_cross_entropy.wgsl"),
+            "\n",
+            include_str!("../../shaders/metrics_core.wgsl")
+        ),
+        appended: Some("metrics_core.wgsl"),
+        entry_points: &["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
+        bindings: &[Read, Read, ReadWrite, ReadWrite, Step],
+        family: None,
+        workgroup: 256,
+        workgroup_bytes: 2048,
+        subgroups: false,
+        optional: false,
+    },
     shader!(None, "sgd_step.wgsl", ["sgd_step"], [Read, ReadWrite, ReadWrite, Uniform], wg 256, shared 0),
     // The simd family (CPU adapters).
     shader!(
@@ -225,8 +234,12 @@ pub const SHADERS: &[Shader] = &[
     // downlevel floor is 4).
     Shader {
         file: "classifier_head.wgsl",
-        source: include_str!("../../shaders/classifier_head.wgsl"),
-        appended: None,
+        source: concat!(
+            include_str!("../../shaders/classifier_head.wgsl"),
+            "\n",
+            include_str!("../../shaders/metrics_core.wgsl")
+        ),
+        appended: Some("metrics_core.wgsl"),
         entry_points: &["classifier_head"],
         bindings: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Step],
         family: Some(Tiled),

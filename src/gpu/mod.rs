@@ -545,7 +545,8 @@ impl Gpu {
             }
         });
         let secs = std::env::var("GPU_CNN_TIMEOUT_S").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_TIMEOUT_S);
-        let caps = Caps { family, subgroups_of_8: false, head: family == Family::Tiled && !opts.no_head }.within(&limits);
+        let caps =
+            Caps { family, subgroups_of_8: false, head: family == Family::Tiled && !opts.no_head }.within(&limits);
         let mut gpu = Gpu {
             device,
             queue,
