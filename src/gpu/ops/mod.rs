@@ -11,7 +11,8 @@
 //!   through a uniform window, 8-lane subgroup variants; one op per dispatch, as in the CPU reference.
 //! - `Family::Tiled`: kernels shaped for GPUs: matrix products and implicit-GEMM convolutions tiled through workgroup
 //!   memory by 64-invocation workgroups, tiles and split-K chosen so a batch of 64 fills a big GPU (`tiles`), the
-//!   max-pool backward fused into the kernel that produces the pooled gradient.
+//!   max-pool backward fused into the kernel that produces the pooled gradient, and a training step's classifier head
+//!   (the last dense layer, the loss and their gradients) in one dispatch where the device takes it (`classifier_head`).
 
 pub mod classifier_head;
 pub mod conv2d;
