@@ -5,11 +5,11 @@
 //! Prints each pipeline's creation time, slowest first. Skips where `chromium-headless-shell` is not installed
 //! (`GPU_CNN_REQUIRE_BROWSER=1` makes that a failure).
 //!
-//! Every pipeline is created, both families (measured 2026-12-06: all 60 in 44 s, the slowest 3.4 s). Until then three
-//! of the simd family's weight-gradient pipelines never finished (Chrome's GPU process grew to 13 GB and died after
-//! 120–160 s): their load helpers combined the padding tests with WGSL's short-circuit `&&`, which Tint lowers to
-//! branches, and SwiftShader's compiler did not cope with the 60 such loads of a hot loop, straight-line. With a
-//! non-short-circuit `&` they take 1.3–3.4 s.
+//! Every pipeline is created, both families (measured 2026-12-06: all 60 in 44 s, the slowest 3.4 s; 62 in 37 s with
+//! the classifier head). Until then three of the simd family's weight-gradient pipelines never finished (Chrome's GPU
+//! process grew to 13 GB and died after 120–160 s): their load helpers combined the padding tests with WGSL's
+//! short-circuit `&&`, which Tint lowers to branches, and SwiftShader's compiler did not cope with the 60 such loads of
+//! a hot loop, straight-line. With a non-short-circuit `&` they take 1.3–3.4 s.
 
 mod common;
 

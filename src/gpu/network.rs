@@ -413,7 +413,7 @@ impl GpuNetwork {
         let mut caps = gpu.caps;
         if let Err(why) = fits(arch, caps) {
             log::warn!("{why}; running the tiled kernels instead");
-            caps = Caps::tiled().within(&gpu.limits);
+            caps = Caps::tiled();
         }
         Self::with_caps(gpu, caps, arch, batch, train, test, params)
     }
