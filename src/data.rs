@@ -43,6 +43,8 @@ pub enum DataError {
     MissingDir { dir: PathBuf },
     #[error("{} is not a directory; expected the directory holding MNIST's IDX files", .path.display())]
     NotADirectory { path: PathBuf },
+    #[error("{} and {} both hold the {split} images (3-D and 4-D IDX): remove the one that is not meant", .idx3.display(), .idx4.display())]
+    AmbiguousImages { split: String, idx3: PathBuf, idx4: PathBuf },
     #[error("missing MNIST file: neither {} nor {} exists", .plain.display(), .gz.display())]
     MissingFile { plain: PathBuf, gz: PathBuf },
     #[error("{} is a directory, expected an IDX file", .path.display())]
@@ -253,12 +255,24 @@ fn load_split_from(source: &Source, prefix: &str) -> Result<Split, DataError> {
     }
     let sums = read_checksums(source)?;
 
-    // 3-D images (MNIST's name) unless only a 4-D file is there.
-    let present =
-        |name: &str| -> Result<bool, DataError> { Ok(source.exists(name)? || source.exists(&format!("{name}.gz"))?) };
+    // 3-D images (MNIST's name) or 4-D ones; both for one split is a mistake that must not pass unnoticed.
+    let found = |name: &str| -> Result<Option<PathBuf>, DataError> {
+        let gz = format!("{name}.gz");
+        Ok(if source.exists(name)? {
+            Some(source.dir().join(name))
+        } else if source.exists(&gz)? {
+            Some(source.dir().join(gz))
+        } else {
+            None
+        })
+    };
     let idx3 = format!("{prefix}-images-idx3-ubyte");
     let idx4 = format!("{prefix}-images-idx4-ubyte");
-    let images_name = if !present(&idx3)? && present(&idx4)? { idx4 } else { idx3 };
+    let images_name = match (found(&idx3)?, found(&idx4)?) {
+        (Some(idx3), Some(idx4)) => return Err(DataError::AmbiguousImages { split: prefix.to_string(), idx3, idx4 }),
+        (None, Some(_)) => idx4,
+        _ => idx3,
+    };
     let labels_name = format!("{prefix}-labels-idx1-ubyte");
     let (images_path, image_bytes) = read_idx_file(source, &images_name, &sums)?;
     let (images, count, shape) = parse_idx_images(&image_bytes, &images_path)?;

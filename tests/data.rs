@@ -255,6 +255,11 @@ fn other_image_shapes_load_and_bad_ones_are_named() {
     fs::write(dir.path().join(labels_name(TRAIN_PREFIX)), &lab).unwrap();
     let s = data::load_split(dir.path(), TRAIN_PREFIX).unwrap();
     assert_eq!((s.shape.to_string(), s.image(1)[0]), ("3x4x4".to_string(), 48));
+    // A 3-D file beside it for the same split: which one is meant cannot be guessed, so both are named.
+    fs::write(dir.path().join(images_name(TRAIN_PREFIX)), images_bytes(2051, 2, 4, 4, &[0; 32])).unwrap();
+    let (e, msg) = load_err(dir.path());
+    assert!(matches!(e, DataError::AmbiguousImages { .. }), "{e:?}");
+    assert!(msg.contains("train-images-idx3-ubyte and") && msg.contains("train-images-idx4-ubyte.gz both"), "{msg}");
     // A zero side is refused, naming the dimensions.
     let dir = dir_with(TRAIN_PREFIX, &images_bytes(2051, 1, 0, 28, &[]), &lab, true);
     let (e, msg) = load_err(dir.path());
