@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""The study's network in PyTorch, beside which BENCHMARKS.md measures gpu-cnn, and the maker of the checkpoint the
-tests read (tests/fixtures/torch_cnn_e5.safetensors).
+"""The study's network (or any gpu-cnn --arch, LeNet-5's among them) in PyTorch, beside which BENCHMARKS.md measures
+gpu-cnn, and the maker of the checkpoints the tests read (tests/fixtures/torch_cnn_e5.safetensors,
+tests/fixtures/lenet5_torch_e1.safetensors).
 
-    conv1 Conv2d(1, 16, 3, padding=1) + ReLU -> MaxPool2d(2) -> conv2 Conv2d(16, 32, 3, padding=1) + ReLU
-    -> MaxPool2d(2) -> flatten (channel-major, 1568) -> fc1 Linear(1568, 128) + ReLU -> fc2 Linear(128, 10)
+    study:  conv1 Conv2d(1, 16, 3, padding=1) + ReLU -> MaxPool2d(2) -> conv2 Conv2d(16, 32, 3, padding=1) + ReLU
+            -> MaxPool2d(2) -> flatten (channel-major, 1568) -> fc1 Linear(1568, 128) + ReLU -> fc2 Linear(128, 10)
+    lenet5: conv1 Conv2d(1, 6, 5, padding=2) + ReLU -> AvgPool2d(2) -> conv2 Conv2d(6, 16, 5) + ReLU -> AvgPool2d(2)
+            -> flatten (400) -> fc1 Linear(400, 120) + ReLU -> fc2 Linear(120, 84) + ReLU -> fc3 Linear(84, 10)
 
 Softmax cross-entropy, SGD with momentum (PyTorch's semantics, as gpu-cnn's), inputs scaled to [0, 1] and normalized
 by the training set's mean and standard deviation rounded to 4 decimals, as gpu-cnn does (MNIST's: 0.1307, 0.3081),
@@ -13,6 +16,7 @@ data/mnist by default; data/fashion-mnist after data/fashion_mnist.py). Needs: p
     python3 benches/pytorch/torch_cnn.py --epochs 5                      # CPU, 2 threads, as BENCHMARKS.md's rows
     python3 benches/pytorch/torch_cnn.py --device cuda --batch-size 1024 # a GPU
     python3 benches/pytorch/torch_cnn.py --eval PATH                     # a safetensors checkpoint (gpu-cnn's names)
+    python3 benches/pytorch/torch_cnn.py --arch lenet5 --epochs 1 --save lenet5.safetensors
 
 Prints one line per epoch on stderr and, last on stdout, one JSON object (also written to --json-out).
 """
@@ -69,18 +73,73 @@ def normalized(pixels, mean, std, device):
     return ((torch.from_numpy(pixels.astype(np.float32) / 255.0) - mean) / std).to(device)
 
 
+PRESETS = {
+    "study": "conv16-pool-conv32-pool-fc128-fc10",
+    "tiny": "conv4-pool-conv8-pool-fc32-fc10",
+    "wide": "conv64-pool-conv128-pool-fc512-fc10",
+    "lenet5": "conv6k5-avgpool-conv16k5p0-avgpool-fc120-fc84-fc10",
+}
+
+
+def parse_arch(text):
+    """gpu-cnn's --arch grammar (model::Arch::parse) on MNIST's 1x28x28: a preset or layers joined by '-': convC[kK][pP]
+    (a KxK convolution, K = 3 unless given, padding P = K // 2 unless given, then ReLU), pool (2x2 max), avgpool (2x2
+    average), fcN (ReLU after all but the last). Returns [("conv", out, k, pad) | ("pool", "max"|"avg") | ("fc", n)]."""
+    layers = []
+    for part in PRESETS.get(text, text).split("-"):
+        if part in ("pool", "avgpool"):
+            layers.append(("pool", "max" if part == "pool" else "avg"))
+        elif part.startswith("conv"):
+            rest, _, pad = part[4:].partition("p")
+            out, _, k = rest.partition("k")
+            k = int(k) if k else 3
+            layers.append(("conv", int(out), k, int(pad) if pad else k // 2))
+        elif part.startswith("fc"):
+            layers.append(("fc", int(part[2:])))
+        else:
+            raise ValueError(f"`{part}` is not a layer (convC[kK][pP], pool, avgpool or fcN)")
+    return layers
+
+
 class Net(nn.Module):
-    def __init__(self):
+    """The network of an --arch description, with gpu-cnn's parameter names (conv1, conv2, ..., fc1, fc2, ...):
+    nn.Conv2d(cin, C, K, padding=P) + ReLU, nn.MaxPool2d(2) / nn.AvgPool2d(2), flatten, nn.Linear + ReLU but the last.
+    Modules are made in layer order, so PyTorch's default initialization draws them as before for the study's."""
+
+    def __init__(self, arch="study", channels=1, side=28):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.fc1 = nn.Linear(32 * 7 * 7, 128)
-        self.fc2 = nn.Linear(128, 10)
+        self.steps = []
+        c, h, w, flat = channels, side, side, None
+        convs = fcs = 0
+        layers = parse_arch(arch)
+        for i, layer in enumerate(layers):
+            if layer[0] == "conv":
+                _, out, k, pad = layer
+                convs += 1
+                setattr(self, f"conv{convs}", nn.Conv2d(c, out, k, padding=pad))
+                self.steps.append(("conv", f"conv{convs}"))
+                c, h, w = out, h + 2 * pad - k + 1, w + 2 * pad - k + 1
+            elif layer[0] == "pool":
+                self.steps.append(("pool", layer[1]))
+                h, w = h // 2, w // 2
+            else:
+                fcs += 1
+                inp = flat if flat is not None else c * h * w
+                setattr(self, f"fc{fcs}", nn.Linear(inp, layer[1]))
+                self.steps.append(("fc", f"fc{fcs}", i + 1 < len(layers)))
+                flat = layer[1]
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+        for step in self.steps:
+            if step[0] == "conv":
+                x = F.relu(getattr(self, step[1])(x))
+            elif step[0] == "pool":
+                x = F.max_pool2d(x, 2) if step[1] == "max" else F.avg_pool2d(x, 2)
+            else:
+                x = getattr(self, step[1])(x.flatten(1))
+                if step[2]:
+                    x = F.relu(x)
+        return x
 
 
 def sync(device):
@@ -102,6 +161,7 @@ def evaluate(model, x, y, batch=1000):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.path.join(HERE, "..", "..", "data", "mnist"))
+    p.add_argument("--arch", default="study", help="a preset (study, tiny, wide, lenet5) or layers, as gpu-cnn's --arch")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01)
@@ -121,7 +181,7 @@ def main():
     mean, std = normalization(x_train)
     x_train, x_test = normalized(x_train, mean, std, device), normalized(x_test, mean, std, device)
     torch.manual_seed(a.seed)
-    model = Net().to(device)
+    model = Net(a.arch, x_train.shape[1], x_train.shape[2]).to(device)
     result = {"script": "torch_cnn.py", "torch": torch.__version__, "device": str(device), "threads": a.threads,
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "args": vars(a)}
 
@@ -159,7 +219,7 @@ def main():
         if a.save:
             from safetensors.torch import save_file
             weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(weights, a.save, metadata={"format": "pt"})
+            save_file(weights, a.save, metadata={"format": "pt", "torch_arch": a.arch})
             result["saved"] = a.save
 
     # Inference throughput over the test set, batches of 1000, best of 3 after a warm-up.
