@@ -3,28 +3,28 @@
 //!
 //!     cargo run --release --example train [-- EPOCHS]
 
-use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
+use gpu_cnn::run::{self, DeviceChoice, TrainOptions};
 use pollster::FutureExt;
 
 fn main() -> anyhow::Result<()> {
     let epochs = std::env::args().nth(1).map_or(Ok(1), |s| s.parse())?;
-    let data = study::load_data(None)?; // data/mnist, or GPU_CNN_DATA
+    let data = run::load_data(None)?; // data/mnist, or GPU_CNN_DATA
     let opts = TrainOptions {
         epochs,
         out_dir: "outputs/example".into(), // pictures, steps.csv, epochs.jsonl
         save: Some("outputs/example/model.safetensors".into()), // and model.momentum.safetensors beside it
         ..Default::default()
     };
-    let run = study::train(&DeviceChoice::default(), &data, &opts, &mut ()).block_on()?;
+    let outcome = run::train(&DeviceChoice::default(), &data, &opts, &mut ()).block_on()?;
 
-    println!("device: {}", run.adapter.line());
-    for e in &run.epochs {
+    println!("device: {}", outcome.adapter.line());
+    for e in &outcome.epochs {
         println!("epoch {}: train loss {:.4}, test accuracy {:.2} %", e.epoch, e.train_loss, 100.0 * e.test_accuracy);
     }
     println!(
         "random weights {:.2} % -> trained {:.2} %",
-        100.0 * run.forward_only_test_accuracy,
-        100.0 * run.test_accuracy
+        100.0 * outcome.forward_only_test_accuracy,
+        100.0 * outcome.test_accuracy
     );
     Ok(())
 }

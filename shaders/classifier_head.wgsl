@@ -18,13 +18,6 @@
 // One workgroup walks the batch in chunks of CHUNK samples, in order, and keeps dW and db in workgroup memory until
 // the end; the metrics are summed by metrics_core.wgsl (appended by the host): deterministic, no atomics. OUT ≤ MAX_K and OUT·(IN + 1) ≤ MAX_GRAD (the host checks both).
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 128u;
 override OUT: u32 = 10u; // the classes
 override W_OFF: u32 = 0u;
@@ -43,7 +36,7 @@ const MAX_GRAD: u32 = 2048u;
 @group(0) @binding(3) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dh: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<u32>; // f32 values as their bits
-@group(0) @binding(6) var<uniform> step: Step;
+@group(0) @binding(6) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // The chunk's logits, then their gradient, [CHUNK, MAX_K].
 var<workgroup> z: array<f32, CHUNK * MAX_K>;

@@ -15,13 +15,6 @@
 // Written for lavapipe/llvmpipe (see conv2d_forward.wgsl): the tile is spelled out by hand with constant indices.
 // Threads past the end compute a clamped duplicate tile and skip the stores.
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override CIN: u32 = 16u;
 override COUT: u32 = 32u;
 override H: u32 = 14u;
@@ -36,7 +29,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 @group(0) @binding(0) var<storage, read> dy: array<vec2<f32>>; // read as pairs (W even)
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
 @group(0) @binding(2) var<storage, read_write> dx: array<vec2<f32>>; // stored as pairs (W even)
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row
 // outside the image, and columns outside it, read as 0 (the padding). The 18 values come as 10 aligned pairs (see
@@ -107,7 +100,7 @@ fn conv2d_backward_input(
     @builtin(local_invocation_index) lid: u32,
 ) {
     // The channel block comes from the workgroup id alone, so it is uniform across the workgroup (drivers that notice
-    // may load each weight once; Mesa 22.3's lavapipe does not, hence the uniform-buffer window).
+    // may load each weight once; lavapipe does not, hence the uniform-buffer window).
     let segs = (W + PX - 1u) / PX;
     let tiles = step.n * H * segs;
     let per_block = (tiles + WG - 1u) / WG;

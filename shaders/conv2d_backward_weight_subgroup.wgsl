@@ -23,13 +23,6 @@
 
 enable subgroups;
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override CIN: u32 = 16u;
 override COUT: u32 = 32u;
 override H: u32 = 14u;
@@ -48,7 +41,7 @@ const WG: u32 = 64u; // 8 subgroups
 @group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // read as pairs (W even)
 @group(0) @binding(1) var<storage, read> dy: array<vec2<f32>>; // read as pairs (W even)
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
 
 var<workgroup> partial: array<f32, 2560>; // [subgroup][SUMS][lane]: 8 · 40 · 8

@@ -11,8 +11,7 @@
 // Each thread computes a tile of CO_B = 8 output channels × 2 rows × PX = 16 pixels (two row segments, each held as a
 // mat4x4: column q is pixels 4q..4q+3). Per input channel it loads the 4 input rows the two output rows need (18
 // values each: the segment and its halo) once each, in a loop: input row k meets kernel row k of output row 0 and
-// kernel row k − 1 of output row 1. (As a loop, lavapipe's Vulkan driver runs it 10–30 % faster than spelled out as
-// four loads and three row pairs, Mesa's GL one a third slower for conv2.)
+// kernel row k − 1 of output row 1 (BENCHMARKS.md has why a loop, not four loads spelled out).
 // Threads are ordered (channel block, sample, row pair, segment).
 // With POOL (H and W even), the thread also takes the maximum of each 2×2 window of its tile (after bias and ReLU: the
 // values it stores in y; ties go to the first in row-major order, as in the reference maxpool_forward and in
@@ -22,16 +21,8 @@
 // Written for lavapipe/llvmpipe, where every storage load or store is a loop over the SIMD lanes, loops are not
 // unrolled and a local array indexed by anything but a constant lives in memory: the tile is spelled out by hand with
 // constant indices, so the accumulators stay in registers (or LLVM's spill slots) and the loads per multiply-add are
-// few. The weights come through a uniform binding: lavapipe turns a uniform load into a plain gather, about 3×
-// cheaper than a storage load (measured: conv2 4.5 → 3.0 ms). Threads past the end compute a clamped duplicate tile
-// and skip the stores.
-
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    full: u32,
-}
+// few. The weights come through a uniform binding: lavapipe turns a uniform load into a plain gather, cheaper than a
+// storage load. Threads past the end compute a clamped duplicate tile and skip the stores.
 
 override CIN: u32 = 1u;
 override COUT: u32 = 16u;
@@ -50,7 +41,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 @group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // [n, CIN, H, W] as pairs (W even)
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec2<f32>>; // stored as pairs (W even)
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 @group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
 
 // The three windows of row `iy` of the plane at `plane` under the taps kx = 0, 1, 2 of the 16 pixels from ox; a row

@@ -21,13 +21,6 @@
 
 enable subgroups;
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    full: u32,
-}
-
 override CIN: u32 = 1u;
 override COUT: u32 = 16u;
 override H: u32 = 28u;
@@ -45,7 +38,7 @@ const WEIGHT_VEC4S: u32 = 1200u; // the uniform window of the parameters (the ho
 @group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // [n, CIN, H, W] as pairs (W even)
 @group(0) @binding(1) var<uniform> params: array<vec4<f32>, WEIGHT_VEC4S>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec2<f32>>; // stored as pairs (W even)
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 @group(0) @binding(4) var<storage, read_write> pooled: array<f32>;
 
 // The pair x[row + ix], x[row + ix + 1] (ix even) if it is inside the row and the row inside the image (`ok`), else 0.

@@ -11,13 +11,6 @@
 // values and does 256 multiply-adds (register blocking, spelled out in tile_fma as in dense_forward.wgsl). A partial
 // tile repeats its last row or column (clamped loads) and skips those stores.
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -30,7 +23,7 @@ const WG: u32 = 8u; // one SIMD vector of lavapipe: few tiles still spread over 
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // a ⊗ b: the 4×4 outer product, column j = a · b[j].
 fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {

@@ -19,13 +19,6 @@
 
 enable subgroups;
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -40,7 +33,7 @@ const WG: u32 = 64u; // 8 subgroups
 @group(0) @binding(1) var<storage, read> params: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // Sample s's four dy values (s a constant after inlining), from the lane that loaded them.
 fn sample(lo: vec4<f32>, hi: vec4<f32>, s: u32) -> vec4<f32> {

@@ -16,13 +16,6 @@
 //             gradient [n, C, 2·PH, 2·PW]                               write
 //   4 step    uniform: n (batch length)
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -35,7 +28,7 @@ override PW: u32 = 7u;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 const A_K_FAST: bool = true; // a sample's output gradients are contiguous
 const B_K_FAST: bool = false; // a weight row is contiguous in i

@@ -9,13 +9,6 @@
 // spelled out in tile_fma as in dense_forward.wgsl): per sample it loads 16 dy and 16 x values and does 256
 // multiply-adds. Column IN of the tile grid is the bias (x = 1). The batch sum runs in a fixed order: deterministic.
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -27,7 +20,7 @@ const WG: u32 = 8u; // one SIMD vector of lavapipe: few tiles still spread over 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // a ⊗ b: the 4×4 outer product, column j = a · b[j].
 fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {

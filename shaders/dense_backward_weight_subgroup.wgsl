@@ -18,13 +18,6 @@
 
 enable subgroups;
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -38,7 +31,7 @@ const WG: u32 = 64u; // 8 subgroups
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> grads: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // acc[q] (column c: output o0 + 4q + c, over this lane's 4 columns) += g[q][c] · xv.
 fn fma16(acc: ptr<function, array<mat4x4<f32>, 4>>, g: array<vec4<f32>, 4>, xv: vec4<f32>) {

@@ -10,13 +10,6 @@
 //             at B_OFF                                                  write
 //   3 step    uniform: n (batch length)
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -25,7 +18,7 @@ override B_OFF: u32 = 0u;
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 const A_K_FAST: bool = false; // a sample's output gradients are contiguous in o
 const B_K_FAST: bool = false; // a sample's inputs are contiguous in i

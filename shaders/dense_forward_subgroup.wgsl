@@ -18,13 +18,6 @@
 
 enable subgroups;
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -39,7 +32,7 @@ const WG: u32 = 64u; // 8 subgroups
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> params: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // Parameter i, out of the vec4 view.
 fn param(i: u32) -> f32 {

@@ -13,13 +13,6 @@
 //   3 step    uniform: n (batch length)
 //   4 parts   f32 [SPLIT, n, OUT] (SPLIT > 1)                            read_write
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override IN: u32 = 1568u;
 override OUT: u32 = 128u;
 override W_OFF: u32 = 0u;
@@ -30,7 +23,7 @@ override SPLIT: u32 = 1u;
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> params: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 @group(0) @binding(4) var<storage, read_write> parts: array<f32>;
 
 const A_K_FAST: bool = true; // a sample's inputs are contiguous

@@ -10,13 +10,6 @@
 // Each thread produces one pixel of x: x = (p / 255 - MEAN) / STD (the data's normalization; MNIST's is 0.1307 and
 // 0.3081); the thread of pixel 0 also copies the label.
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override PIXELS: u32 = 784u; // values per image (channels × height × width)
 override LABELS: u32 = 0u; // byte offset of the labels in `data` (count·PIXELS)
 override MEAN: f32 = 0.1307;
@@ -27,7 +20,7 @@ const WG: u32 = 256u;
 @group(0) @binding(1) var<storage, read> indices: array<u32>;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<u32>;
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 fn byte_at(i: u32) -> u32 {
     return (data[i / 4u] >> ((i % 4u) * 8u)) & 0xffu;

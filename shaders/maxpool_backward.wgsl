@@ -11,13 +11,6 @@
 // H and W are even (as the CPU reference requires), so each window row is one aligned pair: two pair loads and two
 // pair stores per window instead of four of each (lavapipe loops over the SIMD lanes once per load or store).
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override C: u32 = 16u;
 override H: u32 = 28u;
 override W: u32 = 28u;
@@ -28,7 +21,7 @@ const WG: u32 = 256u;
 @group(0) @binding(0) var<storage, read> x: array<vec2<f32>>; // a window row is one aligned pair (W even)
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<vec2<f32>>;
-@group(0) @binding(3) var<uniform> step: Step;
+@group(0) @binding(3) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 @compute @workgroup_size(WG)
 fn maxpool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

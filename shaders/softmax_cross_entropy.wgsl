@@ -12,13 +12,6 @@
 // One workgroup: its threads stride over the batch (one sample each), then metrics_core.wgsl (appended by the host)
 // sums the losses and correct predictions in a fixed-order tree and adds them to the running totals. Deterministic.
 
-struct Step {
-    start: u32,
-    n: u32,
-    index: u32,
-    _pad: u32,
-}
-
 override K: u32 = 10u;
 override LOSSES: u32 = 4u; // offsets (in words) in `stats`
 override PREDS: u32 = 4u;
@@ -30,7 +23,7 @@ const MAX_K: u32 = 16u;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> stats: array<u32>; // f32 values as their bits
-@group(0) @binding(4) var<uniform> step: Step;
+@group(0) @binding(4) var<uniform> step: Step; // shaders/step.wgsl, appended by the host
 
 // Loss of one sample; writes its gradient when `backward`. Returns (loss, correct).
 fn sample(b: u32, backward: bool) -> vec2<f32> {

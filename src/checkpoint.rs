@@ -15,13 +15,22 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensorError, TensorView};
 use safetensors::SafeTensors;
 
-use crate::model::{Arch, ParamTensor};
+use crate::model::{Arch, ImageShape, Layer, Normalization, ParamTensor, Pool};
 
 /// Largest file `load` reads: a valid checkpoint is about 830 KB.
 pub const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
 
-/// Metadata key of the architecture (`Arch::describe`); a file without it (PyTorch's) holds the study's network.
+/// Metadata key of the architecture (`Arch::describe`), read only from gpu-cnn's own files (`FORMAT_KEY`).
 pub const ARCH_KEY: &str = "arch";
+/// Metadata key and value that mark a file as gpu-cnn's: only then is its `ARCH_KEY` gpu-cnn's description (other
+/// writers use the key for their own names: PyTorch's anchor says `arch: seed_cnn`). Other files' networks are read
+/// from their tensors' names and shapes.
+pub const FORMAT_KEY: &str = "format";
+pub const FORMAT: &str = "gpu-cnn";
+
+/// Metadata keys of the input normalization the weights were trained with (`Checkpoint::normalization`).
+pub const MEAN_KEY: &str = "input_mean";
+pub const STD_KEY: &str = "input_std";
 
 /// A model's parameters in the flat layout of its architecture, and metadata.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +41,33 @@ pub struct Checkpoint {
     pub params: Vec<f32>,
     /// Stored in the safetensors `__metadata__` map (e.g. epoch, step, seed, lr, momentum, format).
     pub metadata: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// The input normalization the weights were trained with, where the file says (PyTorch's and older files do not);
+    /// a value that is no number (or a std ≤ 0) is an error naming the key.
+    pub fn normalization(&self, path: &Path) -> Result<Option<Normalization>, CheckpointError> {
+        let value = |key: &str| -> Result<Option<f32>, CheckpointError> {
+            let Some(s) = self.metadata.get(key) else { return Ok(None) };
+            match s.parse::<f32>() {
+                Ok(v) if v.is_finite() && (key != STD_KEY || v > 0.0) => Ok(Some(v)),
+                _ => Err(CheckpointError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("its `{key}` metadata `{s}` is not a valid number"),
+                }),
+            }
+        };
+        Ok(match (value(MEAN_KEY)?, value(STD_KEY)?) {
+            (Some(mean), Some(std)) => Some(Normalization { mean, std }),
+            _ => None,
+        })
+    }
+
+    /// Records the input normalization the weights were trained with.
+    pub fn set_normalization(&mut self, norm: Normalization) {
+        self.metadata.insert(MEAN_KEY.into(), norm.mean.to_string());
+        self.metadata.insert(STD_KEY.into(), norm.std.to_string());
+    }
 }
 
 /// Everything that can go wrong saving or loading a checkpoint. Each message names the file and the problem.
@@ -47,20 +83,24 @@ pub enum CheckpointError {
     Truncated { path: PathBuf, reason: String },
     #[error("checkpoint {} is not a valid safetensors file: {reason}", .path.display())]
     Format { path: PathBuf, reason: String },
-    #[error("checkpoint {} lacks tensor(s) {}", .path.display(), .names.join(", "))]
-    MissingTensors { path: PathBuf, names: Vec<String> },
-    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's tensors are allowed; gpu-cnn keeps the SGD momentum in a separate `.momentum.safetensors` file)", .path.display(), .names.join(", "))]
-    UnexpectedTensors { path: PathBuf, names: Vec<String> },
-    #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}", .path.display())]
-    WrongShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("checkpoint {} lacks tensor(s) {}{hint}", .path.display(), .names.join(", "))]
+    MissingTensors { path: PathBuf, names: Vec<String>, hint: &'static str },
+    #[error("checkpoint {} has unexpected tensor(s) {} (only the model's tensors are allowed; gpu-cnn keeps the SGD momentum in a separate `.momentum.safetensors` file){hint}", .path.display(), .names.join(", "))]
+    UnexpectedTensors { path: PathBuf, names: Vec<String>, hint: &'static str },
+    #[error("checkpoint {}: tensor `{name}` has shape {found:?}, expected {expected:?}{hint}", .path.display())]
+    WrongShape { path: PathBuf, name: String, expected: Vec<usize>, found: Vec<usize>, hint: &'static str },
     #[error("checkpoint {}: tensor `{name}` has dtype {found}, expected F32 (convert with `.float()` before saving)", .path.display())]
     WrongDtype { path: PathBuf, name: String, found: String },
     #[error("{what}: {got} values, expected {expected}{}", not_saving(.path, ""))]
     WrongLength { path: Option<PathBuf>, what: &'static str, expected: usize, got: usize },
     #[error("non-finite value {value} in {what} `{name}` at element {index}{}", not_saving(.path, " (training diverged?); the previous file is untouched"))]
     NonFinite { path: Option<PathBuf>, what: &'static str, name: String, index: usize, value: f32 },
+    #[error("checkpoint {} does not say its network, and its tensors do not tell it: {reason}; give it with --arch", .path.display())]
+    UnknownArch { path: PathBuf, reason: String },
     #[error("checkpoint {} holds the network {found}, not {expected} (give --arch {found}, or another checkpoint)", .path.display())]
     ArchMismatch { path: PathBuf, found: String, expected: String },
+    #[error("checkpoint {}: non-finite value {value} in tensor `{name}` at element {index}; refusing to use it", .path.display())]
+    NotFinite { path: PathBuf, name: String, index: usize, value: f32 },
     #[error("I/O error {op} {}: {source}", .path.display())]
     Io { path: PathBuf, op: &'static str, source: io::Error },
 }
@@ -130,6 +170,7 @@ fn serialize(ckpt: &Checkpoint) -> Result<Vec<u8>, SafeTensorError> {
         .collect::<Result<Vec<_>, SafeTensorError>>()?;
     let mut metadata: HashMap<String, String> = ckpt.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     metadata.insert(ARCH_KEY.into(), ckpt.arch.describe());
+    metadata.insert(FORMAT_KEY.into(), FORMAT.into());
     safetensors::serialize(views, Some(metadata))
 }
 
@@ -181,9 +222,10 @@ pub fn load_training(path: &Path, arch: Option<&Arch>) -> Result<(Checkpoint, Op
     Ok((ckpt, Some(opt.params)))
 }
 
-/// Read and check a checkpoint: the tensors of its architecture with PyTorch's shapes, F32, and nothing else. The
-/// architecture is the file's own (its `arch` metadata; the study's without it), which must be `arch` if that is
-/// given.
+/// Read and check a checkpoint: the tensors of its architecture with PyTorch's shapes, F32, finite, and nothing else.
+/// The architecture is the file's own: its `arch` metadata in gpu-cnn's files, else what its tensors say
+/// (`arch_from_tensors`); it must be `arch` if that is given (for another writer's file, `arch` is taken as given and
+/// the tensors are checked against it).
 pub fn load(path: &Path, arch: Option<&Arch>) -> Result<Checkpoint, CheckpointError> {
     let p = || path.to_path_buf();
     let meta = match fs::metadata(path) {
@@ -225,11 +267,25 @@ fn decode(bytes: &[u8], path: &Path, want: Option<&Arch>) -> Result<Checkpoint, 
         SafeTensors::read_metadata(bytes).map_err(|e| map_safetensors_error(e, bytes, header_len, path))?;
     let mut metadata: BTreeMap<String, String> =
         header.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let arch = match metadata.remove(ARCH_KEY) {
-        Some(text) => Arch::parse(&text)
+    let ours = metadata.get(FORMAT_KEY).is_some_and(|f| f == FORMAT);
+    let mut hint = "";
+    let arch = match (ours.then(|| metadata.remove(ARCH_KEY)).flatten(), want) {
+        (Some(text), _) => Arch::parse(&text)
             .map_err(|e| CheckpointError::Format { path: p(), reason: format!("its `{ARCH_KEY}` metadata: {e}") })?,
-        None => want.cloned().unwrap_or_default(),
+        (None, Some(want)) => want.clone(),
+        (None, None) => match arch_from_tensors(&st) {
+            Ok(arch) => arch,
+            // Tensors that fit no network: the study's, whose checks below name what differs.
+            Err(NoFit::None) => {
+                hint = HELD_AGAINST_STUDY;
+                Arch::study()
+            }
+            Err(NoFit::Several(reason)) => return Err(CheckpointError::UnknownArch { path: p(), reason }),
+        },
     };
+    if ours {
+        metadata.remove(FORMAT_KEY);
+    }
     if let Some(want) = want.filter(|w| **w != arch) {
         return Err(CheckpointError::ArchMismatch { path: p(), found: arch.describe(), expected: want.describe() });
     }
@@ -240,7 +296,7 @@ fn decode(bytes: &[u8], path: &Path, want: Option<&Arch>) -> Result<Checkpoint, 
     let expected = |name: &str| arch.tensors().iter().any(|t| t.name == name);
     let unexpected: Vec<String> = names.iter().filter(|n| !expected(n)).map(|n| n.to_string()).collect();
     if !unexpected.is_empty() {
-        return Err(CheckpointError::UnexpectedTensors { path: p(), names: unexpected });
+        return Err(CheckpointError::UnexpectedTensors { path: p(), names: unexpected, hint });
     }
     let missing: Vec<String> = arch
         .tensors()
@@ -249,7 +305,7 @@ fn decode(bytes: &[u8], path: &Path, want: Option<&Arch>) -> Result<Checkpoint, 
         .map(|t| t.name.clone())
         .collect();
     if !missing.is_empty() {
-        return Err(CheckpointError::MissingTensors { path: p(), names: missing });
+        return Err(CheckpointError::MissingTensors { path: p(), names: missing, hint });
     }
 
     let mut params = vec![0.0f32; arch.param_count()];
@@ -261,14 +317,73 @@ fn decode(bytes: &[u8], path: &Path, want: Option<&Arch>) -> Result<Checkpoint, 
         }
         if view.shape() != t.shape {
             let found = view.shape().to_vec();
-            return Err(CheckpointError::WrongShape { path: p(), name, expected: t.shape.to_vec(), found });
+            return Err(CheckpointError::WrongShape { path: p(), name, expected: t.shape.to_vec(), found, hint });
         }
         // Shape and dtype match, and safetensors checked the byte length against them.
         for (dst, src) in params[t.range()].iter_mut().zip(view.data().chunks_exact(4)) {
             *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
         }
     }
+    check_finite_as(&arch, &params, "checkpoint tensor", Some(path)).map_err(|e| match e {
+        CheckpointError::NonFinite { name, index, value, .. } => {
+            CheckpointError::NotFinite { path: p(), name, index, value }
+        }
+        other => other,
+    })?;
     Ok(Checkpoint { arch, params, metadata })
+}
+
+/// What a name or shape error adds where the file did not say its network and its tensors fit none gpu-cnn can tell.
+const HELD_AGAINST_STUDY: &str =
+    " (the file does not say its network and its tensors fit none without it: held against the study's; give its network with --arch)";
+
+/// Why `arch_from_tensors` found no one network.
+pub enum NoFit {
+    /// None fits: the tensors are not a network this engine runs on 28×28 images (or some are missing).
+    None,
+    /// Several fit, listed.
+    Several(String),
+}
+
+/// The network a file from another writer (PyTorch) holds, from its tensors: `convN.weight` [cout, cin, k, k] and
+/// `fcN.weight` [out, in], on MNIST's 28×28 images, each convolution padded by k/2 and followed by a 2×2 max-pool or
+/// not, whichever one way makes every tensor's shape come out right. (Average pools and other paddings leave no trace
+/// in the tensors: such a file is read with `--arch`.)
+pub fn arch_from_tensors(st: &SafeTensors) -> Result<Arch, NoFit> {
+    let shape = |name: &str| st.tensor(name).ok().map(|t| t.shape().to_vec());
+    let convs: Vec<Vec<usize>> = (1..).map_while(|i| shape(&format!("conv{i}.weight"))).collect();
+    let denses: Vec<Vec<usize>> = (1..).map_while(|i| shape(&format!("fc{i}.weight"))).collect();
+    if denses.is_empty() || convs.iter().any(|c| c.len() != 4 || c[2] != c[3]) || denses.iter().any(|d| d.len() != 2) {
+        return Err(NoFit::None);
+    }
+    let input = match (convs.first(), denses.first()) {
+        (Some(c), _) => ImageShape { channels: c[1], ..ImageShape::MNIST },
+        (None, Some(d)) if d[1] % 784 == 0 => ImageShape { channels: d[1] / 784, ..ImageShape::MNIST },
+        _ => return Err(NoFit::None),
+    };
+    let fits: Vec<Arch> = (0..1usize << convs.len())
+        .filter_map(|pools| {
+            let mut layers = Vec::new();
+            for (i, c) in convs.iter().enumerate() {
+                layers.push(Layer::Conv { out: c[0], k: c[2], pad: c[2] / 2 });
+                if pools >> i & 1 == 1 {
+                    layers.push(Layer::Pool(Pool::Max));
+                }
+            }
+            layers.extend(denses.iter().map(|d| Layer::Dense(d[0])));
+            Arch::new(input, layers).ok()
+        })
+        .filter(|a| a.tensors().iter().all(|t| shape(&t.name).as_ref() == Some(&t.shape)))
+        .collect();
+    match &fits[..] {
+        [one] => Ok(one.clone()),
+        [] => Err(NoFit::None),
+        several => Err(NoFit::Several(format!(
+            "they fit {} networks ({})",
+            several.len(),
+            several.iter().map(|a| a.describe()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 /// Turn safetensors' parse errors into messages a user can act on.

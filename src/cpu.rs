@@ -44,8 +44,8 @@ fn gather(split: &Split, indices: impl Iterator<Item = usize>) -> (Vec<f32>, Vec
 }
 
 impl Engine for CpuEngine {
-    fn device(&self) -> crate::device::DeviceInfo {
-        crate::device::DeviceInfo::cpu_reference()
+    fn device(&self) -> crate::engine::DeviceInfo {
+        crate::engine::DeviceInfo::cpu_reference()
     }
     fn arch(&self) -> &Arch {
         &self.arch
@@ -115,7 +115,7 @@ impl Engine for CpuEngine {
             .convs()
             .iter()
             .zip(acts.conv_maps(&self.arch))
-            .map(|(c, m)| FeatureMaps { channels: c.cout, height: c.h, width: c.w, values: m.to_vec() })
+            .map(|(c, m)| FeatureMaps { channels: c.cout, height: c.oh, width: c.ow, values: m.to_vec() })
             .collect();
         let (input, norm) = (self.arch.input(), self.test.norm);
         Ok(Probe { x, input, norm, maps, logits: acts.logits().to_vec() })

@@ -1,5 +1,8 @@
-//! What trains and evaluates the network, whatever runs it: the GPU (`gpu::network`) or the CPU reference
-//! (`cpu::CpuEngine`, over `reference::network`).
+//! What trains and evaluates the network, whatever runs it: the GPU (`gpu::net`) or the CPU reference
+//! (`cpu::CpuEngine`, over `reference::network`), and the plain description of what a run ran on (`DeviceInfo`), which
+//! every command's JSON, `report.json`, bench and peak results record.
+
+use serde::{Deserialize, Serialize};
 
 /// Per-epoch or per-evaluation sums as an engine reports them.
 #[derive(Clone, Debug, Default)]
@@ -16,6 +19,18 @@ impl Metrics {
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.count.max(1) as f64
     }
+}
+
+/// One epoch's results, as `--json` prints them.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    pub seconds: f64,
+    pub images_per_sec: f64,
 }
 
 /// The activations of a few test images, read back from where the engine computed them (for pictures).
@@ -46,7 +61,7 @@ pub struct FeatureMaps {
 #[allow(async_fn_in_trait)] // run where they are called, never sent to another thread
 pub trait Engine {
     /// What it runs on (the adapter and kernels, or the CPU reference), as outputs record it.
-    fn device(&self) -> crate::device::DeviceInfo;
+    fn device(&self) -> DeviceInfo;
     /// The network it runs.
     fn arch(&self) -> &crate::model::Arch;
     /// Trains one epoch in `order`. `progress(steps_done, running)` is called now and then; returning false stops the
@@ -67,4 +82,50 @@ pub trait Engine {
     fn set_params(&mut self, params: &[f32]) -> anyhow::Result<()>;
     async fn momentum(&self) -> anyhow::Result<Vec<f32>>;
     fn set_momentum(&mut self, momentum: &[f32]) -> anyhow::Result<()>;
+}
+
+/// What a run ran on: an adapter and the kernels it used, or the CPU reference.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub vendor: String,
+    pub device_type: String,
+    pub backend: String,
+    pub driver: String,
+    pub driver_info: String,
+    /// The adapter's subgroup widths (`AdapterSummary::subgroups`); empty in results from before it was recorded.
+    #[serde(default)]
+    pub subgroups: String,
+    /// Which kernels ran: "tiled", "simd" or "simd, 8-lane subgroups" (see the README's "Kernel families"); results from
+    /// before the families say "subgroup (8 lanes)" or "plain".
+    #[serde(default)]
+    pub kernels: String,
+}
+
+impl DeviceInfo {
+    pub fn cpu_reference() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        DeviceInfo {
+            name: format!("CPU reference ({threads} threads)"),
+            vendor: String::new(),
+            device_type: "cpu".into(),
+            backend: "cpu".into(),
+            driver: "gpu-cnn reference".into(),
+            driver_info: String::new(),
+            subgroups: "–".into(),
+            kernels: "CPU reference".into(),
+        }
+    }
+
+    /// One line for people: the adapter as `gpu-cnn adapters` prints it and the kernels, or "CPU reference (N threads)".
+    pub fn line(&self) -> String {
+        if self.backend == "cpu" {
+            return self.name.clone();
+        }
+        let soft = if self.device_type == "cpu" { ", a software adapter (runs on the CPU)" } else { "" };
+        format!(
+            "{} ({}, {}, driver {} {}, subgroups {}; {} kernels){soft}",
+            self.name, self.backend, self.device_type, self.driver, self.driver_info, self.subgroups, self.kernels
+        )
+    }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::atomic::write_atomic;
 
-use crate::study::TrainOutcome;
+use crate::run::TrainOutcome;
 
 /// The study's published numbers, shown beside ours.
 pub const STUDY_FORWARD_ONLY_ACCURACY: f64 = 0.0912;
@@ -28,7 +28,7 @@ impl StudyReport {
     pub fn new(run: TrainOutcome) -> Self {
         StudyReport {
             command: std::env::args().collect::<Vec<_>>().join(" "),
-            date: crate::bench::utc_now(),
+            date: crate::measure::host::utc_now(),
             gpu_cnn_commit: env!("GPU_CNN_GIT_COMMIT").to_string(),
             run,
         }

@@ -3,8 +3,9 @@
 //! a shader that only one back end rejects fails here rather than on someone's Mac or Windows machine. No GPU needed.
 //! GLSL is skipped for the subgroup kernels: wgpu's GL back end offers no subgroups, so they never run there.
 
-use gpu_cnn::gpu::kernels::{shader_for, wgsl_for_naga};
-use gpu_cnn::gpu::network::{all_pipeline_specs, PipelineSpec};
+use gpu_cnn::gpu::net::lower::{all_pipeline_specs, PipelineSpec};
+use gpu_cnn::gpu::ops::shader_for;
+use gpu_cnn::gpu::shader::wgsl_for_naga;
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{ValidationFlags, Validator};
 use naga::ShaderStage;
@@ -14,7 +15,7 @@ fn specialize(spec: &PipelineSpec) -> (naga::Module, naga::valid::ModuleInfo) {
     let shader = shader_for(spec.entry);
     let source = wgsl_for_naga(shader.source);
     let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{}: {}", shader.file, e));
-    let caps = gpu_cnn::gpu::shader_capabilities();
+    let caps = gpu_cnn::gpu::shader::shader_capabilities();
     let info = Validator::new(ValidationFlags::all(), caps).validate(&module).expect("validates");
     let mut constants = naga::back::PipelineConstants::default();
     for (k, v) in &spec.constants {

@@ -17,8 +17,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::browser::{chromium, Browser, Server};
-use gpu_cnn::gpu::kernels::{Access, SHADERS, STEP_BYTES, WEIGHT_WINDOW_BYTES};
-use gpu_cnn::gpu::network::all_pipeline_specs;
+use gpu_cnn::gpu::net::lower::all_pipeline_specs;
+use gpu_cnn::gpu::ops::shaders;
+use gpu_cnn::gpu::shader::{Access, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 use serde_json::{json, Value};
 
 /// The most one pipeline may take to create in Chrome, in seconds.
@@ -154,7 +155,7 @@ fn every_pipeline_is_created_in_chrome() {
     let modules: Vec<Value> = files
         .iter()
         .map(|f| {
-            let s = SHADERS.iter().find(|s| s.file == *f).expect("a shader per file");
+            let s = shaders().find(|s| s.file == *f).expect("a shader per file");
             module_json(s.file, s.source, s.bindings, s.subgroups)
         })
         .collect();

@@ -45,7 +45,7 @@ fn full_ckpt() -> Checkpoint {
         metadata: BTreeMap::from([
             ("epoch".to_string(), "3".to_string()),
             ("lr".to_string(), "0.01".to_string()),
-            ("format".to_string(), "pt".to_string()),
+            ("writer".to_string(), "a test".to_string()),
             ("note".to_string(), "ünïcödé \"quoted\" {json}".to_string()),
         ]),
     }
@@ -213,13 +213,88 @@ fn loads_pytorch_checkpoint() {
         assert!(max > 1e-4 && max < 5.0, "{}: max |w| = {max}", t.name);
         assert!(mean_sq > 1e-10, "{}: all (near) zero", t.name);
     }
-    // And it survives our save/load bit for bit.
+    // And it survives our save/load bit for bit; the copy is gpu-cnn's (its own `format`, and the network it holds).
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.safetensors");
     checkpoint::save(&path, &c).unwrap();
     let d = checkpoint::load(&path, None).unwrap();
     assert_eq!(bits(&d.params), bits(&c.params));
-    assert_eq!(d.metadata, c.metadata);
+    assert_eq!(d.arch, study());
+    assert!(d.metadata.is_empty(), "{:?}", d.metadata);
+}
+
+/// The study's PyTorch anchor (../shared/anchors/pytorch, copied here): its metadata carries an `arch` key of its
+/// own (`seed_cnn`), which is PyTorch's name, not a gpu-cnn description; the network comes from its tensors.
+#[test]
+fn a_pytorch_file_with_its_own_arch_key_loads() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed_cnn_pytorch_e5.safetensors");
+    let c = checkpoint::load(Path::new(path), None).unwrap();
+    assert_eq!(c.arch, study());
+    assert_eq!(c.metadata.get("arch").map(String::as_str), Some("seed_cnn"));
+    assert_eq!(c.metadata.get("format").map(String::as_str), Some("pt"));
+    // Named, it is checked against the name: the tensors decide, not the metadata.
+    assert_eq!(checkpoint::load(Path::new(path), Some(&study())).unwrap().arch, study());
+    let e = checkpoint::load(Path::new(path), Some(&Arch::parse("tiny").unwrap())).unwrap_err();
+    assert!(matches!(e, CheckpointError::WrongShape { .. }), "{e:?}");
+}
+
+/// `bytes` (a file gpu-cnn saved) with its metadata replaced by `meta`: a file as another writer makes it.
+fn as_foreign(bytes: &[u8], meta: &str) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"] = serde_json::from_str(meta).unwrap();
+    let mut h = serde_json::to_vec(&header).unwrap();
+    h.resize(h.len().next_multiple_of(8), b' ');
+    [&(h.len() as u64).to_le_bytes()[..], &h, &bytes[8 + n..]].concat()
+}
+
+#[test]
+fn a_foreign_file_is_read_by_its_tensors_or_refused_asking_for_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (dir.path().join("ours.safetensors"), dir.path().join("theirs.safetensors"));
+    let save_foreign = |arch: &Arch, meta: &str| {
+        let c = Checkpoint { arch: arch.clone(), params: vec![0.5; arch.param_count()], ..Default::default() };
+        checkpoint::save(&ours, &c).unwrap();
+        fs::write(&theirs, as_foreign(&fs::read(&ours).unwrap(), meta)).unwrap();
+    };
+    // One pool after conv1 is the one way fc1's 16×14×14 inputs come out: its own `arch` key is not gpu-cnn's.
+    let pooled = Arch::parse("conv16-pool-fc10").unwrap();
+    save_foreign(&pooled, r#"{"format": "pt", "arch": "conv16-fc10"}"#);
+    assert_eq!(checkpoint::load(&theirs, None).unwrap().arch, pooled);
+    // One pool after either convolution gives fc1 the same 8×14×14 inputs: which one cannot be told, so it asks.
+    save_foreign(&Arch::parse("conv8-pool-conv8-fc10").unwrap(), r#"{"format": "pt"}"#);
+    let e = checkpoint::load(&theirs, None).unwrap_err();
+    assert!(matches!(e, CheckpointError::UnknownArch { .. }), "{e:?}");
+    let msg = err_msg(&e);
+    assert!(msg.contains("conv8-pool-conv8-fc10") && msg.contains("conv8-conv8-pool-fc10") && msg.contains("--arch"));
+    // Named, it loads.
+    let named = Arch::parse("conv8-conv8-pool-fc10").unwrap();
+    assert_eq!(checkpoint::load(&theirs, Some(&named)).unwrap().arch, named);
+    // Trained on 3×32×32 images, its fc1 reads 16×16×16 values, which no network on 28×28 images gives: it is held
+    // against the study's network, and what differs named.
+    save_foreign(&Arch::parse("3x32x32:conv16-pool-fc10").unwrap(), r#"{"format": "pt"}"#);
+    let e = checkpoint::load(&theirs, None).unwrap_err();
+    assert!(err_msg(&e).contains("lacks tensor(s) conv2.weight"), "{e}");
+    let named = Arch::parse("3x32x32:conv16-pool-fc10").unwrap();
+    assert_eq!(checkpoint::load(&theirs, Some(&named)).unwrap().arch, named);
+}
+
+#[test]
+fn non_finite_values_in_a_file_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    checkpoint::save(&path, &full_ckpt()).unwrap();
+    // Poke a NaN into fc1.weight's element 5 of the saved bytes (save itself refuses NaN).
+    let mut bytes = fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let start = st.tensor("fc1.weight").unwrap().data().as_ptr() as usize - bytes.as_ptr() as usize;
+    drop(st);
+    bytes[start + 20..start + 24].copy_from_slice(&f32::NAN.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    let e = checkpoint::load(&path, None).unwrap_err();
+    let msg = err_msg(&e);
+    assert!(matches!(e, CheckpointError::NotFinite { index: 5, .. }), "{e:?}");
+    assert!(msg.contains("fc1.weight") && msg.contains("element 5") && msg.contains("nan.safetensors"), "{msg}");
 }
 
 #[test]

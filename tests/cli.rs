@@ -239,6 +239,55 @@ fn arch_trains_saves_and_is_checked_on_load() {
     fails_with(&["bench", "--arch", "conv8-relu-fc10"], "`relu` (part 2");
 }
 
+/// LeNet-5 (`--arch lenet5`: 5×5 convolutions, average pools, three dense layers): a short run learns, its checkpoint
+/// evaluates the same, and PyTorch's own LeNet-5 checkpoint (`benches/pytorch/torch_cnn.py --arch lenet5 --epochs 1
+/// --save …`: 97.20 %, loss 0.0863 in PyTorch) evaluates as PyTorch evaluates it; without `--arch` it cannot be told
+/// from its tensors, and the error says to give it.
+#[test]
+fn lenet5_trains_and_reads_pytorchs_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("lenet5.safetensors");
+    // 60 steps of 32 on 1,920 images, a high learning rate: far from LeNet's best, enough to see it learn.
+    let args =
+        ["--arch", "lenet5", "--epochs", "1", "--train-limit", "1920", "--batch-size", "32", "--test-limit", "1000"];
+    let v = train_saving(&[&args[..], &["--lr", "0.1", "--momentum", "0.5"]].concat(), &ck, dir.path());
+    assert_eq!(v["arch"], "conv6k5-avgpool-conv16k5p0-avgpool-fc120-fc84-fc10", "{v}");
+    let (before, after) = (v["forward_only_test_accuracy"].as_f64().unwrap(), v["test_accuracy"].as_f64().unwrap());
+    assert!(after > 0.5 && after > before + 0.35, "LeNet-5 learns: {before} → {after}");
+    for png in ["filters_after.png", "activations_after.png", "curves.png"] {
+        assert!(dir.path().join(png).is_file(), "{png} drawn");
+    }
+    let e = json_of(
+        &gpu_cnn()
+            .args(["eval", "--json", "--test-limit", "1000", "--checkpoint"])
+            .arg(&ck)
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    );
+    assert_eq!((e["arch"].as_str(), e["test_accuracy"].as_f64()), (v["arch"].as_str(), Some(after)));
+
+    let torch = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lenet5_torch_e1.safetensors");
+    let out = gpu_cnn().args(["eval", "--json", "--arch", "lenet5", "--checkpoint", torch]).assert().success();
+    let v = json_of(&out.get_output().stdout);
+    let acc = v["test_accuracy"].as_f64().unwrap();
+    assert!((acc - 0.9720).abs() <= 0.00011, "accuracy {acc}");
+    assert!((v["test_loss"].as_f64().unwrap() - 0.0863).abs() < 0.0005, "{v}");
+    fails_with(&["eval", "--checkpoint", torch], "give its network with --arch");
+}
+
+/// PyTorch's anchor of the study (`../shared/anchors/pytorch`, copied into the fixtures): its metadata has an `arch` key
+/// of its own, which is not gpu-cnn's; its tensors say the network. PyTorch measured 98.97 % and loss 0.0298.
+#[test]
+fn eval_reads_the_pytorch_anchor_with_its_own_arch_key() {
+    let anchor = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed_cnn_pytorch_e5.safetensors");
+    let v = json_of(&gpu_cnn().args(["eval", "--json", "--checkpoint", anchor]).assert().success().get_output().stdout);
+    assert_eq!(v["arch"], "conv16-pool-conv32-pool-fc128-fc10");
+    assert!((v["test_accuracy"].as_f64().unwrap() - 0.9897).abs() <= 0.00011, "{v}");
+    assert!((v["test_loss"].as_f64().unwrap() - 0.0298).abs() < 0.0005, "{v}");
+}
+
 /// Other image shapes as a user brings them: a directory of 4-D IDX files (n × 3 × 32 × 32, generated) trains with a
 /// hand-written `--arch`, the input shape and normalization come from the data, JSON and checkpoint say `3x32x32:`, the
 /// pictures are drawn, and a checkpoint for one shape is refused on data of another with both shapes named.
@@ -469,14 +518,16 @@ fn check_passes_and_catches_a_broken_kernel() {
     assert!(rows.iter().any(|r| r["kernel"] == "training step"), "the whole step is checked");
 
     // `--arch` adds a whole step of that network, on the kernels the engine would run it with (the tiled family for
-    // a convolution right after another, which the simd kernels cannot run).
-    let out = gpu_cnn().args(["check", "--quick", "--json", "--arch", "conv4-conv6-pool-fc10"]).assert().success();
-    let reports: Value = serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON");
-    let step =
-        reports[0]["rows"].as_array().unwrap().iter().find(|r| r["kernel"] == "training step conv4-conv6-pool-fc10");
-    let step = step.expect("a training step row for --arch");
-    assert!(step["variant"].as_str().is_some_and(|v| v.starts_with("tiled")), "{step}");
-    assert_eq!(step["passed"].as_bool(), Some(true), "{step}");
+    // a convolution right after another and for LeNet-5's 5×5 kernels, which the simd kernels cannot run).
+    for arch in ["conv4-conv6-pool-fc10", "lenet5"] {
+        let out = gpu_cnn().args(["check", "--quick", "--json", "--arch", arch]).assert().success();
+        let reports: Value = serde_json::from_slice(&out.get_output().stdout).expect("stdout is JSON");
+        let rows = reports[0]["rows"].as_array().unwrap();
+        let step = rows.iter().find(|r| r["kernel"].as_str().is_some_and(|k| k.starts_with("training step conv")));
+        let step = step.expect("a training step row for --arch");
+        assert!(step["variant"].as_str().is_some_and(|v| v.starts_with("tiled")), "{step}");
+        assert_eq!(step["passed"].as_bool(), Some(true), "{step}");
+    }
 
     let out = gpu_cnn()
         .args(["check", "--quick"])

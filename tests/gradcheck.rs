@@ -4,7 +4,8 @@
 //! `L = Σ r ⊙ y` with fixed random `r` (so `dy = r`), at every entry of every input; softmax cross-entropy, whose
 //! backward is by definition the gradient of the mean loss, is checked against that mean. Then a whole network's mean
 //! loss is checked with respect to a sample of entries of every parameter tensor and of the input: the study's network
-//! and others `--arch` can describe (a convolution without a pool, no convolution, odd channel counts).
+//! and others `--arch` can describe (a convolution without a pool, no convolution, odd channel counts, kernels of
+//! other sides and paddings, average pools: LeNet-5).
 //!
 //! Agreement: `|fd − analytic| ≤ 1e-6 · max(1, |fd|, |analytic|)`. With `eps = 1e-6`, central differences have a
 //! truncation error of order `eps²·|L'''|` (≈ 1e-12; zero for the linear ops) and a rounding error of order
@@ -17,7 +18,7 @@
 //! (windows that ReLU zeroed entirely are exempt: they stay zero under a tiny perturbation), and a network probe whose
 //! ±eps perturbation changes any ReLU mask or max-pool argmax anyway is skipped and counted.
 
-use gpu_cnn::model::{init_params, Arch, Layer, CLASSES};
+use gpu_cnn::model::{init_params, Arch, Layer, Pool, CLASSES};
 use gpu_cnn::reference::*;
 use rand::Rng;
 use rand_xoshiro::rand_core::SeedableRng;
@@ -105,27 +106,47 @@ fn away_from_zero(rng: &mut Xoshiro256PlusPlus, len: usize, lo: f64, hi: f64) ->
 
 #[test]
 fn conv2d_gradients() {
-    // Non-square maps and distinct channel counts, so a swapped index cannot pass.
-    let (n, cin, cout, h, wd) = (2, 3, 4, 5, 6);
-    let mut r = rng(1);
-    let x = uniform(&mut r, n * cin * h * wd, -1.0, 1.0);
-    let w = uniform(&mut r, cout * cin * 9, -1.0, 1.0);
-    let b = uniform(&mut r, cout, -1.0, 1.0);
-    let dy = uniform(&mut r, n * cout * h * wd, -1.0, 1.0);
-    let objective = |x: &[f64], w: &[f64], b: &[f64]| {
-        let mut y = vec![0.0; n * cout * h * wd];
-        conv2d_forward(x, w, b, &mut y, n, cin, cout, h, wd);
-        dot(&dy, &y)
-    };
+    // Non-square maps and distinct channel counts, so a swapped index cannot pass; the study's 3×3 with padding 1, then
+    // kernels of other sides and paddings (LeNet-5's 5×5, padded and not; 1×1; an even side).
+    for (seed, k, pad) in [(1, 3, 1), (11, 5, 2), (12, 5, 0), (13, 1, 0), (14, 4, 1), (15, 3, 0)] {
+        let s = Conv2dShape { n: 2, cin: 3, cout: 4, h: 6, w: 7, k, pad };
+        let mut r = rng(seed);
+        let x = uniform(&mut r, s.input_len(), -1.0, 1.0);
+        let w = uniform(&mut r, s.weight_len(), -1.0, 1.0);
+        let b = uniform(&mut r, s.cout, -1.0, 1.0);
+        let dy = uniform(&mut r, s.output_len(), -1.0, 1.0);
+        let objective = |x: &[f64], w: &[f64], b: &[f64]| {
+            let mut y = vec![0.0; s.output_len()];
+            conv2d_forward(x, w, b, &mut y, &s);
+            dot(&dy, &y)
+        };
 
+        let mut dx = vec![f64::NAN; x.len()];
+        conv2d_backward_input(&dy, &w, &mut dx, &s);
+        let (mut dw, mut db) = (vec![f64::NAN; w.len()], vec![f64::NAN; b.len()]);
+        conv2d_backward_weight(&x, &dy, &mut dw, &mut db, &s);
+
+        let op = format!("conv2d {k}×{k} pad {pad}");
+        check(&format!("{op} backward_input"), &numerical_gradient(&x, |x| objective(x, &w, &b)), &dx);
+        check(&format!("{op} backward_weight (w)"), &numerical_gradient(&w, |w| objective(&x, w, &b)), &dw);
+        check(&format!("{op} backward_weight (b)"), &numerical_gradient(&b, |b| objective(&x, &w, b)), &db);
+    }
+}
+
+#[test]
+fn avgpool_gradient() {
+    let (n, c, h, wd) = (2, 3, 4, 6);
+    let mut r = rng(16);
+    let x = uniform(&mut r, n * c * h * wd, -1.0, 1.0);
+    let dy = uniform(&mut r, n * c * (h / 2) * (wd / 2), -1.0, 1.0);
     let mut dx = vec![f64::NAN; x.len()];
-    conv2d_backward_input(&dy, &w, &mut dx, n, cin, cout, h, wd);
-    let (mut dw, mut db) = (vec![f64::NAN; w.len()], vec![f64::NAN; b.len()]);
-    conv2d_backward_weight(&x, &dy, &mut dw, &mut db, n, cin, cout, h, wd);
-
-    check("conv2d_backward_input", &numerical_gradient(&x, |x| objective(x, &w, &b)), &dx);
-    check("conv2d_backward_weight (weight)", &numerical_gradient(&w, |w| objective(&x, w, &b)), &dw);
-    check("conv2d_backward_weight (bias)", &numerical_gradient(&b, |b| objective(&x, &w, b)), &db);
+    avgpool_backward(&dy, &mut dx, n, c, h, wd);
+    let fd = numerical_gradient(&x, |x| {
+        let mut y = vec![0.0; dy.len()];
+        avgpool_forward(x, &mut y, n, c, h, wd);
+        dot(&dy, &y)
+    });
+    check("avgpool_backward", &fd, &dx);
 }
 
 #[test]
@@ -234,17 +255,18 @@ fn pre_activations(arch: &Arch, params: &[f64], acts: &Activations<f64>) -> (Vec
     for (i, layer) in arch.layers().iter().enumerate() {
         let input = if i == 0 { &acts.x } else { &acts.outs[i - 1] };
         match layer {
-            Layer::Conv(_) => {
+            Layer::Conv { .. } => {
                 let c = convs.next().unwrap();
                 let mut z = vec![0.0; acts.outs[i].len()];
                 let (w, b) = (&params[c.w_off..c.b_off], &params[c.b_off..c.b_off + c.cout]);
-                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.h, c.w);
+                let s = Conv2dShape { n, cin: c.cin, cout: c.cout, h: c.ih, w: c.iw, k: c.k, pad: c.pad };
+                conv2d_forward(input, w, b, &mut z, &s);
                 zs.extend(&z);
-                if c.pool {
-                    pooled.push((acts.outs[i].clone(), n * c.cout, c.h, c.w));
+                if c.pool == Some(Pool::Max) {
+                    pooled.push((acts.outs[i].clone(), n * c.cout, c.oh, c.ow));
                 }
             }
-            Layer::Pool => {}
+            Layer::Pool(_) => {}
             Layer::Dense(_) => {
                 let d = denses.next().unwrap();
                 if d.relu {
@@ -276,16 +298,16 @@ fn pattern(arch: &Arch, acts: &Activations<f64>) -> Vec<bool> {
     for (i, layer) in arch.layers().iter().enumerate() {
         let a = &acts.outs[i];
         match layer {
-            Layer::Conv(_) => {
+            Layer::Conv { .. } => {
                 let c = convs.next().unwrap();
                 out.extend(a.iter().map(|&e| e > 0.0));
-                if c.pool {
+                if c.pool == Some(Pool::Max) {
                     let mut dx = vec![0.0; a.len()];
-                    maxpool_backward(a, &vec![1.0; a.len() / 4], &mut dx, acts.n, c.cout, c.h, c.w);
+                    maxpool_backward(a, &vec![1.0; a.len() / 4], &mut dx, acts.n, c.cout, c.oh, c.ow);
                     out.extend(dx.iter().map(|&e| e > 0.0));
                 }
             }
-            Layer::Pool => {}
+            Layer::Pool(_) => {}
             Layer::Dense(_) => {
                 if denses.next().unwrap().relu {
                     out.extend(a.iter().map(|&e| e > 0.0));
@@ -320,7 +342,8 @@ fn network_gradients() {
 
 /// Other networks `--arch` describes: a convolution feeding a dense layer without a pool, odd channel counts, two
 /// dense layers after a pooled pair, no convolution at all; three-channel, non-square inputs (an odd width after the
-/// pool); two convolutions with no pool between.
+/// pool); two convolutions with no pool between; LeNet-5's kind (5×5 kernels padded and not, average pools, three
+/// dense layers) on a small image, and other kernel sides.
 #[test]
 fn network_gradients_of_other_architectures() {
     for (desc, seed) in [
@@ -329,6 +352,9 @@ fn network_gradients_of_other_architectures() {
         ("fc24-fc16-fc10", 400),
         ("3x12x10:conv3-pool-conv4-fc10", 500),
         ("2x8x6:conv3-conv4-pool-fc10", 600),
+        ("1x16x16:conv3k5-avgpool-conv4k5p0-avgpool-fc12-fc8-fc10", 700),
+        ("1x12x12:conv3k1-avgpool-conv2k3p0-pool-fc10", 800),
+        ("2x9x9:conv3k4p1-conv2k7-avgpool-fc10", 900),
     ] {
         eprintln!("--arch {desc}");
         network_gradients_of(&Arch::parse(desc).unwrap(), seed);
@@ -423,6 +449,8 @@ fn checker_rejects_conv_backward_input_without_the_kernel_flip() {
     let x = uniform(&mut r, n * cin * h * wd, -1.0, 1.0);
     let w = uniform(&mut r, cout * cin * 9, -1.0, 1.0);
     let dy = uniform(&mut r, n * cout * h * wd, -1.0, 1.0);
+    let s = Conv2dShape { n, cin, cout, h, w: wd, k: 3, pad: 1 };
+    let back = Conv2dShape { cin: cout, cout: cin, ..s };
     let transposed = |flip: bool| {
         let mut t = vec![0.0; w.len()];
         for co in 0..cout {
@@ -437,17 +465,17 @@ fn checker_rejects_conv_backward_input_without_the_kernel_flip() {
     };
     let via_forward = |kernel: &[f64]| {
         let mut dx = vec![0.0; x.len()];
-        conv2d_forward(&dy, kernel, &vec![0.0; cin], &mut dx, n, cout, cin, h, wd);
+        conv2d_forward(&dy, kernel, &vec![0.0; cin], &mut dx, &back);
         dx
     };
     let fd = numerical_gradient(&x, |x| {
         let mut y = vec![0.0; dy.len()];
-        conv2d_forward(x, &w, &vec![0.0; cout], &mut y, n, cin, cout, h, wd);
+        conv2d_forward(x, &w, &vec![0.0; cout], &mut y, &s);
         dot(&dy, &y)
     });
 
     let mut dx = vec![0.0; x.len()];
-    conv2d_backward_input(&dy, &w, &mut dx, n, cin, cout, h, wd);
+    conv2d_backward_input(&dy, &w, &mut dx, &s);
     let flipped = via_forward(&transposed(true));
     assert!(worst_error(&dx, &flipped) <= 1e-14, "backward input ≠ forward with the flipped kernel");
     assert!(worst_error(&fd, &flipped) <= TOL);

@@ -6,9 +6,9 @@ mod common;
 use common::*;
 use gpu_cnn::checkpoint::{self, Checkpoint};
 use gpu_cnn::data::{self, Split};
-use gpu_cnn::gpu::network::GpuNetwork;
-use gpu_cnn::gpu::ops::{Caps, Family};
+use gpu_cnn::gpu::net::GpuNetwork;
 use gpu_cnn::gpu::Gpu;
+use gpu_cnn::gpu::{Caps, Family};
 use gpu_cnn::model::{self, Arch, ImageShape};
 use gpu_cnn::reference::network;
 use pollster::FutureExt;
@@ -66,7 +66,7 @@ fn one_step_against_reference(gpu: Gpu, caps: Caps) {
     let params = model::init_params(&study(), 7);
     let batch = 64;
     let mut net = GpuNetwork::with_caps(gpu, caps, &study(), batch, Some(&train), &d.test.take(500), &params).unwrap();
-    let order = gpu_cnn::train::epoch_order(7, 0, train.len());
+    let order = gpu_cnn::model::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     net.train_steps_raw(&order, lr, mu, 1).block_on().unwrap();
     let gpu_loss = net.step_losses(1).block_on().unwrap()[0] as f64;
@@ -124,7 +124,7 @@ fn twenty_steps(gpu: Gpu, caps: Caps) {
     let train = d.train.take(batch * 20);
     let mut params = model::init_params(&study(), 3);
     let mut net = GpuNetwork::with_caps(gpu, caps, &study(), batch, Some(&train), &d.test.take(250), &params).unwrap();
-    let order = gpu_cnn::train::epoch_order(3, 0, train.len());
+    let order = gpu_cnn::model::epoch_order(3, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     net.train_steps_raw(&order, lr, mu, 20).block_on().unwrap();
     let gpu_losses = net.step_losses(20).block_on().unwrap();
@@ -159,7 +159,7 @@ fn run(
     }
     let mut losses = Vec::new();
     for e in epochs {
-        let order = gpu_cnn::train::epoch_order(11, e, train.len());
+        let order = gpu_cnn::model::epoch_order(11, e, train.len());
         let (_, l) = GpuNetwork::train_epoch(&mut net, &order, 0.01, 0.9, &mut |_, _| true).block_on().unwrap();
         losses.extend(l);
     }
@@ -274,9 +274,9 @@ fn random_arch(seed: u64) -> Arch {
     let mut layers = Vec::new();
     let convs = pick(3);
     for _ in 0..convs {
-        layers.push(model::Layer::Conv(1 + pick(9)));
+        layers.push(model::Layer::Conv { out: 1 + pick(9), k: 3, pad: 1 });
         if pick(2) == 1 {
-            layers.push(model::Layer::Pool);
+            layers.push(model::Layer::Pool(model::Pool::Max));
         }
     }
     for _ in 0..pick(3) {
@@ -291,7 +291,7 @@ fn random_arch(seed: u64) -> Arch {
 #[test]
 fn generated_networks_train_like_the_reference() {
     let Some(gpu) = gpu_for_families("generated_networks_train_like_the_reference") else { return };
-    let variants = gpu_cnn::check::variants(&gpu, true);
+    let variants = gpu_cnn::gpu::caps::variants(&gpu, true);
     let h = gpu_cnn::check::Harness::new(gpu);
     let mut seen = std::collections::BTreeSet::new();
     for seed in 0..6 {
@@ -300,7 +300,7 @@ fn generated_networks_train_like_the_reference() {
             continue;
         }
         let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
-        let runnable = variants.iter().filter(|c| gpu_cnn::gpu::network::fits(&arch, **c).is_ok()).count();
+        let runnable = variants.iter().filter(|c| gpu_cnn::gpu::caps::for_arch(&arch, **c).is_ok()).count();
         eprintln!("--arch {arch}: {} rows in {runnable} of {} kernel variants", rows.len(), variants.len());
         assert!(runnable >= 1, "{arch}: the tiled family runs every network");
         assert_eq!(rows.len(), runnable, "{arch}: one row (loss, each gradient, the parameters) per variant");
@@ -310,15 +310,25 @@ fn generated_networks_train_like_the_reference() {
     }
     assert!(seen.len() >= 4, "{seen:?}");
 
-    // Three the simd kernels cannot run (a convolution on 7×7: odd rows; conv2's weights past the uniform window; a
-    // convolution right after another): the tiled family does, and `fits` says why the simd one does not.
+    // Average pools after 3×3 convolutions: every family (the pools' own kernels run between the convolutions').
+    let arch = Arch::parse("conv4-avgpool-conv6-avgpool-fc12-fc10").unwrap();
+    let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
+    assert_eq!(rows.len(), variants.len(), "every family runs {arch}");
+    for r in &rows {
+        assert!(r.passed, "{arch} [{}]: {}", r.variant, r.failure.clone().unwrap_or_default());
+    }
+
+    // Ones the simd kernels cannot run (a convolution on 7×7: odd rows; conv2's weights past the uniform window; a
+    // convolution right after another; LeNet-5's 5×5 kernels): the tiled family does, and `for_arch` says why the
+    // simd one does not.
     for (desc, why) in [
         ("conv4-pool-conv4-pool-conv4-fc10", "must be even"),
         ("conv32-pool-conv32-fc10", "uniform window"),
         ("conv4-conv6-pool-fc10", "without a pool"),
+        ("conv3k5-avgpool-conv4k5p0-avgpool-fc12-fc8-fc10", "3×3 with padding 1"),
     ] {
         let arch = Arch::parse(desc).unwrap();
-        let err = gpu_cnn::gpu::network::fits(&arch, Caps::simd(false)).unwrap_err();
+        let err = gpu_cnn::gpu::caps::for_arch(&arch, Caps::simd(false)).unwrap_err();
         assert!(err.contains(why), "{desc}: {err}");
         let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
         let tiled: Vec<String> = variants.iter().filter(|c| c.family == Family::Tiled).map(|c| c.describe()).collect();
@@ -337,7 +347,7 @@ fn colour_images_train_like_the_reference_and_learn() {
     let (train, test) = (gpu_cnn::check::coloured(640, 1), gpu_cnn::check::coloured(200, 2));
     let arch = Arch::parse("conv8-pool-conv16-pool-fc32-fc10").unwrap().with_input(train.shape).unwrap();
     assert_eq!(arch.describe(), "3x32x32:conv8-pool-conv16-pool-fc32-fc10");
-    let variants = gpu_cnn::check::variants(&gpu, true);
+    let variants = gpu_cnn::gpu::caps::variants(&gpu, true);
     let h = gpu_cnn::check::Harness::new(gpu);
     let rows = gpu_cnn::check::training_steps(&h, &arch, &variants).block_on();
     assert_eq!(rows.len(), variants.len(), "every family runs {arch}");
@@ -349,11 +359,32 @@ fn colour_images_train_like_the_reference_and_learn() {
     let mut net = GpuNetwork::new(h.gpu.reopen().block_on().unwrap(), &arch, 32, Some(&train), &test, &params).unwrap();
     let (before, _) = net.evaluate().block_on().unwrap();
     for epoch in 0..4 {
-        let order = gpu_cnn::train::epoch_order(3, epoch, train.len());
+        let order = gpu_cnn::model::epoch_order(3, epoch, train.len());
         net.train_epoch(&order, 0.02, 0.9, &mut |_, _| true).block_on().unwrap();
     }
     let (after, _) = net.evaluate().block_on().unwrap();
     eprintln!("{arch}: test accuracy {:.1} % → {:.1} %", 100.0 * before.accuracy(), 100.0 * after.accuracy());
     assert!(before.accuracy() < 0.3, "random weights: {}", before.accuracy());
     assert!(after.accuracy() > 0.9, "after 4 epochs: {}", after.accuracy());
+}
+
+/// A network the device's kernels cannot run falls back to the tiled family with the fused head as the device was
+/// opened: `GPU_CNN_FUSED_HEAD=0` (here `OpenOptions::no_head`) holds on that path too, and where the head is allowed
+/// and the limits take it, it is fused.
+#[test]
+fn the_tiled_fallback_keeps_the_head_setting() {
+    let Some(probe) = gpu("the_tiled_fallback_keeps_the_head_setting") else { return };
+    let opts = gpu_cnn::gpu::OpenOptions::from_env().expect("GPU_CNN_* settings");
+    let (train, test) = (gpu_cnn::check::synthetic(64, 1), gpu_cnn::check::synthetic(64, 2));
+    // LeNet-5's 5×5 convolutions: the simd family cannot run them.
+    let arch = Arch::parse("lenet5").unwrap();
+    let params = model::init_params(&arch, 1);
+    let head_fits = gpu_cnn::gpu::limits::fits("classifier_head", &probe.limits);
+    for no_head in [true, false] {
+        let o = gpu_cnn::gpu::OpenOptions { no_head, ..opts };
+        let g = Gpu::open_with(&gpu_cnn::gpu::AdapterSelection::default(), o).block_on().unwrap();
+        let net = GpuNetwork::new(g, &arch, 64, Some(&train), &test, &params).unwrap();
+        assert_eq!(net.caps.family, Family::Tiled);
+        assert_eq!(net.caps.head, !no_head && head_fits, "no_head = {no_head}: {}", net.caps.describe());
+    }
 }

@@ -7,13 +7,13 @@ mod common;
 
 use common::*;
 use gpu_cnn::check::{self, Harness};
-use gpu_cnn::gpu::kernels;
+use gpu_cnn::gpu::ops as kernels;
 
 /// Runs the checks of `op` on the default adapter in every variant it can run, printing each row; fails on any
 /// failure, naming it.
 fn check(op: &str) {
     let Some(gpu) = gpu_for_families(op) else { return };
-    let variants = check::variants(&gpu, true);
+    let variants = gpu_cnn::gpu::caps::variants(&gpu, true);
     if !check::has_kernels(op, &variants) {
         // E.g. maxpool_backward on a device held to the downlevel limits, where only the tiled family fits.
         eprintln!("{op}: skipped: no kernel of it in the families this device runs");
@@ -44,11 +44,24 @@ fn kernels_refuse_shapes_they_cannot_take() {
         assert!(err.contains("W = 5 must be even"), "{err}");
         assert!(kernels::check_shape(entry, &[("H", 6.0), ("W", 6.0)]).is_ok());
     }
-    // The tiled convolutions take any width, but a fused 2×2 max-pool needs even sides.
+    // The tiled convolutions take any width, but a fused 2×2 max-pool needs even sides, as the average pool does.
+    let err = kernels::check_shape("avgpool_forward", &[("C", 3.0), ("H", 5.0), ("W", 6.0)]).unwrap_err();
+    assert!(err.contains("must be even for a 2×2 pool"), "{err}");
+    assert!(kernels::check_shape("avgpool_backward", &[("H", 10.0), ("W", 6.0)]).is_ok());
     assert!(kernels::check_shape("conv2d_backward_input_tiled", &[("H", 5.0), ("W", 5.0)]).is_ok());
     assert!(kernels::check_shape("conv2d_forward_tiled", &[("H", 5.0), ("W", 5.0), ("POOL", 0.0)]).is_ok());
     let err = kernels::check_shape("conv2d_forward_tiled", &[("H", 5.0), ("W", 6.0), ("POOL", 1.0)]).unwrap_err();
-    assert!(err.contains("must be even for the fused 2×2 max-pool"), "{err}");
+    assert!(err.contains("5×6, must have even sides for the fused 2×2 max-pool"), "{err}");
+    // Of its output: 14 through a 5×5 kernel without padding is 10, which pools; with padding 1, 12.
+    let tiled = |k: f64, pad: f64| {
+        kernels::check_shape(
+            "conv2d_forward_tiled",
+            &[("H", 14.0), ("W", 14.0), ("KSIZE", k), ("PAD", pad), ("POOL", 1.0)],
+        )
+    };
+    assert!(tiled(5.0, 0.0).is_ok() && tiled(5.0, 1.0).is_ok());
+    assert!(tiled(4.0, 0.0).unwrap_err().contains("11×11"));
+    assert!(tiled(5.0, 5.0).unwrap_err().contains("does not fit"));
     assert!(kernels::check_shape("dense_forward", &[("IN", 13.0), ("W_OFF", 3.0)]).is_ok());
     // The subgroup dense kernel reads vec4s.
     let err = kernels::check_shape("dense_forward_subgroup", &[("IN", 13.0), ("W_OFF", 4.0)]).unwrap_err();
@@ -89,6 +102,16 @@ fn conv2d_backward_weight_matches_reference() {
 #[test]
 fn maxpool_backward_matches_reference_exactly() {
     check("maxpool_backward");
+}
+
+#[test]
+fn avgpool_forward_matches_reference_exactly() {
+    check("avgpool_forward");
+}
+
+#[test]
+fn avgpool_backward_matches_reference_exactly() {
+    check("avgpool_backward");
 }
 
 #[test]

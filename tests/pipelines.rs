@@ -7,8 +7,9 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use gpu_cnn::gpu::kernels::{shader_for, Kernels};
-use gpu_cnn::gpu::network::all_pipeline_specs;
+use gpu_cnn::gpu::net::lower::all_pipeline_specs;
+use gpu_cnn::gpu::ops::shader_for;
+use gpu_cnn::gpu::pipelines::Kernels;
 
 /// The most one pipeline may take to create, in seconds (the slowest measured on lavapipe on a 2-core VM is well
 /// under it; see BENCHMARKS.md).

@@ -1,8 +1,9 @@
 //! Shader hygiene without a GPU: every `shaders/*.wgsl` parses and validates with naga under the capabilities the
-//! engine requests, is listed in `SHADERS`, and declares exactly the bindings the host binds (group 0, binding i,
+//! engine requests, is listed in the ops' registry (`gpu::ops::OPS`), and declares exactly the bindings the host binds (group 0, binding i,
 //! read-only or read-write storage, or uniform), with each entry point using only those.
 
-use gpu_cnn::gpu::kernels::{self, Access, SHADERS, WEIGHT_WINDOW_BYTES};
+use gpu_cnn::gpu::ops::shaders;
+use gpu_cnn::gpu::shader::{self as kernels, Access, WEIGHT_WINDOW_BYTES};
 use naga::valid::{GlobalUse, ValidationFlags, Validator};
 use naga::AddressSpace;
 
@@ -10,7 +11,7 @@ fn validate(file: &str, source: &str) -> (naga::Module, naga::valid::ModuleInfo)
     let source = &*kernels::wgsl_for_naga(source);
     let module =
         naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
-    let info = Validator::new(ValidationFlags::all(), gpu_cnn::gpu::shader_capabilities())
+    let info = Validator::new(ValidationFlags::all(), kernels::shader_capabilities())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{file}: {}", e.emit_to_string(source)));
     (module, info)
@@ -26,23 +27,21 @@ fn every_shader_file_is_registered() {
         .collect();
     files.sort();
     let mut registered: Vec<String> =
-        SHADERS.iter().flat_map(|s| [Some(s.file), s.appended]).flatten().map(String::from).collect();
+        shaders().flat_map(|s| std::iter::once(s.file).chain(s.appended.iter().copied())).map(String::from).collect();
     registered.sort();
     registered.dedup();
-    assert_eq!(files, registered, "shaders/ and kernels::SHADERS disagree");
+    assert_eq!(files, registered, "shaders/ and the ops' shader rows disagree");
     let read = |file: &str| std::fs::read_to_string(format!("{dir}/{file}")).expect("read shader");
-    for s in SHADERS {
-        let on_disk = match s.appended {
-            Some(more) => format!("{}\n{}", read(s.file), read(more)),
-            None => read(s.file),
-        };
+    for s in shaders() {
+        let on_disk =
+            std::iter::once(s.file).chain(s.appended.iter().copied()).map(read).collect::<Vec<_>>().join("\n");
         assert_eq!(on_disk, s.source, "{}: embedded source is stale", s.file);
     }
 }
 
 #[test]
 fn every_shader_validates_and_matches_its_bindings() {
-    for s in SHADERS {
+    for s in shaders() {
         let (module, info) = validate(s.file, s.source);
         // Declared resources: exactly bindings 0..n of group 0, each with the access the host gives it.
         let mut declared = Vec::new();
@@ -97,13 +96,22 @@ fn every_shader_validates_and_matches_its_bindings() {
                 }
             }
         }
-        // The per-step block is 16 bytes, as the host lays it out (the fourth word is the `full` flag, which only
-        // the two forward convolutions read).
-        if s.bindings.contains(&Access::Step) {
-            let fourth = if s.file.starts_with("conv2d_forward") { "full" } else { "_pad" };
-            let layout =
-                format!("struct Step {{\n    start: u32,\n    n: u32,\n    index: u32,\n    {fourth}: u32,\n}}");
-            assert!(s.source.contains(&layout), "{}: Step block layout", s.file);
+        // The per-step block is declared once (shaders/step.wgsl, 16 bytes as the host lays it out) and appended to
+        // every shader that binds it, which declares no copy of its own.
+        let binds_step = s.bindings.contains(&Access::Step);
+        assert_eq!(
+            binds_step,
+            s.appended.contains(&"step.wgsl"),
+            "{}: step.wgsl appended where the step is bound",
+            s.file
+        );
+        if binds_step {
+            let step = include_str!("../shaders/step.wgsl");
+            assert!(step.contains("struct Step {\n    start: u32,\n    n: u32,\n    index: u32,\n    full: u32,\n}"));
+            assert_eq!(s.source.matches("struct Step").count(), 1, "{}: one Step declaration", s.file);
+            let (module, _) = validate(s.file, s.source);
+            let step_ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Step")).expect("Step").1;
+            assert_eq!(step_ty.inner.size(module.to_ctx()) as u64, gpu_cnn::gpu::shader::STEP_BYTES, "{}", s.file);
         }
     }
 }
@@ -111,12 +119,12 @@ fn every_shader_validates_and_matches_its_bindings() {
 #[test]
 fn a_broken_shader_fails_validation() {
     // The checker itself must be able to fail. A type error:
-    let caps = gpu_cnn::gpu::shader_capabilities();
+    let caps = kernels::shader_capabilities();
     let rejects = |src: &str| match naga::front::wgsl::parse_str(&kernels::wgsl_for_naga(src)) {
         Err(_) => true,
         Ok(m) => Validator::new(ValidationFlags::all(), caps).validate(&m).is_err(),
     };
-    for s in SHADERS {
+    for s in shaders() {
         assert!(!rejects(s.source), "{} should validate", s.file);
         assert!(
             rejects(&format!("{}\nfn broken() -> u32 {{ return 1.5; }}\n", s.source)),
@@ -132,7 +140,7 @@ fn a_broken_shader_fails_validation() {
 #[test]
 fn workgroup_memory_is_what_the_table_says() {
     // The limits check (`gpu::limits`) trusts the table's workgroup_bytes: it must be what the shader declares.
-    for s in SHADERS {
+    for s in shaders() {
         let (module, _) = validate(s.file, s.source);
         let bytes: u32 = module
             .global_variables
@@ -149,25 +157,25 @@ fn every_tiled_kernel_gets_the_tile_core() {
     // WGSL has no include: the tiled family's matrix-product core is one file, shaders/tile_core.wgsl, that the host
     // appends to each kernel that uses it; a kernel registered without it would not compile.
     let core = include_str!("../shaders/tile_core.wgsl");
-    let users: Vec<_> = SHADERS.iter().filter(|s| s.source.contains("tile_product(")).collect();
+    let users: Vec<_> = shaders().filter(|s| s.source.contains("tile_product(")).collect();
     assert!(users.len() >= 6, "tiled shaders: {}", users.len());
     for s in &users {
-        assert_eq!(s.appended, Some("tile_core.wgsl"), "{}", s.file);
+        assert_eq!(s.appended.last(), Some(&"tile_core.wgsl"), "{}", s.file);
         assert!(s.source.ends_with(core), "{}: the core comes last, so the file's line numbers stand", s.file);
         let own = &s.source[..s.source.len() - core.len()];
         assert!(!own.contains("var<workgroup> a_tile"), "{}: a second copy of the core", s.file);
     }
     // The core alone is no kernel: a kernel that forgot it fails to compile.
     assert!(!core.contains("@compute"));
-    let own = users[0].source.strip_suffix(core).expect("suffix");
-    assert!(naga::front::wgsl::parse_str(own).is_err(), "{} compiles without its core", users[0].file);
+    let own = users[0].source.strip_suffix(core).expect("suffix").to_string() + include_str!("../shaders/step.wgsl");
+    assert!(naga::front::wgsl::parse_str(&own).is_err(), "{} compiles without its core", users[0].file);
 }
 
 #[test]
 fn subgroup_shaders_enable_subgroups_as_the_spec_requires() {
     // Tint (browsers) rejects subgroup built-ins without `enable subgroups;`; naga 30 rejects the directive itself,
     // so the host hands naga the file with the directive commented out (`kernels::wgsl_for_naga`).
-    for s in SHADERS {
+    for s in shaders() {
         let uses = s.source.contains("subgroupShuffle") || s.source.contains("@builtin(subgroup_");
         let enables = s.source.lines().any(|l| l.trim() == "enable subgroups;");
         assert_eq!(uses, s.subgroups, "{}: subgroup flag in the table", s.file);
@@ -188,9 +196,9 @@ fn shader_const(source: &str, name: &str) -> Option<u64> {
 #[test]
 fn the_hosts_copies_of_shader_constants_agree() {
     use gpu_cnn::gpu::ops::{conv2d, dense, tiles};
-    let src = |file: &str| SHADERS.iter().find(|s| s.file == file).expect(file).source;
+    let src = |file: &str| shaders().find(|s| s.file == file).expect(file).source;
     // Each entry point's workgroup size is the table's (the host sizes dispatches by it).
-    for s in SHADERS {
+    for s in shaders() {
         let (module, _) = validate(s.file, s.source);
         for ep in &module.entry_points {
             assert_eq!(ep.workgroup_size[0], s.workgroup, "{}: {} workgroup size", s.file, ep.name);
@@ -234,14 +242,14 @@ fn the_hosts_copies_of_shader_constants_agree() {
 fn only_the_subgroup_shaders_need_the_subgroup_capability() {
     // Validating a plain kernel with subgroups allowed would let one slip a subgroup operation in.
     let none = naga::valid::Capabilities::empty();
-    for s in SHADERS.iter().filter(|s| !s.subgroups) {
+    for s in shaders().filter(|s| !s.subgroups) {
         let module = naga::front::wgsl::parse_str(s.source).unwrap_or_else(|e| panic!("{}: {e}", s.file));
         Validator::new(ValidationFlags::all(), none)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: needs more than core WGSL: {}", s.file, e.emit_to_string(s.source)));
     }
     // The checker can fail: a subgroup shader is refused without the capability.
-    let sub = SHADERS.iter().find(|s| s.subgroups).expect("a subgroup shader");
+    let sub = shaders().find(|s| s.subgroups).expect("a subgroup shader");
     let module = naga::front::wgsl::parse_str(&kernels::wgsl_for_naga(sub.source)).expect("parses");
     assert!(Validator::new(ValidationFlags::all(), none).validate(&module).is_err(), "{}", sub.file);
 }

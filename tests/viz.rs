@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::{random, random_labels};
 use gpu_cnn::engine::{FeatureMaps, Probe};
 use gpu_cnn::model::{self, Arch, Normalization, CLASSES};
-use gpu_cnn::train::EpochReport;
+use gpu_cnn::run::EpochReport;
 use gpu_cnn::viz::{self, VizError};
 use pollster::FutureExt;
 
@@ -67,8 +67,8 @@ fn synthetic_probe_of(arch: &Arch, n: usize, seed: u64) -> (Probe, Vec<u8>) {
         .iter()
         .map(|c| FeatureMaps {
             channels: c.cout,
-            height: c.h,
-            width: c.w,
+            height: c.oh,
+            width: c.ow,
             values: relu(random(n * c.out_len(), -1.0, 1.5, seed + c.index as u64)),
         })
         .collect();
@@ -333,7 +333,7 @@ fn real_mnist_pictures() {
     let mut losses = Vec::new();
     let mut reports = Vec::new();
     for e in 0..3 {
-        let order: Vec<u32> = gpu_cnn::train::epoch_order(1, e, train.len())[..steps * batch].to_vec();
+        let order: Vec<u32> = gpu_cnn::model::epoch_order(1, e, train.len())[..steps * batch].to_vec();
         let (m, l) = engine.train_epoch(&order, 0.01, 0.9, &mut |_, _| true).block_on().unwrap();
         let (t, _) = engine.evaluate().block_on().unwrap();
         losses.extend(l);
@@ -363,7 +363,7 @@ fn real_mnist_pictures() {
 #[test]
 fn bench_pictures_draw_results_old_and_new() {
     let (_keep, dir) = scratch("bench_pictures");
-    let read = |p: &str| -> Vec<gpu_cnn::bench::BenchResult> {
+    let read = |p: &str| -> Vec<gpu_cnn::measure::bench::BenchResult> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results/").to_string() + p;
         serde_json::from_str(&std::fs::read_to_string(path).expect("a result file")).expect("a result")
     };

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::browser::{chromium, Browser, Server};
-use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
+use gpu_cnn::run::{self, DeviceChoice, TrainOptions};
 use pollster::FutureExt;
 use serde_json::Value;
 
@@ -112,10 +112,10 @@ fn training_in_the_browser_learns_as_the_native_engine_does() {
     assert!(img.height() > 1000 && share > 0.05, "{test}: the screenshot looks blank");
 
     // The native engine, same seed and data: the same run within what a different summation order gives.
-    let data = study::load_data(None).expect("data/mnist").limit_test(Some(2000));
+    let data = run::load_data(None).expect("data/mnist").limit_test(Some(2000));
     let out = tempfile::tempdir().unwrap();
     let opts = TrainOptions { epochs: 1, train_limit: Some(2048), out_dir: out.path().into(), ..Default::default() };
-    let native = match study::train(&DeviceChoice::default(), &data, &opts, &mut ()).block_on() {
+    let native = match run::train(&DeviceChoice::default(), &data, &opts, &mut ()).block_on() {
         Ok(n) => n,
         Err(e) => return eprintln!("{test}: no native comparison: {e}"),
     };
@@ -152,9 +152,35 @@ fn check_passes_in_the_browser() {
 fn the_page_names_a_bad_option() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let test = "bad_option_in_the_browser";
-    let Some((web, _browser)) = run_page(test, "run=train&epochs=two", Duration::from_secs(120)) else { return };
-    let error = web["error"].as_str().unwrap_or_else(|| panic!("{test}: no error in {web}"));
-    assert!(error.contains("epochs=two"), "{test}: {error}");
+    // Checked as the command line checks them (`run::Options`), the learning rate and momentum too.
+    for (query, says) in [
+        ("run=train&epochs=two", "epochs=two"),
+        ("run=train&lr=-1", "lr=-1: must be a finite number > 0"),
+        ("run=train&momentum=1.5", "momentum=1.5: must be in [0, 1)"),
+    ] {
+        let Some((web, _browser)) = run_page(test, query, Duration::from_secs(120)) else { return };
+        let error = web["error"].as_str().unwrap_or_else(|| panic!("{test}: no error in {web}"));
+        assert!(error.contains(says), "{test}: ?{query}: {error}");
+    }
+}
+
+/// LeNet-5 (5×5 convolutions, average pools) in the page: random weights at chance, with the pictures of its 5×5
+/// filters and its feature maps.
+#[test]
+fn lenet5_in_the_browser() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "lenet5_in_the_browser";
+    let query = "run=forward-only&arch=lenet5&test-limit=500";
+    let Some((web, mut browser)) = run_page(test, query, Duration::from_secs(300)) else { return };
+    no_error(test, &web);
+    assert_eq!(web["arch"], "conv6k5-avgpool-conv16k5p0-avgpool-fc120-fc84-fc10");
+    let accuracy = web["test_accuracy"].as_f64().unwrap();
+    assert!((0.02..0.2).contains(&accuracy), "{test}: random weights at chance, got {accuracy}");
+    assert_eq!(web["test_images"], 500);
+    let names: Vec<&str> = web["pictures"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(names.contains(&"filters_before.png") && names.contains(&"activations_before.png"), "{names:?}");
+    let shown = browser.eval("[...document.querySelectorAll('#gallery img')].filter(i => i.naturalWidth > 0).length");
+    assert!(shown.as_u64().unwrap_or(0) >= 4, "{test}: {shown} pictures shown");
 }
 
 /// Any query, for measurements (BENCHMARKS.md): `GPU_CNN_WEB_QUERY='run=bench&no-check=1' cargo test --release

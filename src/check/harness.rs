@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use crate::gpu::kernels::{Access, Kernels};
 use crate::gpu::ops::Lowered;
+use crate::gpu::pipelines::Kernels;
+use crate::gpu::shader::Access;
 use crate::gpu::Gpu;
 use crate::model::{rng, uniform01, Rng};
 

@@ -9,9 +9,17 @@
 //! mistake moves an element by the size of a whole term, orders of magnitude above that. Max-pool, ReLU and argmax are
 //! exact.
 
+mod avgpool;
+mod classifier_head;
+mod conv2d;
+mod dense;
 mod harness;
+mod load_batch;
+mod maxpool;
 mod network;
-mod ops;
+mod pool;
+mod sgd;
+mod softmax_cross_entropy;
 
 use web_time::Instant;
 
@@ -20,8 +28,30 @@ use serde::{Deserialize, Serialize};
 pub use harness::{random, random_labels, to_f64, Harness};
 pub use network::{coloured, synthetic};
 
-use crate::gpu::ops::{Caps, Family};
-use crate::gpu::{AdapterSummary, Gpu};
+use crate::gpu::caps::{self, variants};
+use crate::gpu::{AdapterSelection, AdapterSummary, Caps, Family, Gpu, GpuError, OpenOptions};
+
+pub(crate) const EPS32: f64 = 1.0 / (1u64 << 24) as f64;
+pub(crate) const RTOL: f64 = 1e-5;
+
+/// Per-element tolerance from an f64 "sum of |terms|" for a K-term reduction.
+pub(crate) fn bound(sum_abs: &[f64], k: usize) -> impl Fn(usize) -> f64 + '_ {
+    move |i| 4.0 * (k as f64).sqrt() * EPS32 * sum_abs[i] + 1e-30
+}
+
+/// Tile hints: the tiled family chooses its tiles (and splits) for the batch it will run; check those chosen for the
+/// case's own n and for a batch of 1024. The simd family has one shape.
+pub(crate) fn batches(caps: Caps, n: usize, quick: bool) -> Vec<usize> {
+    match caps.family {
+        Family::Tiled if !quick => vec![n, 1024],
+        _ => vec![n],
+    }
+}
+
+/// The kernel a lowered op starts with, for the report.
+pub(crate) fn entry(op: &crate::gpu::ops::Lowered) -> &'static str {
+    op.plans[0].entry
+}
 
 /// The outcome of comparing one output with its reference.
 #[derive(Clone, Debug)]
@@ -160,34 +190,14 @@ impl Rows {
     }
 }
 
-/// The variants to check on `gpu`: the engine's own (`gpu.caps`), or with `all` every family the device can run
-/// (the simd family with and without its subgroup kernels where the device has verified 8-lane subgroups, the tiled
-/// family with and without its fused classifier head where the device takes it).
-pub fn variants(gpu: &Gpu, all: bool) -> Vec<Caps> {
-    if !all {
-        return vec![gpu.caps];
-    }
-    let mut v = Vec::new();
-    if crate::gpu::limits::unmet(Family::Simd, false, &gpu.limits).is_none() {
-        v.push(Caps::simd(false));
-    }
-    if gpu.subgroups_of_8 {
-        v.push(Caps::simd(true));
-    }
-    let tiled = Caps::tiled().within(&gpu.limits);
-    v.push(tiled);
-    if tiled.head {
-        v.push(Caps::tiled_unfused());
-    }
-    v
-}
-
 /// The kernel groups `check` runs, by the name a parity test gives them.
-pub const OPS: [&str; 11] = [
+pub const OPS: [&str; 13] = [
     "conv2d_forward",
     "conv2d_backward_input",
     "conv2d_backward_weight",
     "maxpool_backward",
+    "avgpool_forward",
+    "avgpool_backward",
     "dense_forward",
     "dense_backward_input",
     "dense_backward_weight",
@@ -197,42 +207,44 @@ pub const OPS: [&str; 11] = [
     "load_batch",
 ];
 
-/// Whether op group `op` has a kernel in any of `variants`: maxpool_backward only in the simd family (the tiled one
-/// fuses the pool's backward into the convolution gradients), classifier_head only in the tiled family with its head
-/// (where the device takes it), every other group in both.
+/// Whether op group `op` (named by its entry points' common prefix) has a kernel in any of `variants`, from the shader
+/// table: a shader whose entry point starts with `op`, of a family among the variants' (or of both), and, for an
+/// optional fusion, a variant that runs it. E.g. maxpool_backward only in the simd family (the tiled one fuses it),
+/// classifier_head only in the tiled family with its head.
 pub fn has_kernels(op: &str, variants: &[Caps]) -> bool {
-    match op {
-        "maxpool_backward" => variants.iter().any(|c| c.family == Family::Simd),
-        "classifier_head" => variants.iter().any(|c| c.head),
-        _ => true,
-    }
+    crate::gpu::ops::shaders().any(|s| {
+        s.entry_points.iter().any(|e| e.starts_with(op))
+            && variants.iter().any(|c| s.family.is_none_or(|f| f == c.family) && (!s.optional || c.head))
+    })
 }
 
 /// Checks the kernels of op group `op` (one of `OPS`) in `variants` on the harness's device.
 pub async fn check_op(h: &Harness, op: &str, variants: &[Caps], quick: bool) -> Vec<CheckRow> {
     let mut rows = Rows::default();
     match op {
-        "conv2d_forward" => ops::conv2d_forward(h, variants, quick, &mut rows).await,
-        "conv2d_backward_input" => ops::conv2d_backward_input(h, variants, quick, &mut rows).await,
-        "conv2d_backward_weight" => ops::conv2d_backward_weight(h, variants, quick, &mut rows).await,
-        "maxpool_backward" => ops::maxpool_backward(h, variants, quick, &mut rows).await,
-        "dense_forward" => ops::dense_forward(h, variants, quick, &mut rows).await,
-        "dense_backward_input" => ops::dense_backward_input(h, variants, quick, &mut rows).await,
-        "dense_backward_weight" => ops::dense_backward_weight(h, variants, quick, &mut rows).await,
-        "softmax_cross_entropy" => ops::softmax_cross_entropy(h, quick, &mut rows).await,
-        "classifier_head" => ops::classifier_head(h, variants, quick, &mut rows).await,
-        "sgd_step" => ops::sgd_step(h, quick, &mut rows).await,
-        "load_batch" => ops::load_batch(h, &mut rows).await,
+        "conv2d_forward" => conv2d::conv2d_forward(h, variants, quick, &mut rows).await,
+        "conv2d_backward_input" => conv2d::conv2d_backward_input(h, variants, quick, &mut rows).await,
+        "conv2d_backward_weight" => conv2d::conv2d_backward_weight(h, variants, quick, &mut rows).await,
+        "maxpool_backward" => maxpool::maxpool_backward(h, variants, quick, &mut rows).await,
+        "avgpool_forward" => avgpool::avgpool_forward(h, quick, &mut rows).await,
+        "avgpool_backward" => avgpool::avgpool_backward(h, quick, &mut rows).await,
+        "dense_forward" => dense::dense_forward(h, variants, quick, &mut rows).await,
+        "dense_backward_input" => dense::dense_backward_input(h, variants, quick, &mut rows).await,
+        "dense_backward_weight" => dense::dense_backward_weight(h, variants, quick, &mut rows).await,
+        "softmax_cross_entropy" => softmax_cross_entropy::softmax_cross_entropy(h, quick, &mut rows).await,
+        "classifier_head" => classifier_head::classifier_head(h, variants, quick, &mut rows).await,
+        "sgd_step" => sgd::sgd_step(h, quick, &mut rows).await,
+        "load_batch" => load_batch::load_batch(h, &mut rows).await,
         other => panic!("no op group {other}"),
     }
     rows.into_rows()
 }
 
-/// One whole training step of `arch` in each of `variants` whose kernels can run it (`gpu::network::fits`), against
+/// One whole training step of `arch` in each of `variants` whose kernels can run it (`gpu::caps::for_arch`), against
 /// the f64 reference: the loss, every gradient tensor, the parameters after SGD.
 pub async fn training_steps(h: &Harness, arch: &crate::model::Arch, variants: &[Caps]) -> Vec<CheckRow> {
     let mut rows = Rows::default();
-    for caps in variants.iter().filter(|c| crate::gpu::network::fits(arch, **c).is_ok()) {
+    for caps in variants.iter().filter(|c| caps::for_arch(arch, **c).is_ok()) {
         network::training_step(h, *caps, arch, &mut rows).await;
     }
     rows.into_rows()
@@ -258,7 +270,7 @@ pub async fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
     rows.extend(net.into_rows());
     if let Some(arch) = opts.arch.as_ref().filter(|a| **a != crate::model::Arch::study()) {
         // A network the chosen kernels cannot run is checked where the engine would run it: on the tiled family.
-        let fit = variants.iter().any(|c| crate::gpu::network::fits(arch, *c).is_ok());
+        let fit = variants.iter().any(|c| caps::for_arch(arch, *c).is_ok());
         rows.extend(training_steps(&h, arch, if fit { &variants } else { &tiled }).await);
     }
     let passed = rows.iter().all(|r| r.passed);
@@ -270,6 +282,43 @@ pub async fn run(gpu: Gpu, opts: CheckOptions) -> CheckReport {
         form: if opts.quick { "quick" } else { "full" }.into(),
         seconds: t0.elapsed().as_secs_f64(),
     }
+}
+
+/// `check` on the selected adapter, or on every adapter (of the selection's backend) with `all_adapters`, each opened
+/// with the `GPU_CNN_*` settings and `kernels`: one report per adapter, in order. An adapter that cannot be opened
+/// fails the whole call, naming it.
+pub async fn run_adapters(
+    selection: &AdapterSelection,
+    all_adapters: bool,
+    kernels: Option<Family>,
+    opts: &CheckOptions,
+    mut each: impl FnMut(&CheckReport),
+) -> Result<Vec<CheckReport>, GpuError> {
+    let open = OpenOptions::with_kernels(kernels)?;
+    let mut gpus = Vec::new();
+    if all_adapters {
+        for (summary, adapter) in crate::gpu::enumerate(selection.backend).await {
+            gpus.push(Gpu::open_adapter(summary, adapter, open).await?);
+        }
+        if gpus.is_empty() {
+            return Err(GpuError::NoAdapter { backend: String::new() });
+        }
+    } else {
+        gpus.push(Gpu::open_with(selection, open).await?);
+    }
+    let mut reports = Vec::new();
+    for gpu in gpus {
+        log::info!(
+            "check: {} ({} kernels{})",
+            gpu.adapter.line(),
+            gpu.caps.describe(),
+            if opts.all_variants { " and every other variant it can run" } else { "" }
+        );
+        let report = run(gpu, opts.clone()).await;
+        each(&report);
+        reports.push(report);
+    }
+    Ok(reports)
 }
 
 /// The report as a markdown table: kernel, variant, cases, worst relative error, share of tolerance, pass/fail.

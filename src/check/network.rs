@@ -4,8 +4,8 @@
 use super::harness::{random, to_f64, Harness};
 use super::{compare, Rows};
 use crate::data::Split;
-use crate::gpu::network::GpuNetwork;
-use crate::gpu::ops::Caps;
+use crate::gpu::net::GpuNetwork;
+use crate::gpu::Caps;
 use crate::model::{self, Arch, ImageShape};
 use crate::reference::network;
 
@@ -69,7 +69,7 @@ pub async fn training_step(h: &Harness, caps: Caps, arch: &Arch, rows: &mut Rows
     let kernel = if *arch == Arch::study() { "training step".to_string() } else { format!("training step {arch}") };
     let (train, test) = (synthetic_shaped(640, arch.input(), 21), synthetic_shaped(100, arch.input(), 22));
     let params = model::init_params(arch, 7);
-    let order = crate::train::epoch_order(7, 0, train.len());
+    let order = model::epoch_order(7, 0, train.len());
     let (lr, mu) = (0.01f32, 0.9f32);
     let (x, y) = batch(&train, &order[..64]);
     let (ref_loss, ref_grads) = network::loss_and_grads(arch, &to_f64(&params), &to_f64(&x), &y);

@@ -2,8 +2,9 @@
 //! memory), checked against an adapter's limits before anything is created, so that a device too small for a family
 //! gets a message naming the limit, what is needed and what the adapter offers, or the other family.
 
-use super::kernels::{shader_for, Access, Shader, SHADERS, STEP_BYTES, WEIGHT_WINDOW_BYTES};
-use super::ops::Family;
+use super::family::Family;
+use super::ops;
+use super::shader::{Access, Shader, STEP_BYTES, WEIGHT_WINDOW_BYTES};
 
 /// One limit a family needs: wgpu's name for it, the value needed and which shader needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct Need {
 pub fn needs(family: Family, subgroups: bool) -> Vec<Need> {
     let mut out: Vec<Need> = Vec::new();
     let shaders =
-        SHADERS.iter().filter(|s| s.family.is_none_or(|f| f == family) && (subgroups || !s.subgroups) && !s.optional);
+        ops::shaders().filter(|s| s.family.is_none_or(|f| f == family) && (subgroups || !s.subgroups) && !s.optional);
     for need in shaders.flat_map(shader_needs) {
         match out.iter_mut().find(|n| n.limit == need.limit) {
             Some(n) if n.needed >= need.needed => {}
@@ -53,7 +54,7 @@ fn shader_needs(s: &Shader) -> Vec<Need> {
 
 /// Whether the device's limits take the shader of entry point `entry` (an optional fusion, `Shader::optional`).
 pub fn fits(entry: &str, limits: &wgpu::Limits) -> bool {
-    shader_needs(shader_for(entry)).iter().all(|n| n.needed <= value(limits, n.limit))
+    shader_needs(ops::shader_for(entry)).iter().all(|n| n.needed <= value(limits, n.limit))
 }
 
 /// The value of a limit by wgpu's name (those `needs` uses).

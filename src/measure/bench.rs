@@ -7,45 +7,13 @@ use web_time::Instant;
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
+use super::host::{rfc3339_now, HostInfo};
+use super::stats::Stats;
 use crate::data::Mnist;
-pub use crate::device::DeviceInfo;
-use crate::engine::Engine;
-use crate::gpu::network::GpuNetwork;
-use crate::gpu::ops::Family;
-use crate::gpu::{AdapterSelection, Gpu, OpenOptions};
+use crate::engine::{DeviceInfo, Engine};
+use crate::gpu::net::GpuNetwork;
+use crate::gpu::{AdapterSelection, Family, Gpu, OpenOptions};
 use crate::model::{self, Arch};
-
-/// Median, min and max of repeated measurements, and the samples themselves.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Stats {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    pub runs: usize,
-    /// Every sample, in the order measured (absent in results from before schema 2).
-    #[serde(default)]
-    pub samples: Vec<f64>,
-}
-
-impl Stats {
-    pub fn of(mut v: Vec<f64>) -> Stats {
-        assert!(!v.is_empty());
-        let samples = v.clone();
-        v.sort_by(|a, b| a.total_cmp(b));
-        let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) };
-        Stats { median, min: v[0], max: v[n - 1], runs: n, samples }
-    }
-
-    /// (max − min) / median: how far apart the samples lie.
-    pub fn spread(&self) -> f64 {
-        if self.median > 0.0 {
-            (self.max - self.min) / self.median
-        } else {
-            0.0
-        }
-    }
-}
 
 /// One kernel's time per dispatch in a training step.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,41 +33,6 @@ pub struct KernelTime {
     #[serde(default)]
     pub bytes: f64,
 }
-
-/// The machine a result was measured on, besides its adapter.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HostInfo {
-    pub cpu: String,
-    pub cores: usize,
-    pub os: String,
-    pub memory_gib: f64,
-}
-
-impl HostInfo {
-    /// This machine, from /proc and /etc/os-release where they exist.
-    pub fn this() -> HostInfo {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let cpuinfo = read("/proc/cpuinfo");
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map_or_else(|| std::env::consts::ARCH.to_string(), |(_, v)| v.trim().to_string());
-        let os_release = read("/etc/os-release");
-        let pretty =
-            os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string());
-        let os = pretty.unwrap_or_else(|| std::env::consts::OS.to_string());
-        let memory_gib = read("/proc/meminfo")
-            .lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / (1024.0 * 1024.0));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        HostInfo { cpu, cores, os: format!("{os} ({})", std::env::consts::ARCH), memory_gib }
-    }
-}
-
 /// The result format's version: 2 added samples, host, verified, peak, per-kernel bytes, RFC 3339 dates.
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -150,7 +83,7 @@ pub struct BenchResult {
     pub dispatches_per_step: usize,
     /// What the adapter can do (`gpu-cnn peak`), measured in the same run.
     #[serde(default)]
-    pub peak: Option<crate::peak::PeakResult>,
+    pub peak: Option<super::peak::PeakResult>,
 }
 
 impl BenchResult {
@@ -212,9 +145,9 @@ pub async fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Res
     } else {
         None
     };
-    let peak = crate::peak::peak(&gpu, 3).await.ok();
+    let peak = super::peak::peak(&gpu, 3).await.ok();
     let params = model::init_params(&cfg.arch, model::DEFAULT_SEED);
-    let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
+    let order = model::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
     let mut out = Vec::new();
     let mut gpu = Some(gpu);
     for (i, &batch) in cfg.batch_sizes.iter().enumerate() {
@@ -224,7 +157,7 @@ pub async fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Res
         };
         let t0 = Instant::now();
         let mut net = GpuNetwork::new(g, &cfg.arch, batch, Some(&data.train), &data.test, &params)?;
-        let device = DeviceInfo::of(&net.gpu.adapter, &net.caps);
+        let device = net.gpu.info(&net.caps);
         let startup_seconds = t0.elapsed().as_secs_f64();
         let max_steps = 200_000;
         let steps = match cfg.steps {
@@ -293,7 +226,7 @@ pub async fn run(
     let mut results = Vec::new();
     match which {
         Adapters::One(selection) => {
-            let g = crate::study::open_gpu(selection, kernels).await?;
+            let g = Gpu::open_with(selection, OpenOptions::with_kernels(kernels)?).await?;
             info!("bench: {}", g.adapter.line());
             results.extend(bench_gpu(g, data, cfg).await?);
         }
@@ -304,10 +237,7 @@ pub async fn run(
             }
             for (summary, adapter) in all {
                 info!("bench: {}", summary.line());
-                let mut opts = OpenOptions::from_env()?;
-                if kernels.is_some() {
-                    opts.family = kernels;
-                }
+                let opts = OpenOptions::with_kernels(kernels)?;
                 let result = match Gpu::open_adapter(summary.clone(), adapter, opts).await {
                     Ok(g) => bench_gpu(g, data, cfg).await,
                     Err(e) => Err(e.into()),
@@ -329,6 +259,16 @@ pub fn read_results(path: &std::path::Path) -> anyhow::Result<Vec<BenchResult>> 
     use anyhow::Context;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a `gpu-cnn bench --json` result", path.display()))
+}
+
+/// The pairs of results `bench-report --compare OLD NEW` compares: read from the two files, matched by adapter,
+/// backend and batch size; an error where they share none.
+pub fn compare_files(old: &std::path::Path, new: &std::path::Path) -> anyhow::Result<Vec<(BenchResult, BenchResult)>> {
+    let pairs = pairs(&read_results(old)?, &read_results(new)?);
+    if pairs.is_empty() {
+        anyhow::bail!("{} and {} share no adapter and batch size to compare", old.display(), new.display());
+    }
+    Ok(pairs)
 }
 
 /// The results of `new` with the result of `old` on the same adapter, backend and batch size, for `compare_table`.
@@ -388,7 +328,7 @@ pub async fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<Be
         let mut cpu = crate::cpu::CpuEngine::new(&cfg.arch, batch, Some(&data.train), &data.test, &params);
         let startup_seconds = t0.elapsed().as_secs_f64();
         let steps = cfg.steps.unwrap_or(20).clamp(1, 20).min(data.train.len() / (batch * cfg.repeats).max(1)).max(1);
-        let order = crate::train::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
+        let order = model::epoch_order(model::DEFAULT_SEED, 0, data.train.len());
         let mut train = Vec::new();
         for r in 0..cfg.repeats {
             let from = (r * steps * batch) % data.train.len();
@@ -410,169 +350,16 @@ pub async fn bench_cpu(data: &Mnist, cfg: &BenchConfig) -> anyhow::Result<Vec<Be
     Ok(out)
 }
 
-/// Side-by-side markdown table of results (one column per device).
-pub fn table(results: &[BenchResult]) -> String {
-    let mut s = String::new();
-    let cols: Vec<String> = results.iter().map(|r| r.column()).collect();
-    s.push_str(&format!("| | {} |\n", cols.join(" | ")));
-    s.push_str(&format!("|---|{}\n", "---|".repeat(results.len())));
-    let row = |label: &str, f: &dyn Fn(&BenchResult) -> String| {
-        format!("| {label} | {} |\n", results.iter().map(f).collect::<Vec<_>>().join(" | "))
-    };
-    s.push_str(&row("device type", &|r| r.device.device_type.clone()));
-    s.push_str(&row("driver", &|r| format!("{} {}", r.device.driver, r.device.driver_info).trim().to_string()));
-    s.push_str(&row("subgroup widths / kernel set", &|r| {
-        let or_dash = |v: &str| if v.is_empty() { "–".to_string() } else { v.to_string() };
-        format!("{} / {}", or_dash(&r.device.subgroups), or_dash(&r.device.kernels))
-    }));
-    s.push_str(&row("network (`--arch`)", &|r| {
-        let preset = model::PRESETS.iter().find(|p| p.1 == r.arch);
-        if r.arch.is_empty() {
-            "study".into()
-        } else {
-            preset.map_or(r.arch.clone(), |p| p.0.to_string())
-        }
-    }));
-    s.push_str(&row("batch size", &|r| r.batch_size.to_string()));
-    s.push_str(&row("checked (`check --quick` first)", &|r| match r.verified {
-        Some(true) => "yes".into(),
-        Some(false) => "**FAILED: numbers unverified**".into(),
-        None => "–".into(),
-    }));
-    s.push_str(&row("training images/s (median [min–max])", &|r| fmt_stats(&r.train_images_per_sec)));
-    s.push_str(&row("training samples: steps × runs (spread)", &|r| {
-        format!(
-            "{} × {} ({:.1} %)",
-            r.steps_per_run,
-            r.train_images_per_sec.runs,
-            100.0 * r.train_images_per_sec.spread()
-        )
-    }));
-    s.push_str(&row("epoch-equivalent (training set), s", &|r| format!("{:.2}", r.epoch_seconds)));
-    s.push_str(&row("training GFLOP/s", &|r| format!("{:.1}", r.train_gflops)));
-    s.push_str(&row("inference images/s (median [min–max])", &|r| fmt_stats(&r.inference_images_per_sec)));
-    s.push_str(&row("start-up (pipelines + upload), s", &|r| format!("{:.2}", r.startup_seconds)));
-    s.push_str(&row("dispatches per training step", &|r| {
-        if r.dispatches_per_step > 0 {
-            r.dispatches_per_step.to_string()
-        } else {
-            "–".into()
-        }
-    }));
-    s.push_str(&row("peak f32 FMA, GFLOP/s / copy, GB/s", &|r| {
-        r.peak
-            .as_ref()
-            .map_or("–".into(), |p| format!("{:.0} / {:.0}", p.fma_gflops.median, p.copy_gbytes_per_sec.median))
-    }));
-    s.push_str(&row("kernel timer", &|r| r.kernel_timer.clone()));
-    let mut names: Vec<String> = Vec::new();
-    for r in results {
-        for k in &r.kernels {
-            if !names.contains(&k.name) {
-                names.push(k.name.clone());
-            }
-        }
-    }
-    for n in &names {
-        s.push_str(&row(&format!("`{n}` ms (GFLOP/s, GB/s)"), &|r| {
-            r.kernels.iter().find(|k| &k.name == n).map_or("–".into(), |k| {
-                if k.gflops > 0.0 {
-                    format!("{:.3} ({:.1}, {:.1})", k.ms, k.gflops, k.gbytes_per_sec)
-                } else if k.gbytes_per_sec > 0.0 {
-                    format!("{:.3} (–, {:.1})", k.ms, k.gbytes_per_sec)
-                } else {
-                    format!("{:.3}", k.ms)
-                }
-            })
-        }));
-    }
-    s.push_str(&row("host", &|r| {
-        r.host
-            .as_ref()
-            .map_or("–".into(), |h| format!("{}, {} cores, {:.0} GiB, {}", h.cpu, h.cores, h.memory_gib, h.os))
-    }));
-    s.push_str(&row("wgpu / gpu-cnn commit / date", &|r| {
-        let dirty = if r.dirty { " (dirty)" } else { "" };
-        format!("{} / {}{dirty} / {}", r.wgpu_version, r.gpu_cnn_commit, r.date)
-    }));
-    s
-}
-
-/// The change between pairs of results (old, new) of the same adapter and batch size: new/old for each throughput
-/// and old/new for each kernel's time (above 1: faster).
-pub fn compare_table(pairs: &[(BenchResult, BenchResult)]) -> String {
-    let mut s = String::from("| adapter, batch | figure | old | new | speed-up |\n|---|---|---|---|---|\n");
-    for (o, n) in pairs {
-        let who = format!("{} ({}), {}", n.device.name, n.device.backend, n.batch_size);
-        let mut row = |fig: &str, old: f64, new: f64, speedup: f64| {
-            s.push_str(&format!("| {who} | {fig} | {old:.3} | {new:.3} | {speedup:.2}× |\n"));
-        };
-        let (ot, nt) = (o.train_images_per_sec.median, n.train_images_per_sec.median);
-        row("training images/s", ot, nt, nt / ot);
-        let (oi, ni) = (o.inference_images_per_sec.median, n.inference_images_per_sec.median);
-        row("inference images/s", oi, ni, ni / oi);
-        for k in &n.kernels {
-            if let Some(ok) = o.kernels.iter().find(|x| x.name == k.name) {
-                row(&format!("`{}` ms", k.name), ok.ms, k.ms, ok.ms / k.ms);
-            }
-        }
-    }
-    s
-}
-
-fn fmt_stats(s: &Stats) -> String {
-    format!("{:.0} [{:.0}–{:.0}]", s.median, s.min, s.max)
-}
-
-/// Now, UTC, in RFC 3339: `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn rfc3339_now() -> String {
-    let secs = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let day = utc_now(); // "YYYY-MM-DD HH:MM UTC"
-    format!("{}T{}:{:02}Z", &day[..10], &day[11..16], secs.rem_euclid(60))
-}
-
-/// Now, UTC, as `YYYY-MM-DD HH:MM UTC` (no date crate: days since the epoch to the civil calendar).
-pub fn utc_now() -> String {
-    let secs = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn stats_median_min_max() {
-        let s = Stats::of(vec![3.0, 1.0, 2.0]);
-        assert_eq!((s.median, s.min, s.max, s.runs), (2.0, 1.0, 3.0, 3));
-        assert_eq!(Stats::of(vec![4.0, 1.0, 2.0, 3.0]).median, 2.5);
-    }
-
-    #[test]
-    fn date_is_plausible() {
-        let d = utc_now();
-        assert!(d.starts_with("20") && d.len() == "2026-11-26 23:59 UTC".len(), "{d}");
-        let r = rfc3339_now();
-        assert!(r.len() == "2026-11-26T23:59:07Z".len() && r.as_bytes()[10] == b'T' && r.ends_with('Z'), "{r}");
-    }
-
-    #[test]
     fn results_from_before_schema_2_still_read() {
         // A result as `bench --json` wrote it on 2026-11-27 (schema 1: no samples, host, verified, peak, bytes).
-        let old = include_str!("../benches/results/2026-12-04-h200-baseline/bench64.json");
+        let old = include_str!("../../benches/results/2026-12-04-h200-baseline/bench64.json");
         let rs: Vec<BenchResult> = serde_json::from_str(old).expect("an old result reads");
         assert_eq!((rs[0].schema_version, rs[0].verified, rs[0].batch_size), (0, None, 64));
-        assert!(table(&rs).contains("NVIDIA H200"));
+        assert!(super::super::tables::table(&rs).contains("NVIDIA H200"));
     }
 }

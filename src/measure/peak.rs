@@ -7,8 +7,9 @@ use web_time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{DeviceInfo, Stats};
-use crate::gpu::kernels::{Kernel, Kernels};
+use super::stats::Stats;
+use crate::engine::DeviceInfo;
+use crate::gpu::pipelines::{Kernel, Kernels};
 use crate::gpu::{Gpu, GpuError};
 
 /// One adapter's peaks.
@@ -157,7 +158,7 @@ pub async fn peak(gpu: &Gpu, repeats: usize) -> Result<PeakResult, GpuError> {
     let dispatch_us_independent = Stats::of(t.iter().map(|s| s / N as f64 * 1e6).collect());
 
     Ok(PeakResult {
-        device: DeviceInfo::of(&gpu.adapter, &gpu.caps),
+        device: gpu.info(&gpu.caps),
         timer: timer.to_string(),
         fma_gflops,
         copy_gbytes_per_sec,

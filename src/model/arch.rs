@@ -1,116 +1,46 @@
-//! The study's network: its shapes, its one contiguous parameter vector and PyTorch's default initialization.
-//!
-//! Parameters live in one flat `f32` vector in PyTorch's `state_dict` order (`conv1.weight`, `conv1.bias`, `conv2.weight`,
-//! `conv2.bias`, `fc1.weight`, `fc1.bias`, `fc2.weight`, `fc2.bias`), each tensor row-major with PyTorch's shape. The GPU
-//! keeps the same layout in one buffer, so the optimizer is one kernel over one buffer (as in llm.c).
+//! A network as data: its layers (`--arch`), and everything derived from them (shapes, the parameter layout, FLOPs).
+//! The study's network is `Arch::study()`.
 
-use rand::RngCore;
-use rand_xoshiro::rand_core::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
-
-/// Output classes (MNIST's digits).
-pub const CLASSES: usize = 10;
-
-/// The shape of one input image: `channels` planes of `height` × `width` pixels, stored plane after plane (PyTorch's
-/// (C, H, W)). MNIST's is 1×28×28.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ImageShape {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl ImageShape {
-    pub const MNIST: ImageShape = ImageShape { channels: 1, height: 28, width: 28 };
-    /// Largest channel count, height and width accepted (an IDX header claiming more is refused).
-    pub const MAX_SIDE: usize = 4096;
-
-    /// Values per image (channels × height × width).
-    pub fn pixels(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    /// Parses `CxHxW` (e.g. `3x32x32`), as `Display` writes it.
-    pub fn parse(text: &str) -> Result<ImageShape, String> {
-        let parts: Vec<&str> = text.split('x').collect();
-        let bad = || format!("`{text}` is not an image shape: expected CxHxW, e.g. 1x28x28 or 3x32x32");
-        let [c, h, w] = parts[..] else { return Err(bad()) };
-        let n = |s: &str| s.parse::<usize>().ok().filter(|&v| (1..=Self::MAX_SIDE).contains(&v)).ok_or_else(bad);
-        Ok(ImageShape { channels: n(c)?, height: n(h)?, width: n(w)? })
-    }
-}
-
-impl std::fmt::Display for ImageShape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
-    }
-}
-
-/// Input normalization: a pixel p (0..=255) enters the network as (p / 255 − mean) / std, one mean and std for every
-/// channel (PyTorch's `transforms.Normalize`). The data decides it ([`Normalization::of`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Normalization {
-    pub mean: f32,
-    pub std: f32,
-}
-
-impl Normalization {
-    /// MNIST's, as the study (and PyTorch's MNIST example) use it: `Normalize((0.1307,), (0.3081,))`.
-    pub const MNIST: Normalization = Normalization { mean: 0.1307, std: 0.3081 };
-
-    /// The mean and standard deviation of `pixels` scaled to [0, 1], rounded to 4 decimals (as the published MNIST
-    /// constants are: MNIST's training images give exactly [`Normalization::MNIST`]). A constant image set gets std 1.
-    pub fn of(pixels: &[u8]) -> Normalization {
-        let mut counts = [0u64; 256];
-        for &p in pixels {
-            counts[p as usize] += 1;
-        }
-        let n = pixels.len().max(1) as f64;
-        let mean = counts.iter().enumerate().map(|(v, &c)| v as f64 / 255.0 * c as f64).sum::<f64>() / n;
-        let var =
-            counts.iter().enumerate().map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64).sum::<f64>() / n;
-        let round = |v: f64| ((v * 1e4).round() / 1e4) as f32;
-        let std = round(var.sqrt());
-        Normalization { mean: round(mean), std: if std > 0.0 { std } else { 1.0 } }
-    }
-
-    /// One pixel, normalized.
-    pub fn apply(&self, p: u8) -> f32 {
-        (p as f32 / 255.0 - self.mean) / self.std
-    }
-
-    /// A normalized value back to [0, 1] (for pictures).
-    pub fn undo(&self, v: f32) -> f32 {
-        v * self.std + self.mean
-    }
-}
-
-/// Default seed for initialization and shuffling.
-pub const DEFAULT_SEED: u64 = 42;
+use super::input::{ImageShape, CLASSES};
 
 /// One layer of a network, as `--arch` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
-    /// `convC`: a 3×3 convolution with padding 1 and a bias, to `C` channels, then ReLU.
-    Conv(usize),
-    /// `pool`: a 2×2 max-pool with stride 2 (after a convolution).
-    Pool,
+    /// `convC`, `convCkK`, `convCkKpP`: a K×K convolution (3 unless given) with padding P (K/2 unless given), stride
+    /// 1 and a bias, to `C` channels, then ReLU (PyTorch's `Conv2d(cin, C, K, padding=P)` and `ReLU`).
+    Conv { out: usize, k: usize, pad: usize },
+    /// `pool` (max) or `avgpool`: a 2×2 pool with stride 2, right after a convolution (`MaxPool2d(2)`, `AvgPool2d(2)`).
+    Pool(Pool),
     /// `fcN`: a fully connected layer with a bias, to `N` features; ReLU after every one but the last. The first one
     /// reads the flattened (C, H, W) features, as PyTorch's `flatten` lays them out.
     Dense(usize),
 }
 
-/// A convolution of an architecture with everything derived from it: `index` (1-based, as in `conv1.weight`), shapes
-/// (its input and output are `h` × `w`), whether a max-pool follows, and its tensors' offsets in the flat parameter
-/// vector.
+/// Which 2×2 pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pool {
+    Max,
+    Avg,
+}
+
+/// Largest kernel side a convolution may have.
+pub const MAX_KERNEL: usize = 7;
+
+/// A convolution of an architecture with everything derived from it: `index` (1-based, as in `conv1.weight`), its
+/// kernel side `k` and padding `pad`, its input (`ih` × `iw`) and output (`oh` × `ow` = ih + 2·pad − k + 1 × …) sides,
+/// the pool that follows it (if any), and its tensors' offsets in the flat parameter vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvLayer {
     pub index: usize,
     pub cin: usize,
     pub cout: usize,
-    pub h: usize,
-    pub w: usize,
-    pub pool: bool,
+    pub k: usize,
+    pub pad: usize,
+    pub ih: usize,
+    pub iw: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub pool: Option<Pool>,
     pub w_off: usize,
     pub b_off: usize,
 }
@@ -118,21 +48,30 @@ pub struct ConvLayer {
 impl ConvLayer {
     /// Height and width of what the next layer reads (halved by the pool).
     pub fn out_hw(&self) -> (usize, usize) {
-        if self.pool {
-            (self.h / 2, self.w / 2)
-        } else {
-            (self.h, self.w)
+        match self.pool {
+            Some(_) => (self.oh / 2, self.ow / 2),
+            None => (self.oh, self.ow),
         }
     }
 
     /// Output values per image (before the pool).
     pub fn out_len(&self) -> usize {
-        self.cout * self.h * self.w
+        self.cout * self.oh * self.ow
+    }
+
+    /// Input values per image.
+    pub fn in_len(&self) -> usize {
+        self.cin * self.ih * self.iw
     }
 
     /// Multiply-adds per image.
     pub fn macs(&self) -> usize {
-        self.out_len() * self.cin * 9
+        self.out_len() * self.cin * self.k * self.k
+    }
+
+    /// The 3×3, padding-1 convolution the study's network (and the simd kernels) are made of.
+    pub fn is_3x3_same(&self) -> bool {
+        self.k == 3 && self.pad == 1
     }
 }
 
@@ -147,7 +86,7 @@ pub struct DenseLayer {
     pub b_off: usize,
 }
 
-/// A network: convolutions (each optionally followed by a max-pool), then dense layers, on images of one shape
+/// A network: convolutions (each optionally followed by a pool), then dense layers, on images of one shape
 /// (MNIST's 1×28×28 unless said otherwise). Everything else follows from it: shapes, the parameter layout, PyTorch's
 /// tensor names, FLOPs, the CPU reference's passes, the GPU's op list, the pictures. The study's network is
 /// `Arch::study()`.
@@ -162,13 +101,18 @@ pub struct Arch {
 }
 
 /// Named architectures for `--arch`: (name, description, what it is for).
-pub const PRESETS: [(&str, &str, &str); 3] = [
+pub const PRESETS: [(&str, &str, &str); 4] = [
     ("study", "conv16-pool-conv32-pool-fc128-fc10", "the study's network (the default)"),
     ("tiny", "conv4-pool-conv8-pool-fc32-fc10", "a small one, quick on any adapter"),
     (
         "wide",
         "conv64-pool-conv128-pool-fc512-fc10",
         "about 15× the study's work per image (108 MFLOP per trained image), to keep a big GPU busy",
+    ),
+    (
+        "lenet5",
+        "conv6k5-avgpool-conv16k5p0-avgpool-fc120-fc84-fc10",
+        "LeNet-5 (LeCun et al., 1998) with ReLU: 5×5 convolutions and average pools",
     ),
 ];
 
@@ -178,10 +122,10 @@ impl Arch {
         Arch::parse("study").expect("the study's architecture")
     }
 
-    /// Parses `--arch`: a preset name (`study`, `tiny`, `wide`) or layers joined by `-`, e.g.
-    /// `conv16-pool-conv32-pool-fc128-fc10`, optionally after the input shape and a colon (`3x32x32:conv16-…`; without
-    /// it, MNIST's 1×28×28). A description that does not make a network this engine runs is an error naming the part
-    /// that is wrong.
+    /// Parses `--arch`: a preset name (`study`, `tiny`, `wide`, `lenet5`) or layers joined by `-`, e.g.
+    /// `conv16-pool-conv32-pool-fc128-fc10` or `conv6k5-avgpool-conv16k5p0-avgpool-fc120-fc84-fc10`, optionally after
+    /// the input shape and a colon (`3x32x32:conv16-…`; without it, MNIST's 1×28×28). A description that does not make
+    /// a network this engine runs is an error naming the part that is wrong.
     pub fn parse(text: &str) -> Result<Arch, String> {
         let text = text.trim();
         let (input, text) = match text.split_once(':') {
@@ -191,22 +135,15 @@ impl Arch {
         let desc = PRESETS.iter().find(|p| p.0 == text).map_or(text, |p| p.1);
         let mut layers = Vec::new();
         for (i, part) in desc.split('-').enumerate() {
-            let number = |prefix: &str| -> Result<usize, String> {
-                let n = part[prefix.len()..].parse::<usize>().map_err(|_| {
-                    format!("`{part}` (part {} of `{desc}`): expected a whole number after `{prefix}`", i + 1)
-                })?;
-                if n == 0 || n > 4096 {
-                    return Err(format!("`{part}` (part {} of `{desc}`): {n} is outside 1..=4096", i + 1));
-                }
-                Ok(n)
-            };
+            let at = |e: String| format!("`{part}` (part {} of `{desc}`): {e}", i + 1);
             layers.push(match part {
-                "pool" => Layer::Pool,
-                p if p.starts_with("conv") => Layer::Conv(number("conv")?),
-                p if p.starts_with("fc") => Layer::Dense(number("fc")?),
+                "pool" => Layer::Pool(Pool::Max),
+                "avgpool" => Layer::Pool(Pool::Avg),
+                p if p.starts_with("conv") => conv(&p[4..]).map_err(at)?,
+                p if p.starts_with("fc") => Layer::Dense(number(&p[2..], "fc", 1..=4096).map_err(at)?),
                 _ => {
                     return Err(format!(
-                        "`{part}` (part {} of `{desc}`) is not a layer: use convC, pool or fcN, joined by `-` (presets: {})",
+                        "`{part}` (part {} of `{desc}`) is not a layer: use convC[kK][pP], pool, avgpool or fcN, joined by `-` (presets: {})",
                         i + 1,
                         PRESETS.map(|p| p.0).join(", ")
                     ))
@@ -226,8 +163,8 @@ impl Arch {
     }
 
     /// The architecture of `layers`, checked: convolutions and pools first, each pool right after a convolution and on
-    /// an even side, a convolution followed by a pool unless it is the last one, then at least one dense layer, the
-    /// last with `CLASSES` outputs.
+    /// an even side, each convolution's kernel within its padded input, then at least one dense layer, the last with
+    /// `CLASSES` outputs.
     pub fn new(input: ImageShape, layers: Vec<Layer>) -> Result<Arch, String> {
         let (mut c, mut h, mut w) = (input.channels, input.height, input.width);
         let mut convs: Vec<ConvLayer> = Vec::new();
@@ -244,23 +181,35 @@ impl Arch {
         for (i, layer) in layers.iter().enumerate() {
             let next = layers.get(i + 1);
             match *layer {
-                Layer::Conv(cout) => {
+                Layer::Conv { out: cout, k, pad } => {
+                    let name = conv_text(cout, k, pad);
                     if !denses.is_empty() {
-                        return Err(format!("conv{cout} after a dense layer (convolutions come first)"));
+                        return Err(format!("{name} after a dense layer (convolutions come first)"));
                     }
-                    let pool = next == Some(&Layer::Pool);
+                    if h + 2 * pad < k || w + 2 * pad < k {
+                        return Err(format!(
+                            "{name} on a {h}×{w} map: the {k}×{k} kernel is larger than the padded map"
+                        ));
+                    }
+                    let (oh, ow) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+                    let pool = match next {
+                        Some(Layer::Pool(p)) => Some(*p),
+                        _ => None,
+                    };
                     let index = convs.len() + 1;
-                    let w_off = add(&mut tensors, format!("conv{index}.weight"), vec![cout, c, 3, 3], c * 9);
-                    let b_off = add(&mut tensors, format!("conv{index}.bias"), vec![cout], c * 9);
-                    convs.push(ConvLayer { index, cin: c, cout, h, w, pool, w_off, b_off });
-                    c = cout;
+                    let fan_in = c * k * k;
+                    let w_off = add(&mut tensors, format!("conv{index}.weight"), vec![cout, c, k, k], fan_in);
+                    let b_off = add(&mut tensors, format!("conv{index}.bias"), vec![cout], fan_in);
+                    convs.push(ConvLayer { index, cin: c, cout, k, pad, ih: h, iw: w, oh, ow, pool, w_off, b_off });
+                    (c, h, w) = (cout, oh, ow);
                 }
-                Layer::Pool => {
-                    if !matches!(i.checked_sub(1).map(|j| layers[j]), Some(Layer::Conv(_))) {
-                        return Err("pool must come right after a convolution".into());
+                Layer::Pool(p) => {
+                    let name = pool_text(p);
+                    if !matches!(i.checked_sub(1).map(|j| layers[j]), Some(Layer::Conv { .. })) {
+                        return Err(format!("{name} must come right after a convolution"));
                     }
                     if h % 2 != 0 || w % 2 != 0 {
-                        return Err(format!("pool on a {h}×{w} map: the sides must be even"));
+                        return Err(format!("{name} on a {h}×{w} map: the sides must be even"));
                     }
                     (h, w) = (h / 2, w / 2);
                 }
@@ -296,9 +245,9 @@ impl Arch {
     }
 
     fn layers_text(&self) -> String {
-        let part = |l: &Layer| match l {
-            Layer::Conv(c) => format!("conv{c}"),
-            Layer::Pool => "pool".into(),
+        let part = |l: &Layer| match *l {
+            Layer::Conv { out, k, pad } => conv_text(out, k, pad),
+            Layer::Pool(p) => pool_text(p).into(),
             Layer::Dense(n) => format!("fc{n}"),
         };
         self.layers.iter().map(part).collect::<Vec<_>>().join("-")
@@ -345,6 +294,48 @@ impl Arch {
     }
 }
 
+/// A whole number after a layer's letters, within `range`.
+fn number(text: &str, after: &str, range: std::ops::RangeInclusive<usize>) -> Result<usize, String> {
+    let n = text.parse::<usize>().map_err(|_| format!("expected a whole number after `{after}`"))?;
+    if !range.contains(&n) {
+        return Err(format!("{n} is outside {}..={}", range.start(), range.end()));
+    }
+    Ok(n)
+}
+
+/// A convolution from what follows `conv`: `C`, `CkK` or `CkKpP`, or `CpP` (K is 3 unless given, P is K/2).
+fn conv(text: &str) -> Result<Layer, String> {
+    let (rest, pad) = match text.split_once('p') {
+        Some((rest, p)) => (rest, Some(number(p, "p", 0..=MAX_KERNEL)?)),
+        None => (text, None),
+    };
+    let (out, k) = match rest.split_once('k') {
+        Some((c, k)) => (number(c, "conv", 1..=4096)?, number(k, "k", 1..=MAX_KERNEL)?),
+        None => (number(rest, "conv", 1..=4096)?, 3),
+    };
+    let pad = pad.unwrap_or(k / 2);
+    if pad >= k {
+        return Err(format!("padding {pad} must be less than the kernel side {k}"));
+    }
+    Ok(Layer::Conv { out, k, pad })
+}
+
+/// How `--arch` writes a convolution: `conv16` (3×3, padding 1), `conv6k5` (padding K/2), `conv16k5p0`.
+fn conv_text(out: usize, k: usize, pad: usize) -> String {
+    match (k, pad) {
+        (3, 1) => format!("conv{out}"),
+        _ if pad == k / 2 => format!("conv{out}k{k}"),
+        _ => format!("conv{out}k{k}p{pad}"),
+    }
+}
+
+fn pool_text(p: Pool) -> &'static str {
+    match p {
+        Pool::Max => "pool",
+        Pool::Avg => "avgpool",
+    }
+}
+
 impl Default for Arch {
     fn default() -> Self {
         Arch::study()
@@ -380,43 +371,6 @@ impl ParamTensor {
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len()
     }
-}
-
-/// The named, seeded generator used for everything random (initialization, shuffling). Not `StdRng`, whose algorithm may
-/// change between `rand` versions.
-pub type Rng = Xoshiro256PlusPlus;
-
-pub fn rng(seed: u64) -> Rng {
-    Xoshiro256PlusPlus::seed_from_u64(seed)
-}
-
-/// Uniform in [0, 1) from the top 24 bits of one draw (exact in f32, independent of `rand`'s distribution code).
-pub fn uniform01(rng: &mut Rng) -> f32 {
-    (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
-}
-
-/// PyTorch's default initialization for Conv2d and Linear: weights and biases uniform in ±1/sqrt(fan_in), drawn tensor by
-/// tensor in `state_dict` order from `Xoshiro256PlusPlus::seed_from_u64(seed)`.
-pub fn init_params(arch: &Arch, seed: u64) -> Vec<f32> {
-    let mut rng = rng(seed);
-    let mut params = vec![0.0f32; arch.param_count()];
-    for t in arch.tensors() {
-        let bound = 1.0 / (t.fan_in as f32).sqrt();
-        for p in &mut params[t.range()] {
-            *p = (2.0 * uniform01(&mut rng) - 1.0) * bound;
-        }
-    }
-    params
-}
-
-/// A permutation of `0..n` by Fisher–Yates from `rng` (own code, so the order is fixed across `rand` versions).
-pub fn shuffled_indices(n: usize, rng: &mut Rng) -> Vec<u32> {
-    let mut idx: Vec<u32> = (0..n as u32).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        idx.swap(i, j);
-    }
-    idx
 }
 
 #[cfg(test)]
@@ -479,9 +433,47 @@ mod tests {
             ("convx-fc10", "whole number after `conv`"),
             ("conv0-fc10", "outside 1..=4096"),
             ("", "is not a layer"),
+            ("conv8k9-fc10", "9 is outside 1..=7"),
+            ("conv8k3p3-fc10", "padding 3 must be less than the kernel side 3"),
+            ("conv8kx-fc10", "whole number after `k`"),
+            ("conv8k5p-fc10", "whole number after `p`"),
+            ("conv8-avgpool-avgpool-fc10", "avgpool must come right after a convolution"),
+            ("conv8k5p0-avgpool-conv8k5p0-avgpool-conv8k5p0-fc10", "the 5×5 kernel is larger than the padded map"),
+            ("conv8k4p0-avgpool-fc10", "avgpool on a 25×25 map"),
         ] {
             let e = Arch::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn kernels_of_other_sides_and_lenet5() {
+        // LeNet-5: 28 → conv 5×5 padding 2 → 28 → avgpool → 14 → conv 5×5 unpadded → 10 → avgpool → 5; 61,706 parameters
+        // as in LeCun et al.'s table.
+        let lenet = Arch::parse("lenet5").unwrap();
+        let [c1, c2] = lenet.convs() else { panic!("two convolutions") };
+        assert_eq!((c1.k, c1.pad, c1.ih, c1.oh, c1.pool), (5, 2, 28, 28, Some(Pool::Avg)));
+        assert_eq!((c2.k, c2.pad, c2.ih, c2.oh, c2.out_hw()), (5, 0, 14, 10, (5, 5)));
+        assert_eq!(lenet.denses()[0].inp, 16 * 5 * 5);
+        assert_eq!(lenet.param_count(), 61_706);
+        assert_eq!(lenet.tensors()[2].shape, [16, 6, 5, 5]);
+        assert_eq!(lenet.tensors()[2].fan_in, 150);
+        assert_eq!(c2.macs(), 16 * 100 * 6 * 25);
+        // Padding K/2 unless given, written back the shortest way.
+        for (text, k, pad, back) in [
+            ("conv8k1", 1, 0, "conv8k1"),
+            ("conv8k3", 3, 1, "conv8"),
+            ("conv8k3p0", 3, 0, "conv8k3p0"),
+            ("conv8p0", 3, 0, "conv8k3p0"),
+            ("conv8k7p3", 7, 3, "conv8k7"),
+            ("conv8k4", 4, 2, "conv8k4"),
+        ] {
+            let a = Arch::parse(&format!("{text}-fc10")).unwrap();
+            let c = a.convs()[0];
+            assert_eq!((c.k, c.pad), (k, pad), "{text}");
+            assert_eq!((c.oh, c.ow), (28 + 2 * pad + 1 - k, 28 + 2 * pad + 1 - k), "{text}");
+            assert_eq!(a.describe(), format!("{back}-fc10"));
+            assert_eq!(Arch::parse(&a.describe()).unwrap(), a);
         }
     }
 
@@ -493,44 +485,11 @@ mod tests {
         assert_eq!(rgb.describe(), "3x32x24:conv16-pool-conv32-pool-fc128-fc10");
         assert_eq!(Arch::parse(&rgb.describe()).unwrap(), rgb);
         let c = rgb.convs()[0];
-        assert_eq!((c.cin, c.h, c.w, rgb.convs()[1].h, rgb.convs()[1].w), (3, 32, 24, 16, 12));
+        assert_eq!((c.cin, c.ih, c.iw, rgb.convs()[1].ih, rgb.convs()[1].iw), (3, 32, 24, 16, 12));
         assert_eq!(rgb.denses()[0].inp, 32 * 8 * 6);
         assert_eq!(rgb.tensors()[0].shape, [16, 3, 3, 3]);
         let odd = study.with_input(ImageShape { channels: 1, height: 27, width: 28 }).unwrap_err();
         assert!(odd.contains("pool on a 27×28 map"), "{odd}");
         assert_eq!(study.with_input(ImageShape::MNIST).unwrap(), study);
-    }
-
-    #[test]
-    fn normalization_comes_from_the_pixels() {
-        assert_eq!(Normalization::of(&[0, 255]), Normalization { mean: 0.5, std: 0.5 });
-        assert_eq!(Normalization::of(&[7; 10]).std, 1.0);
-        let n = Normalization::MNIST;
-        assert!((n.undo(n.apply(200)) - 200.0 / 255.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn init_is_seeded_and_bounded() {
-        let arch = Arch::study();
-        let a = init_params(&arch, 1);
-        assert_eq!(a, init_params(&arch, 1));
-        assert_ne!(a, init_params(&arch, 2));
-        for t in arch.tensors() {
-            let bound = 1.0 / (t.fan_in as f32).sqrt();
-            let s = &a[t.range()];
-            assert!(s.iter().all(|v| v.abs() <= bound), "{}", t.name);
-            // Spread over the interval, not collapsed: the largest magnitude is near the bound.
-            let max = s.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            assert!(max > 0.5 * bound, "{}", t.name);
-        }
-    }
-
-    #[test]
-    fn shuffle_is_a_permutation() {
-        let mut r = rng(3);
-        let mut p = shuffled_indices(1000, &mut r);
-        assert_ne!(p[..10], (0..10).collect::<Vec<u32>>()[..]);
-        p.sort();
-        assert_eq!(p, (0..1000).collect::<Vec<u32>>());
     }
 }

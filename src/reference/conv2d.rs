@@ -1,10 +1,11 @@
-//! 2-D convolution, 3×3 kernel, padding 1, stride 1 (so the output is as large as the input), as PyTorch's `Conv2d`.
+//! 2-D convolution, K×K kernel, zero padding P, stride 1, as PyTorch's `Conv2d(cin, cout, K, padding=P)`.
 //!
-//! Shapes: input `x` `[n, cin, h, wd]`, weight `w` `[cout, cin, 3, 3]`, bias `b` `[cout]`, output `y` `[n, cout, h, wd]`.
-//! Padding is zeros: a tap that falls outside the image contributes nothing, so the loops below simply skip it.
+//! Shapes (`Conv2dShape`): input `x` `[n, cin, h, w]`, weight `[cout, cin, k, k]`, bias `[cout]`, output `y`
+//! `[n, cout, oh, ow]` with `oh = h + 2·pad − k + 1` (the study's 3×3, padding 1: as large as the input). A tap that
+//! falls in the padding contributes nothing, so the loops below simply skip it.
 //!
 //! ```text
-//! y[i, co, oy, ox] = b[co] + Σ_ci Σ_ky Σ_kx w[co, ci, ky, kx] · x[i, ci, oy + ky − 1, ox + kx − 1]
+//! y[i, co, oy, ox] = b[co] + Σ_ci Σ_ky Σ_kx w[co, ci, ky, kx] · x[i, ci, oy + ky − pad, ox + kx − pad]
 //! ```
 //!
 //! The kernels: `conv2d_forward` (no ReLU; that is `relu_forward`), `conv2d_backward_input` (the gradient with respect to
@@ -14,54 +15,83 @@
 use num_traits::Float;
 use std::ops::Range;
 
-/// Kernel side (3×3).
-const K: usize = 3;
-
-/// For kernel tap `k` (0..3) along an axis of length `len`, with padding 1: the output positions `o` whose input position
-/// `o + k − 1` is inside the image, and those input positions. Taps that would read the zero padding are left out.
-fn tap_ranges(k: usize, len: usize) -> (Range<usize>, Range<usize>) {
-    let out = (1usize.saturating_sub(k))..(len + 1 - k).min(len);
-    let inp = (out.start + k - 1)..(out.end + k - 1);
-    (out, inp)
+/// The shapes of one convolution over a batch: `n` images of `cin` planes `h` × `w`, `cout` filters `k` × `k`,
+/// padding `pad`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dShape {
+    pub n: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub pad: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_shapes(x: usize, w: usize, y: usize, n: usize, cin: usize, cout: usize, h: usize, wd: usize) {
-    assert_eq!(x, n * cin * h * wd, "conv2d: input length");
-    assert_eq!(w, cout * cin * K * K, "conv2d: weight length");
-    assert_eq!(y, n * cout * h * wd, "conv2d: output length");
+impl Conv2dShape {
+    /// The study's kind: 3×3, padding 1.
+    pub fn same3(n: usize, cin: usize, cout: usize, h: usize, w: usize) -> Conv2dShape {
+        Conv2dShape { n, cin, cout, h, w, k: 3, pad: 1 }
+    }
+
+    /// Output height and width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        (self.h + 2 * self.pad + 1 - self.k, self.w + 2 * self.pad + 1 - self.k)
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.n * self.cin * self.h * self.w
+    }
+
+    pub fn output_len(&self) -> usize {
+        let (oh, ow) = self.out_hw();
+        self.n * self.cout * oh * ow
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.cout * self.cin * self.k * self.k
+    }
+
+    /// For kernel tap `t` (0..k) along an axis with `len` input and `out` output positions: the output positions
+    /// whose input position `o + t − pad` is inside the image, and those input positions.
+    fn taps(&self, t: usize, len: usize, out: usize) -> (Range<usize>, Range<usize>) {
+        let start = self.pad.saturating_sub(t);
+        let end = (len + self.pad).saturating_sub(t).min(out).max(start);
+        (start..end, (start + t - self.pad)..(end + t - self.pad))
+    }
+
+    fn check(&self, x: usize, w: usize, y: usize) {
+        assert!(self.k >= 1 && self.pad < self.k, "conv2d: {self:?}: padding must be less than the kernel side");
+        assert!(
+            self.h + 2 * self.pad >= self.k && self.w + 2 * self.pad >= self.k,
+            "conv2d: {self:?}: kernel too large"
+        );
+        assert_eq!(x, self.input_len(), "conv2d: input length");
+        assert_eq!(w, self.weight_len(), "conv2d: weight length");
+        assert_eq!(y, self.output_len(), "conv2d: output length");
+    }
 }
 
 /// `y = conv(x, w) + b`; `y` is overwritten. Sums in the order bias, then `ci`, `ky`, `kx`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_forward<T: Float>(
-    x: &[T],
-    w: &[T],
-    b: &[T],
-    y: &mut [T],
-    n: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-) {
-    check_shapes(x.len(), w.len(), y.len(), n, cin, cout, h, wd);
-    assert_eq!(b.len(), cout, "conv2d: bias length");
-    let plane = h * wd;
-    for i in 0..n {
-        for co in 0..cout {
-            let y_plane = &mut y[(i * cout + co) * plane..][..plane];
+pub fn conv2d_forward<T: Float>(x: &[T], w: &[T], b: &[T], y: &mut [T], s: &Conv2dShape) {
+    s.check(x.len(), w.len(), y.len());
+    assert_eq!(b.len(), s.cout, "conv2d: bias length");
+    let (k, (oh, ow)) = (s.k, s.out_hw());
+    let (plane, out_plane) = (s.h * s.w, oh * ow);
+    for i in 0..s.n {
+        for co in 0..s.cout {
+            let y_plane = &mut y[(i * s.cout + co) * out_plane..][..out_plane];
             y_plane.fill(b[co]);
-            for ci in 0..cin {
-                let x_plane = &x[(i * cin + ci) * plane..][..plane];
-                for ky in 0..K {
-                    let (oys, iys) = tap_ranges(ky, h);
-                    for kx in 0..K {
-                        let (oxs, ixs) = tap_ranges(kx, wd);
-                        let wv = w[((co * cin + ci) * K + ky) * K + kx];
+            for ci in 0..s.cin {
+                let x_plane = &x[(i * s.cin + ci) * plane..][..plane];
+                for ky in 0..k {
+                    let (oys, iys) = s.taps(ky, s.h, oh);
+                    for kx in 0..k {
+                        let (oxs, ixs) = s.taps(kx, s.w, ow);
+                        let wv = w[((co * s.cin + ci) * k + ky) * k + kx];
                         for (oy, iy) in oys.clone().zip(iys.clone()) {
-                            let y_row = &mut y_plane[oy * wd..][oxs.clone()];
-                            let x_row = &x_plane[iy * wd..][ixs.clone()];
+                            let y_row = &mut y_plane[oy * ow..][oxs.clone()];
+                            let x_row = &x_plane[iy * s.w..][ixs.clone()];
                             for (yv, &xv) in y_row.iter_mut().zip(x_row) {
                                 *yv = *yv + wv * xv;
                             }
@@ -73,40 +103,31 @@ pub fn conv2d_forward<T: Float>(
     }
 }
 
-/// The gradient with respect to the input, given `dy` `[n, cout, h, wd]`; `dx` `[n, cin, h, wd]` is overwritten:
+/// The gradient with respect to the input, given `dy` `[n, cout, oh, ow]`; `dx` `[n, cin, h, w]` is overwritten:
 ///
 /// ```text
-/// dx[i, ci, iy, ix] = Σ_co Σ_ky Σ_kx w[co, ci, ky, kx] · dy[i, co, iy − ky + 1, ix − kx + 1]
+/// dx[i, ci, iy, ix] = Σ_co Σ_ky Σ_kx w[co, ci, ky, kx] · dy[i, co, iy − ky + pad, ix − kx + pad]
 /// ```
 ///
-/// (terms whose `dy` position is outside the image are zero). Sums in the order `co`, `ky`, `kx`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_input<T: Float>(
-    dy: &[T],
-    w: &[T],
-    dx: &mut [T],
-    n: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-) {
-    check_shapes(dx.len(), w.len(), dy.len(), n, cin, cout, h, wd);
-    let plane = h * wd;
-    for i in 0..n {
-        for ci in 0..cin {
-            let dx_plane = &mut dx[(i * cin + ci) * plane..][..plane];
+/// (terms whose `dy` position is outside the output are zero). Sums in the order `co`, `ky`, `kx`.
+pub fn conv2d_backward_input<T: Float>(dy: &[T], w: &[T], dx: &mut [T], s: &Conv2dShape) {
+    s.check(dx.len(), w.len(), dy.len());
+    let (k, (oh, ow)) = (s.k, s.out_hw());
+    let (plane, out_plane) = (s.h * s.w, oh * ow);
+    for i in 0..s.n {
+        for ci in 0..s.cin {
+            let dx_plane = &mut dx[(i * s.cin + ci) * plane..][..plane];
             dx_plane.fill(T::zero());
-            for co in 0..cout {
-                let dy_plane = &dy[(i * cout + co) * plane..][..plane];
-                for ky in 0..K {
-                    let (oys, iys) = tap_ranges(ky, h);
-                    for kx in 0..K {
-                        let (oxs, ixs) = tap_ranges(kx, wd);
-                        let wv = w[((co * cin + ci) * K + ky) * K + kx];
+            for co in 0..s.cout {
+                let dy_plane = &dy[(i * s.cout + co) * out_plane..][..out_plane];
+                for ky in 0..k {
+                    let (oys, iys) = s.taps(ky, s.h, oh);
+                    for kx in 0..k {
+                        let (oxs, ixs) = s.taps(kx, s.w, ow);
+                        let wv = w[((co * s.cin + ci) * k + ky) * k + kx];
                         for (oy, iy) in oys.clone().zip(iys.clone()) {
-                            let dx_row = &mut dx_plane[iy * wd..][ixs.clone()];
-                            let dy_row = &dy_plane[oy * wd..][oxs.clone()];
+                            let dx_row = &mut dx_plane[iy * s.w..][ixs.clone()];
+                            let dy_row = &dy_plane[oy * ow..][oxs.clone()];
                             for (dxv, &dyv) in dx_row.iter_mut().zip(dy_row) {
                                 *dxv = *dxv + wv * dyv;
                             }
@@ -118,49 +139,40 @@ pub fn conv2d_backward_input<T: Float>(
     }
 }
 
-/// The gradients with respect to the weight and the bias, summed over the batch; `dw` `[cout, cin, 3, 3]` and `db`
+/// The gradients with respect to the weight and the bias, summed over the batch; `dw` `[cout, cin, k, k]` and `db`
 /// `[cout]` are overwritten:
 ///
 /// ```text
-/// dw[co, ci, ky, kx] = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox] · x[i, ci, oy + ky − 1, ox + kx − 1]
+/// dw[co, ci, ky, kx] = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox] · x[i, ci, oy + ky − pad, ox + kx − pad]
 /// db[co]             = Σ_i Σ_oy Σ_ox dy[i, co, oy, ox]
 /// ```
 ///
 /// Sums in the order `i`, then row by row (`oy`, `ox`).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_weight<T: Float>(
-    x: &[T],
-    dy: &[T],
-    dw: &mut [T],
-    db: &mut [T],
-    n: usize,
-    cin: usize,
-    cout: usize,
-    h: usize,
-    wd: usize,
-) {
-    check_shapes(x.len(), dw.len(), dy.len(), n, cin, cout, h, wd);
-    assert_eq!(db.len(), cout, "conv2d: bias gradient length");
-    let plane = h * wd;
+pub fn conv2d_backward_weight<T: Float>(x: &[T], dy: &[T], dw: &mut [T], db: &mut [T], s: &Conv2dShape) {
+    s.check(x.len(), dw.len(), dy.len());
+    assert_eq!(db.len(), s.cout, "conv2d: bias gradient length");
+    let (k, (oh, ow)) = (s.k, s.out_hw());
+    let (plane, out_plane) = (s.h * s.w, oh * ow);
     dw.fill(T::zero());
     db.fill(T::zero());
-    for i in 0..n {
-        for co in 0..cout {
-            let dy_plane = &dy[(i * cout + co) * plane..][..plane];
+    for i in 0..s.n {
+        for co in 0..s.cout {
+            let dy_plane = &dy[(i * s.cout + co) * out_plane..][..out_plane];
             db[co] = dy_plane.iter().fold(db[co], |acc, &d| acc + d);
-            for ci in 0..cin {
-                let x_plane = &x[(i * cin + ci) * plane..][..plane];
-                for ky in 0..K {
-                    let (oys, iys) = tap_ranges(ky, h);
-                    for kx in 0..K {
-                        let (oxs, ixs) = tap_ranges(kx, wd);
-                        let mut acc = dw[((co * cin + ci) * K + ky) * K + kx];
+            for ci in 0..s.cin {
+                let x_plane = &x[(i * s.cin + ci) * plane..][..plane];
+                for ky in 0..k {
+                    let (oys, iys) = s.taps(ky, s.h, oh);
+                    for kx in 0..k {
+                        let (oxs, ixs) = s.taps(kx, s.w, ow);
+                        let at = ((co * s.cin + ci) * k + ky) * k + kx;
+                        let mut acc = dw[at];
                         for (oy, iy) in oys.clone().zip(iys.clone()) {
-                            let dy_row = &dy_plane[oy * wd..][oxs.clone()];
-                            let x_row = &x_plane[iy * wd..][ixs.clone()];
+                            let dy_row = &dy_plane[oy * ow..][oxs.clone()];
+                            let x_row = &x_plane[iy * s.w..][ixs.clone()];
                             acc = dy_row.iter().zip(x_row).fold(acc, |a, (&d, &xv)| a + d * xv);
                         }
-                        dw[((co * cin + ci) * K + ky) * K + kx] = acc;
+                        dw[at] = acc;
                     }
                 }
             }
@@ -175,17 +187,32 @@ mod tests {
     /// The 3×3 image 1..9, row-major.
     const X: [f64; 9] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
 
+    fn one(h: usize, w: usize) -> Conv2dShape {
+        Conv2dShape::same3(1, 1, 1, h, w)
+    }
+
     #[test]
-    fn tap_ranges_skip_the_padding() {
-        assert_eq!(tap_ranges(0, 5), (1..5, 0..4));
-        assert_eq!(tap_ranges(1, 5), (0..5, 0..5));
-        assert_eq!(tap_ranges(2, 5), (0..4, 1..5));
+    fn taps_skip_the_padding() {
+        let s = one(5, 5);
+        assert_eq!(s.taps(0, 5, 5), (1..5, 0..4));
+        assert_eq!(s.taps(1, 5, 5), (0..5, 0..5));
+        assert_eq!(s.taps(2, 5, 5), (0..4, 1..5));
+        // 5×5 unpadded over 7: 3 outputs, each tap reads input o + t.
+        let v = Conv2dShape { k: 5, pad: 0, ..one(7, 7) };
+        assert_eq!(v.out_hw(), (3, 3));
+        assert_eq!(v.taps(0, 7, 3), (0..3, 0..3));
+        assert_eq!(v.taps(4, 7, 3), (0..3, 4..7));
+        // 5×5 padding 2 over 2: taps that would only ever read padding are empty.
+        let tiny = Conv2dShape { k: 5, pad: 2, ..one(2, 2) };
+        assert_eq!(tiny.taps(0, 2, 2), (2..2, 0..0));
+        assert_eq!(tiny.taps(2, 2, 2), (0..2, 0..2));
+        assert_eq!(tiny.taps(4, 2, 2), (0..0, 2..2));
     }
 
     #[test]
     fn forward_with_a_ones_kernel_sums_each_padded_neighbourhood() {
         let mut y = [f64::NAN; 9];
-        conv2d_forward(&X, &[1.0; 9], &[0.5], &mut y, 1, 1, 1, 3, 3);
+        conv2d_forward(&X, &[1.0; 9], &[0.5], &mut y, &one(3, 3));
         // Corner: 1+2+4+5 = 12; edge (0,1): 1+2+3+4+5+6 = 21; centre: 45; and so on, plus the bias 0.5.
         let expected = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0].map(|v| v + 0.5);
         assert_eq!(y, expected);
@@ -197,8 +224,26 @@ mod tests {
         let mut w = [0.0; 9];
         w[0] = 1.0;
         let mut y = [f64::NAN; 9];
-        conv2d_forward(&X, &w, &[0.0], &mut y, 1, 1, 1, 3, 3);
+        conv2d_forward(&X, &w, &[0.0], &mut y, &one(3, 3));
         assert_eq!(y, [0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 0.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn forward_unpadded_and_wider_kernels() {
+        // 3×3 unpadded over the 3×3 image: one output, the whole sum.
+        let mut y = [f64::NAN; 1];
+        conv2d_forward(&X, &[1.0; 9], &[0.0], &mut y, &Conv2dShape { pad: 0, ..one(3, 3) });
+        assert_eq!(y, [45.0]);
+        // 1×1: a per-pixel scale.
+        let mut y = [f64::NAN; 9];
+        conv2d_forward(&X, &[2.0], &[1.0], &mut y, &Conv2dShape { k: 1, pad: 0, ..one(3, 3) });
+        assert_eq!(y, X.map(|v| 2.0 * v + 1.0));
+        // 5×5 padding 2, only the centre tap: the identity.
+        let mut w = [0.0; 25];
+        w[12] = 1.0;
+        let mut y = [f64::NAN; 9];
+        conv2d_forward(&X, &w, &[0.0], &mut y, &Conv2dShape { k: 5, pad: 2, ..one(3, 3) });
+        assert_eq!(y, X);
     }
 
     #[test]
@@ -211,7 +256,7 @@ mod tests {
         w[centre(1, 0)] = 2.0;
         let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]; // [n=2, cin=2, 1, 2]
         let mut y = [f64::NAN; 8];
-        conv2d_forward(&x, &w, &[10.0, -1.0], &mut y, 2, 2, 2, 1, 2);
+        conv2d_forward(&x, &w, &[10.0, -1.0], &mut y, &Conv2dShape::same3(2, 2, 2, 1, 2));
         assert_eq!(y, [13.0, 14.0, 1.0, 3.0, 17.0, 18.0, 9.0, 11.0]);
     }
 
@@ -219,8 +264,12 @@ mod tests {
     fn backward_input_counts_the_outputs_each_pixel_feeds() {
         // With a ones kernel and dy = 1, dx[p] is the number of outputs whose window covers p.
         let mut dx = [f64::NAN; 9];
-        conv2d_backward_input(&[1.0; 9], &[1.0; 9], &mut dx, 1, 1, 1, 3, 3);
+        conv2d_backward_input(&[1.0; 9], &[1.0; 9], &mut dx, &one(3, 3));
         assert_eq!(dx, [4.0, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0]);
+        // Unpadded 2×2 over 3×3: the four 2×2 windows.
+        let mut dx = [f64::NAN; 9];
+        conv2d_backward_input(&[1.0; 4], &[1.0; 4], &mut dx, &Conv2dShape { k: 2, pad: 0, ..one(3, 3) });
+        assert_eq!(dx, [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]);
     }
 
     #[test]
@@ -229,7 +278,7 @@ mod tests {
         let mut w = [0.0; 9];
         w[0] = 1.0;
         let mut dx = [f64::NAN; 9];
-        conv2d_backward_input(&X, &w, &mut dx, 1, 1, 1, 3, 3);
+        conv2d_backward_input(&X, &w, &mut dx, &one(3, 3));
         assert_eq!(dx, [5.0, 6.0, 0.0, 8.0, 9.0, 0.0, 0.0, 0.0, 0.0]);
     }
 
@@ -238,9 +287,13 @@ mod tests {
         // dy = 1: dw[ky, kx] sums x over the part of the image tap (ky, kx) reads; db sums dy. Two identical images double it.
         let x2: Vec<f64> = X.iter().chain(X.iter()).copied().collect();
         let (mut dw, mut db) = ([f64::NAN; 9], [f64::NAN; 1]);
-        conv2d_backward_weight(&x2, &[1.0; 18], &mut dw, &mut db, 2, 1, 1, 3, 3);
+        conv2d_backward_weight(&x2, &[1.0; 18], &mut dw, &mut db, &Conv2dShape::same3(2, 1, 1, 3, 3));
         let one_image = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
         assert_eq!(dw, one_image.map(|v| 2.0 * v));
         assert_eq!(db, [18.0]);
+        // Unpadded 2×2 over 3×3, dy = 1 on the four outputs: each tap sums the 2×2 block it reads.
+        let (mut dw, mut db) = ([f64::NAN; 4], [f64::NAN; 1]);
+        conv2d_backward_weight(&X, &[1.0; 4], &mut dw, &mut db, &Conv2dShape { k: 2, pad: 0, ..one(3, 3) });
+        assert_eq!((dw, db), ([12.0, 16.0, 24.0, 28.0], [4.0]));
     }
 }

@@ -11,11 +11,11 @@
 //! "CPU device", which splits a batch over threads without giving up determinism.
 
 use super::{
-    argmax, conv2d_backward_input, conv2d_backward_weight, conv2d_forward, dense_backward_input, dense_backward_weight,
-    dense_forward, maxpool_backward, maxpool_forward, relu_backward, relu_forward, sgd_step,
-    softmax_cross_entropy_backward, softmax_cross_entropy_forward,
+    argmax, avgpool_backward, avgpool_forward, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
+    dense_backward_input, dense_backward_weight, dense_forward, maxpool_backward, maxpool_forward, relu_backward,
+    relu_forward, sgd_step, softmax_cross_entropy_backward, softmax_cross_entropy_forward, Conv2dShape,
 };
-use crate::model::{Arch, Layer, CLASSES};
+use crate::model::{Arch, ConvLayer, Layer, Pool, CLASSES};
 use num_traits::Float;
 use std::ops::Range;
 
@@ -38,7 +38,12 @@ impl<T> Activations<T> {
     }
     /// The outputs of the convolutions (after ReLU, before any pool), in order: what the pictures show.
     pub fn conv_maps(&self, arch: &Arch) -> Vec<&[T]> {
-        arch.layers().iter().zip(&self.outs).filter(|(l, _)| matches!(l, Layer::Conv(_))).map(|(_, o)| &o[..]).collect()
+        arch.layers()
+            .iter()
+            .zip(&self.outs)
+            .filter(|(l, _)| matches!(l, Layer::Conv { .. }))
+            .map(|(_, o)| &o[..])
+            .collect()
     }
 }
 
@@ -57,20 +62,23 @@ pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activa
     for layer in arch.layers() {
         let input: &[T] = outs.last().map_or(x, |o| &o[..]);
         let out = match layer {
-            Layer::Conv(_) => {
+            Layer::Conv { .. } => {
                 let c = convs.next().expect("a conv layer");
                 let (w, b) = (&params[c.w_off..c.b_off], &params[c.b_off..c.b_off + c.cout]);
                 let mut z = zeros(n * c.out_len());
-                conv2d_forward(input, w, b, &mut z, n, c.cin, c.cout, c.h, c.w);
+                conv2d_forward(input, w, b, &mut z, &shape(c, n));
                 let mut a = zeros(z.len());
                 relu_forward(&z, &mut a);
                 last_conv = Some(c);
                 a
             }
-            Layer::Pool => {
-                let c = last_conv.expect("a pool follows a convolution");
+            Layer::Pool(pool) => {
+                let c: &ConvLayer = last_conv.expect("a pool follows a convolution");
                 let mut p = zeros(n * c.out_len() / 4);
-                maxpool_forward(input, &mut p, n, c.cout, c.h, c.w);
+                match pool {
+                    Pool::Max => maxpool_forward(input, &mut p, n, c.cout, c.oh, c.ow),
+                    Pool::Avg => avgpool_forward(input, &mut p, n, c.cout, c.oh, c.ow),
+                }
                 p
             }
             Layer::Dense(_) => {
@@ -90,6 +98,11 @@ pub fn forward<T: Float>(arch: &Arch, params: &[T], x: &[T], n: usize) -> Activa
         outs.push(out);
     }
     Activations { x: x.to_vec(), outs, n }
+}
+
+/// The shapes of convolution `c` over `n` images.
+fn shape(c: &ConvLayer, n: usize) -> Conv2dShape {
+    Conv2dShape { n, cin: c.cin, cout: c.cout, h: c.ih, w: c.iw, k: c.k, pad: c.pad }
 }
 
 /// The mean over the batch of the per-sample cross-entropy losses (summed in sample order, then divided by `n`).
@@ -129,22 +142,25 @@ pub fn backward<T: Float>(arch: &Arch, params: &[T], acts: &Activations<T>, labe
                 dense_backward_input(&dz, &params[d.w_off..d.b_off], &mut dx, n, d.inp, d.out);
                 dy = dx;
             }
-            Layer::Pool => {
+            Layer::Pool(pool) => {
                 // The convolution before it (the next one this loop reaches) produced its input.
                 let c = arch.convs()[ci - 1];
                 let mut dx = zeros(n * c.out_len());
-                maxpool_backward(input, &dy, &mut dx, n, c.cout, c.h, c.w);
+                match pool {
+                    Pool::Max => maxpool_backward(input, &dy, &mut dx, n, c.cout, c.oh, c.ow),
+                    Pool::Avg => avgpool_backward(&dy, &mut dx, n, c.cout, c.oh, c.ow),
+                }
                 dy = dx;
             }
-            Layer::Conv(_) => {
+            Layer::Conv { .. } => {
                 ci -= 1;
                 let c = arch.convs()[ci];
                 let mut dz = zeros(dy.len());
                 relu_backward(&acts.outs[i], &dy, &mut dz);
                 let (dw, db) = grads[c.w_off..c.b_off + c.cout].split_at_mut(c.b_off - c.w_off);
-                conv2d_backward_weight(input, &dz, dw, db, n, c.cin, c.cout, c.h, c.w);
-                let mut dx = zeros(n * c.cin * c.h * c.w);
-                conv2d_backward_input(&dz, &params[c.w_off..c.b_off], &mut dx, n, c.cin, c.cout, c.h, c.w);
+                conv2d_backward_weight(input, &dz, dw, db, &shape(&c, n));
+                let mut dx = zeros(n * c.in_len());
+                conv2d_backward_input(&dz, &params[c.w_off..c.b_off], &mut dx, &shape(&c, n));
                 dy = dx;
             }
         }

@@ -1,11 +1,12 @@
-//! Epochs, shuffling, SGD hyperparameters and metrics, over any engine (a GPU or the CPU reference).
+//! One epoch over any engine (a GPU or the CPU reference): its sample order, its steps (watched for divergence and
+//! Ctrl-C), its evaluation and report; and the run's logs (`steps.csv`, `epochs.jsonl`).
 
 use web_time::Instant;
 
 use serde::Serialize;
 
 use crate::data::Split;
-use crate::engine::{Engine, Metrics};
+use crate::engine::{Engine, EpochReport, Metrics};
 use crate::model;
 
 /// Hyperparameters of a training run.
@@ -18,25 +19,6 @@ pub struct TrainConfig {
     pub momentum: f64,
     pub seed: u64,
     pub train_images: usize,
-}
-
-/// One epoch's results, as `--json` prints them.
-#[derive(Clone, Debug, Serialize)]
-pub struct EpochReport {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub test_loss: f64,
-    pub test_accuracy: f64,
-    pub seconds: f64,
-    pub images_per_sec: f64,
-}
-
-/// The order of epoch `epoch` (0-based): a permutation drawn from a generator seeded by (seed, epoch) alone, so a run
-/// resumed at an epoch boundary sees the same orders as an uninterrupted one.
-pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
-    let mut rng = model::rng(seed ^ 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(epoch as u64 + 1));
-    model::shuffled_indices(n, &mut rng)
 }
 
 /// A step loss above this means training diverged: at chance the loss is ln 10 ≈ 2.3, and a loss of 1000 means the
@@ -64,7 +46,7 @@ pub async fn run_epoch(
     train: &Split,
     progress: &mut dyn FnMut(usize, &Metrics) -> bool,
 ) -> anyhow::Result<(EpochReport, Vec<f32>)> {
-    let order = epoch_order(cfg.seed, epoch, train.len());
+    let order = model::epoch_order(cfg.seed, epoch, train.len());
     let t0 = Instant::now();
     let mut stopped = false;
     let mut wrapped = |s: usize, m: &Metrics| {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::canvas::{Anchor, Canvas, Rgb, GREY, LIGHT, TEXT};
 use super::VizError;
-use crate::bench::BenchResult;
+use crate::measure::bench::BenchResult;
 
 const PALETTE: [Rgb; 10] = [
     [8, 69, 148],

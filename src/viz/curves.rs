@@ -11,7 +11,7 @@ use plotters::prelude::*;
 
 use super::canvas::{self, Anchor, Canvas, Rgb, GREY, TEXT};
 use super::VizError;
-use crate::train::EpochReport;
+use crate::engine::EpochReport;
 
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 480;

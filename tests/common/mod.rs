@@ -3,7 +3,7 @@
 
 pub mod browser;
 
-use gpu_cnn::gpu::ops::Family;
+use gpu_cnn::gpu::Family;
 use gpu_cnn::gpu::{AdapterSelection, Gpu, GpuError, OpenOptions};
 
 /// The default adapter, or None with a visible "skipped" line. With `GPU_CNN_REQUIRE_GPU=1` a missing adapter fails.

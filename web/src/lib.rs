@@ -17,17 +17,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use gpu_cnn::bench::{self, Adapters, BenchConfig};
 use gpu_cnn::check::{self, CheckOptions};
 use gpu_cnn::data::{self, Mnist};
-use gpu_cnn::device::DeviceInfo;
 use gpu_cnn::engine::Metrics;
-use gpu_cnn::gpu::ops::Family;
-use gpu_cnn::gpu::{self, AdapterSelection};
-use gpu_cnn::model::{self, Arch};
+use gpu_cnn::gpu::{self, AdapterSelection, Family, Gpu, OpenOptions};
+use gpu_cnn::measure::bench::{self, Adapters, BenchConfig};
+use gpu_cnn::measure::tables;
 use gpu_cnn::report::StudyReport;
-use gpu_cnn::study::{self, DeviceChoice, TrainOptions};
-use gpu_cnn::train::EpochReport;
+use gpu_cnn::run::{self, DeviceChoice, EpochReport, Options};
 use wasm_bindgen::prelude::*;
 
 thread_local! {
@@ -81,10 +78,10 @@ pub fn start() {
 #[wasm_bindgen]
 pub async fn adapter(name: String) -> Result<String, JsError> {
     if !name.is_empty() {
-        gpu::name_browser_adapter(&name);
+        gpu::adapter::name_browser_adapter(&name);
     }
     let gpu = open(None).await.map_err(js)?;
-    Ok(serde_json::to_string(&DeviceInfo::of(&gpu.adapter, &gpu.caps))?)
+    Ok(serde_json::to_string(&gpu.info(&gpu.caps))?)
 }
 
 /// Runs `command` with `options` (a JSON object of the query string's values: `epochs`, `train-limit`, `test-limit`, `batch-size`,
@@ -108,67 +105,21 @@ fn js(e: anyhow::Error) -> JsError {
     JsError::new(&format!("{e:#}"))
 }
 
-/// The query string's options, each parsed where it is used so that a bad one is named.
-struct Options(HashMap<String, String>);
-
-const KNOWN: [&str; 13] = [
-    "epochs",
-    "train-limit",
-    "test-limit",
-    "batch-size",
-    "seed",
-    "lr",
-    "momentum",
-    "arch",
-    "kernels",
-    "quick",
-    "repeats",
-    "min-seconds",
-    "no-check",
-];
-
-impl Options {
-    fn parse(json: &str) -> Result<Options> {
-        let map: HashMap<String, String> =
-            serde_json::from_str(json).context("options: expected a JSON object of strings")?;
-        if let Some(k) = map.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            bail!("unknown option `{k}` (known: {})", KNOWN.join(", "));
-        }
-        Ok(Options(map))
-    }
-
-    fn get<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>>
-    where
-        T::Err: std::fmt::Display,
-    {
-        self.0.get(key).map(|v| v.parse::<T>().map_err(|e| anyhow!("{key}={v}: {e}"))).transpose()
-    }
-
-    fn flag(&self, key: &str) -> Result<bool> {
-        match self.0.get(key).map(String::as_str) {
-            None | Some("0") | Some("false") => Ok(false),
-            Some("") | Some("1") | Some("true") => Ok(true),
-            Some(v) => bail!("{key}={v}: expected 1 or 0"),
-        }
-    }
-
-    fn arch(&self) -> Result<Option<Arch>> {
-        self.0.get("arch").map(|a| Arch::parse(a).map_err(|e| anyhow!("arch={a}: {e}"))).transpose()
-    }
-
-    fn kernels(&self) -> Result<Option<Family>> {
-        self.0.get("kernels").map(|k| Family::parse(k).map_err(|e| anyhow!("kernels={k}: {e}"))).transpose()
-    }
+/// The query string's options (a JSON object of strings), parsed and checked as the command line checks them.
+fn options(json: &str) -> Result<Options> {
+    let map: HashMap<String, String> =
+        serde_json::from_str(json).context("options: expected a JSON object of strings")?;
+    Options::from_pairs(map.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| anyhow!(e))
 }
 
 /// Opens the page's adapter, refusing plainly where there is none (natively the engine would fall back to the CPU
 /// reference, which a page cannot run).
-async fn open(kernels: Option<Family>) -> Result<gpu::Gpu> {
-    match study::open_gpu(&AdapterSelection::default(), kernels).await {
+async fn open(kernels: Option<Family>) -> Result<Gpu> {
+    match Gpu::open_with(&AdapterSelection::default(), OpenOptions::with_kernels(kernels)?).await {
         Ok(g) => Ok(g),
         Err(gpu::GpuError::NoAdapter { .. }) => bail!(
             "this browser gives no WebGPU adapter: use a browser with WebGPU enabled (Chrome or Edge 113+, Safari 26+, \
-             Firefox 141+ on Windows), or run the same study natively with `cargo run --release`"
+             Firefox 141+ on Windows), or run the same study natively with `cargo run --release -- compare`"
         ),
         Err(e) => Err(e.into()),
     }
@@ -187,72 +138,52 @@ fn files(files: &js_sys::Object) -> Result<HashMap<String, Vec<u8>>> {
 
 /// MNIST from the page's files, its test set shortened by `test-limit` (as the CLI's `--test-limit`).
 fn load(files_obj: &js_sys::Object, o: &Options) -> Result<Mnist> {
-    let test_limit = o.get("test-limit")?;
-    if test_limit == Some(0) {
-        bail!("test-limit must be at least 1");
-    }
     let files = files(files_obj)?;
-    let d = data::load_fetched(Path::new("data/mnist"), &files)?.limit_test(test_limit);
+    let d = data::load_fetched(Path::new("data/mnist"), &files)?.limit_test(o.test_limit);
     log::info!("data: data/mnist ({} training, {} test images)", d.train.len(), d.test.len());
     Ok(d)
 }
 
-async fn run_command(command: &str, options: &str, files: &js_sys::Object) -> Result<String> {
-    let o = Options::parse(options)?;
-    let device = DeviceChoice::Gpu { selection: AdapterSelection::default(), kernels: o.kernels()? };
+async fn run_command(command: &str, options_json: &str, files: &js_sys::Object) -> Result<String> {
+    let o = options(options_json)?;
+    let device = DeviceChoice::Gpu { selection: AdapterSelection::default(), kernels: o.kernels };
     let out = Path::new("outputs");
     match command {
         "forward-only" => {
-            open(o.kernels()?).await?; // no adapter: say so (natively it would be the CPU reference)
+            open(o.kernels).await?; // no adapter: say so (natively it would be the CPU reference)
             let data = load(files, &o)?;
-            let arch = o.arch()?.unwrap_or_default();
-            let seed = o.get("seed")?.unwrap_or(model::DEFAULT_SEED);
-            let e = study::forward_only(&device, &data, &arch, seed, out).await?;
+            let arch = o.arch.clone().unwrap_or_default();
+            let e = run::forward_only(&device, &data, &arch, o.seed, out).await?;
             Ok(serde_json::to_string(&e)?)
         }
         "train" => {
-            open(o.kernels()?).await?;
+            open(o.kernels).await?;
             let data = load(files, &o)?;
-            let d = TrainOptions::default();
-            let opts = TrainOptions {
-                arch: o.arch()?,
-                epochs: o.get("epochs")?.unwrap_or(d.epochs),
-                batch_size: o.get("batch-size")?.unwrap_or(d.batch_size),
-                lr: o.get("lr")?.unwrap_or(d.lr),
-                momentum: o.get("momentum")?.unwrap_or(d.momentum),
-                seed: o.get("seed")?.unwrap_or(d.seed),
-                train_limit: o.get("train-limit")?,
-                out_dir: out.into(),
-                ..d
-            };
-            if opts.epochs == 0 || opts.batch_size == 0 || opts.train_limit == Some(0) {
-                bail!("epochs, batch-size and train-limit must be at least 1");
-            }
-            let run = study::train(&device, &data, &opts, &mut PageProgress::default()).await?;
-            Ok(serde_json::to_string(&StudyReport::new(run))?)
+            let outcome = run::train(&device, &data, &o.train(out.into()), &mut PageProgress::default()).await?;
+            Ok(serde_json::to_string(&StudyReport::new(outcome))?)
         }
         "check" => {
-            let gpu = open(o.kernels()?).await?;
-            let opts = CheckOptions { quick: o.flag("quick")?, arch: o.arch()?, ..Default::default() };
+            let gpu = open(o.kernels).await?;
+            let opts = CheckOptions { quick: o.quick, arch: o.arch.clone(), ..Default::default() };
             log::info!("check: {} ({} kernels)", gpu.adapter.line(), gpu.caps.describe());
             let report = check::run(gpu, opts).await;
             log::info!("{}", check::table(&report));
             Ok(serde_json::to_string(&[report])?)
         }
         "bench" => {
-            open(o.kernels()?).await?;
+            open(o.kernels).await?;
             let data = load(files, &o)?;
             let cfg = BenchConfig {
-                batch_sizes: vec![o.get("batch-size")?.unwrap_or(study::DEFAULT_BATCH_SIZE)],
+                batch_sizes: vec![o.batch_size],
                 steps: None,
-                min_seconds: o.get("min-seconds")?.unwrap_or(1.0),
-                repeats: o.get("repeats")?.unwrap_or(3),
-                command: format!("web ?run=bench {options}"),
-                check: !o.flag("no-check")?,
-                arch: study::arch_for_data(o.arch()?.as_ref(), &data)?,
+                min_seconds: o.min_seconds,
+                repeats: o.repeats,
+                command: format!("web ?run=bench {options_json}"),
+                check: !o.no_check,
+                arch: run::arch_for_data(o.arch.as_ref(), &data)?,
             };
-            let results = bench::run(&Adapters::One(AdapterSelection::default()), o.kernels()?, &data, &cfg).await?;
-            log::info!("\n{}", bench::table(&results));
+            let results = bench::run(&Adapters::One(AdapterSelection::default()), o.kernels, &data, &cfg).await?;
+            log::info!("\n{}", tables::table(&results));
             Ok(serde_json::to_string(&results)?)
         }
         other => bail!("unknown command `{other}` (forward-only, train, check or bench)"),
@@ -266,7 +197,7 @@ struct PageProgress {
     steps: usize,
 }
 
-impl study::Progress for PageProgress {
+impl run::Progress for PageProgress {
     fn epoch_started(&mut self, epoch: usize, epochs: usize, steps: usize) {
         (self.epoch, self.steps) = (epoch + 1, steps);
         emit(

@@ -3,8 +3,21 @@
 //! `classifier_head.wgsl`.
 
 use super::dense::Dense;
+use super::plan::{c, f32_bytes, Lowered, Plan};
 use super::softmax_cross_entropy::StatsLayout;
-use super::{c, f32_bytes, Lowered, Plan};
+use crate::gpu::family::Family;
+use crate::gpu::shader::{shader, Shader};
+
+/// The head's kernel: six storage buffers, where the downlevel floor is four, so it is `optional` (`Caps::within`).
+pub const SHADERS: &[Shader] = &[shader!(
+    "classifier_head.wgsl" + ["step.wgsl", "metrics_core.wgsl"],
+    ["classifier_head"],
+    [Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, Step],
+    Some(Family::Tiled),
+    wg 256,
+    shared (1024 + 2048 + 256 + 256) * 4,
+    optional
+)];
 
 /// The shader's limits: classes (`MAX_K`) and entries of [W | b] it keeps in workgroup memory (`MAX_GRAD`).
 pub const MAX_CLASSES: usize = 16;

@@ -1,32 +1,138 @@
-//! 3×3 convolution, padding 1, stride 1 (`reference::conv2d`): forward (with bias, ReLU and the 2×2 max-pool fused),
-//! the input gradient and the weight gradient, in both kernel families.
+//! Convolution, stride 1 (`reference::conv2d`): forward (with bias, ReLU and a 2×2 max-pool fused), the input gradient
+//! and the weight gradient, in both kernel families: the simd family's kernels are 3×3 with padding 1, the tiled
+//! family's any K×K (K ≤ 7) with any padding below K.
 //!
 //! Shaders: `conv2d_forward.wgsl`, `conv2d_forward_subgroup.wgsl`, `conv2d_backward_input.wgsl`,
 //! `conv2d_backward_weight.wgsl`, `conv2d_backward_weight_subgroup.wgsl` (simd family) and `conv2d_forward_tiled.wgsl`,
 //! `conv2d_backward_input_tiled.wgsl`, `conv2d_backward_weight_tiled.wgsl` (tiled family).
 
-use super::tiles::{self, Tiles};
-use super::{c, f32_bytes, flag, maxpool, Caps, Family, Lowered, Plan, Source, Temp};
+use super::plan::{c, f32_bytes, flag, Lowered, Plan, Pool, Source, Temp};
+use super::tiles::{self, tiled_shader, Tiles};
+use super::{avgpool, pool};
+use crate::gpu::family::{Caps, Family};
+use crate::gpu::shader::{shader, Shader};
 
-/// One convolution layer: channels, plane size, and where its weight [COUT, CIN, 3, 3] and bias sit in the parameters.
+/// The convolution's kernels: the simd family's (with 8-lane subgroup variants) and the tiled family's.
+pub const SHADERS: &[Shader] = &[
+    shader!(
+        "conv2d_forward.wgsl" + ["step.wgsl"],
+        ["conv2d_forward"],
+        [Read, Weights, ReadWrite, Step, ReadWrite],
+        Some(Family::Simd),
+        wg 64,
+        shared 0
+    ),
+    shader!(
+        "conv2d_forward_subgroup.wgsl" + ["step.wgsl"],
+        ["conv2d_forward_subgroup"],
+        [Read, Weights, ReadWrite, Step, ReadWrite],
+        Some(Family::Simd),
+        wg 64,
+        shared 0,
+        subgroups
+    ),
+    shader!(
+        "conv2d_backward_input.wgsl" + ["step.wgsl"],
+        ["conv2d_backward_input"],
+        [Read, Weights, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 64,
+        shared 0
+    ),
+    shader!(
+        "conv2d_backward_weight.wgsl" + ["step.wgsl"],
+        ["conv2d_backward_weight", "conv2d_backward_weight_reduce"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
+        Some(Family::Simd),
+        wg 64,
+        shared 10240
+    ),
+    shader!(
+        "conv2d_backward_weight_subgroup.wgsl" + ["step.wgsl"],
+        ["conv2d_backward_weight_subgroup"],
+        [Read, Read, ReadWrite, Step, ReadWrite],
+        Some(Family::Simd),
+        wg 64,
+        shared 10240,
+        subgroups
+    ),
+    tiled_shader!("conv2d_forward_tiled.wgsl", ["conv2d_forward_tiled"], [Read, Read, ReadWrite, Step, ReadWrite]),
+    tiled_shader!(
+        "conv2d_backward_input_tiled.wgsl",
+        ["conv2d_backward_input_tiled"],
+        [Read, Read, ReadWrite, Step, Read]
+    ),
+    tiled_shader!(
+        "conv2d_backward_weight_tiled.wgsl",
+        ["conv2d_backward_weight_tiled", "conv2d_backward_weight_tiled_reduce"],
+        [Read, Read, ReadWrite, Step, ReadWrite]
+    ),
+];
+
+/// Shapes a kernel cannot take: the simd convolutions read their rows as aligned pairs, so W must be even; the tiled
+/// forward's fused 2×2 max-pool needs even H and W. `get` reads an override constant (0 where unset).
+pub fn check_shape(entry: &str, get: &dyn Fn(&str) -> f64) -> Result<(), String> {
+    if !entry.contains("_tiled") && !(get("W") as u64).is_multiple_of(2) {
+        return Err(format!("{entry}: W = {} must be even (the kernel reads its rows as pairs)", get("W")));
+    }
+    // The tiled kernels' kernel side and padding (3 and 1 where not given, as in their shaders).
+    let (k, pad) = if get("KSIZE") > 0.0 { (get("KSIZE"), get("PAD")) } else { (3.0, 1.0) };
+    let (oh, ow) = (get("H") + 2.0 * pad + 1.0 - k, get("W") + 2.0 * pad + 1.0 - k);
+    if oh < 1.0 || ow < 1.0 || pad >= k {
+        return Err(format!(
+            "{entry}: a {k}×{k} kernel with padding {pad} does not fit a {}×{} map",
+            get("H"),
+            get("W")
+        ));
+    }
+    if entry == "conv2d_forward_tiled" && get("POOL") != 0.0 && (oh as u64 % 2 == 1 || ow as u64 % 2 == 1) {
+        return Err(format!("{entry}: the output, {oh}×{ow}, must have even sides for the fused 2×2 max-pool"));
+    }
+    Ok(())
+}
+
+/// One convolution layer: channels, input plane, kernel side and padding, and where its weight [COUT, CIN, K, K] and
+/// bias sit in the parameters. Its output plane is `oh()` × `ow()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv {
     pub cin: usize,
     pub cout: usize,
     pub h: usize,
     pub w: usize,
+    pub k: usize,
+    pub pad: usize,
     pub w_off: usize,
     pub b_off: usize,
 }
 
 impl Conv {
-    fn shape(&self) -> [(&'static str, f64); 4] {
-        [c("CIN", self.cin), c("COUT", self.cout), c("H", self.h), c("W", self.w)]
+    /// A 3×3, padding-1 convolution (the study's, and the only one the simd kernels take).
+    pub fn same3(cin: usize, cout: usize, h: usize, w: usize, w_off: usize, b_off: usize) -> Conv {
+        Conv { cin, cout, h, w, k: 3, pad: 1, w_off, b_off }
+    }
+
+    pub fn oh(&self) -> usize {
+        self.h + 2 * self.pad + 1 - self.k
+    }
+
+    pub fn ow(&self) -> usize {
+        self.w + 2 * self.pad + 1 - self.k
+    }
+
+    /// The override constants of its shape: the simd kernels' (3×3, padding 1 only), or the tiled ones' with the
+    /// kernel side and padding.
+    fn shape(&self, family: Family) -> Vec<(&'static str, f64)> {
+        let mut k = vec![c("CIN", self.cin), c("COUT", self.cout), c("H", self.h), c("W", self.w)];
+        match family {
+            Family::Simd => assert!((self.k, self.pad) == (3, 1), "the simd kernels are 3×3, padding 1 (gpu::caps)"),
+            Family::Tiled => k.extend([c("KSIZE", self.k), c("PAD", self.pad)]),
+        }
+        k
     }
 
     /// FLOPs of one pass (forward, input gradient or weight gradient) over n samples.
     pub fn flops(&self, n: usize) -> f64 {
-        2.0 * (n * self.cin * self.cout * 9 * self.h * self.w) as f64
+        2.0 * (n * self.cin * self.cout * self.k * self.k * self.oh() * self.ow()) as f64
     }
 
     fn input(&self, n: usize) -> usize {
@@ -34,11 +140,11 @@ impl Conv {
     }
 
     fn output(&self, n: usize) -> usize {
-        n * self.cout * self.h * self.w
+        n * self.cout * self.oh() * self.ow()
     }
 
     fn weights(&self) -> usize {
-        self.cout * self.cin * 9 + self.cout
+        self.cout * self.cin * self.k * self.k + self.cout
     }
 }
 
@@ -93,22 +199,25 @@ pub mod simd {
     }
 }
 
-/// Where the simd family's kernels can go: they read rows as aligned pairs, so widths must be even.
-pub fn check_shape(s: &Conv) -> Result<(), String> {
-    if !s.w.is_multiple_of(2) {
-        return Err(format!("conv2d: W = {} must be even (the simd kernels read rows as pairs)", s.w));
-    }
-    Ok(())
-}
-
-/// conv2d_forward with bias, optionally ReLU and the 2×2 max-pool: `x` → `y` (the pre-pool output, stored where the
-/// step block's `full` is set, or always without `pool`) and `pooled`. `batch`: the largest n it will run with (the
-/// tiled family sizes its tiles for it).
+/// conv2d_forward with bias, optionally ReLU and a 2×2 pool: `x` → `y` (the pre-pool output) and `pooled`. A max-pool
+/// is fused into the kernel (which then stores `y` only where the step block's `full` is set); an average pool runs
+/// after it (`avgpool::forward`). `batch`: the largest n it will run with (the tiled family sizes its tiles for it).
 #[allow(clippy::too_many_arguments)]
-pub fn forward(caps: Caps, s: &Conv, batch: usize, relu: bool, pool: bool, x: &str, y: &str, pooled: &str) -> Lowered {
+pub fn forward(
+    caps: Caps,
+    s: &Conv,
+    batch: usize,
+    relu: bool,
+    pool: Option<Pool>,
+    x: &str,
+    y: &str,
+    pooled: &str,
+) -> Lowered {
     let s = *s;
-    let mut k: Vec<_> = s.shape().into();
-    k.extend([c("W_OFF", s.w_off), c("B_OFF", s.b_off), flag("RELU", relu), flag("POOL", pool)]);
+    let (oh, ow) = (s.oh(), s.ow());
+    let max = pool == Some(Pool::Max);
+    let mut k = s.shape(caps.family);
+    k.extend([c("W_OFF", s.w_off), c("B_OFF", s.b_off), flag("RELU", relu), flag("POOL", max)]);
     let plan = match caps.family {
         Family::Simd => {
             type Sizing = fn(usize, usize, usize, usize) -> u64;
@@ -120,65 +229,73 @@ pub fn forward(caps: Caps, s: &Conv, batch: usize, relu: bool, pool: bool, x: &s
             Plan::new(entry, k, &[x, "params", y, "step", pooled]).groups(move |n| groups(n, s.cout, s.h, s.w))
         }
         Family::Tiled => {
-            let t = tiles::choose(s.cout, batch * s.h * s.w, if pool { 4 } else { 1 }).deepest(s.cin * 9);
+            let t = tiles::choose(s.cout, batch * oh * ow, if max { 4 } else { 1 }).deepest(s.cin * s.k * s.k);
             k.extend(t.constants());
             Plan::new("conv2d_forward_tiled", k, &[x, "params", y, "step", pooled])
-                .groups(move |n| t.groups(s.cout, n * s.h * s.w))
+                .groups(move |n| t.groups(s.cout, n * oh * ow))
         }
     };
-    let out = move |n: usize| s.output(n) + if pool { s.output(n) / 4 } else { 0 };
-    Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(s.input(n) + s.weights() + out(n))))
+    let out = move |n: usize| s.output(n) + if max { s.output(n) / 4 } else { 0 };
+    let conv = Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(s.input(n) + s.weights() + out(n))));
+    match pool {
+        Some(Pool::Avg) => conv.then(avgpool::forward(s.cout, oh, ow, y, pooled)),
+        _ => conv,
+    }
 }
 
 /// The input gradient `dy` → `dx`, carried back through what produced the input (`source`): with `Relu(a)` (the
-/// convolution before, unpooled) `dx` is masked by a > 0; with `PooledRelu { a, .. }` the input was the 2×2 max-pool of
-/// the ReLU output `a` [n, CIN, 2H, 2W], and `dx` receives the gradient with respect to `a`'s pre-activation. Both are
-/// fused into the tiled kernel; the simd family routes with a separate maxpool_backward and has no ReLU-only mask
-/// (`gpu::network::fits` keeps such networks off it).
+/// convolution before, unpooled) `dx` is masked by a > 0; with `PooledRelu { a, pool, .. }` the input was the 2×2 pool
+/// of the ReLU output `a` [n, CIN, 2H, 2W], and `dx` receives the gradient with respect to `a`'s pre-activation. The
+/// tiled kernel fuses the mask and the max-pool's routing; otherwise the pool's backward runs after it
+/// (`pool::backward_through`). The simd family has no ReLU-only mask (`gpu::caps::for_arch` keeps such networks off it).
 pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, source: Source) -> Lowered {
     let s = *s;
     let flops = move |n| s.flops(n);
-    // `extra`: what the mask or the routing reads and writes beyond dx, in input-sized tensors.
-    let (relu, route, a, extra) = match source {
-        Source::Plain => (false, None, dy, 0),
-        Source::Relu(a) => (true, None, a, 1),
-        Source::PooledRelu { a, ph, pw } => {
+    // `fused`: the max-pool routed in the tiled kernel; `after`: a pool's backward run after the kernel.
+    let (relu, pooled) = match source {
+        Source::Plain => (None, None),
+        Source::Relu(a) => (Some(a), None),
+        Source::PooledRelu { a, ph, pw, pool } => {
             assert_eq!((ph, pw), (s.h, s.w), "a convolution's routed input is its own map");
-            (false, Some(a), a, 8)
+            (None, Some((a, pool)))
         }
     };
+    let fused = match pooled {
+        Some((a, Pool::Max)) if caps.family == Family::Tiled => Some(a),
+        _ => None,
+    };
+    let after = pooled.filter(|_| fused.is_none());
+    // What the mask or the routing reads and writes beyond dx, in input-sized tensors.
+    let extra = if fused.is_some() { 8 } else { relu.map_or(0, |_| 1) };
     let bytes = move |n: usize| f32_bytes(s.output(n) + s.weights() + s.input(n) + extra * s.input(n));
-    let mut k: Vec<_> = s.shape().into();
+    let out = match after {
+        Some(_) => format!("{dx}.pooled"),
+        None => dx.to_string(),
+    };
+    let mut k = s.shape(caps.family);
     k.push(c("W_OFF", s.w_off));
-    match caps.family {
+    let plan = match caps.family {
         Family::Simd => {
-            assert!(!relu, "the simd family has no ReLU-masked convolution input gradient (gpu::network::fits)");
-            let out = match route {
-                Some(_) => format!("{dx}.pooled"),
-                None => dx.to_string(),
-            };
-            let plan = Plan::new("conv2d_backward_input", k, &[dy, "params", &out, "step"])
+            assert!(relu.is_none(), "the simd family has no ReLU-masked convolution input gradient (gpu::caps)");
+            Plan::new("conv2d_backward_input", k, &[dy, "params", &out, "step"])
                 .groups(move |n| simd::backward_input_groups(n, s.cin, s.h, s.w))
-                .work(flops, move |n| f32_bytes(s.output(n) + s.weights() + s.input(n)));
-            let lowered = Lowered::one(plan);
-            match route {
-                Some(a) => {
-                    let pool = maxpool::backward(s.cin, 2 * s.h, 2 * s.w, true, a, &out, dx);
-                    Lowered { temps: vec![Temp { name: out.clone(), floats: s.input(batch) }], ..lowered }.then(pool)
-                }
-                None => lowered,
-            }
         }
         Family::Tiled => {
-            let t = tiles::choose(s.cin, batch * s.h * s.w, 1).deepest(s.cout * 9);
-            k.extend([flag("ROUTE", route.is_some()), flag("RELU", relu)]);
+            let t = tiles::choose(s.cin, batch * s.h * s.w, 1).deepest(s.cout * s.k * s.k);
+            k.extend([flag("ROUTE", fused.is_some()), flag("RELU", relu.is_some())]);
             k.extend(t.constants());
-            Lowered::one(
-                Plan::new("conv2d_backward_input_tiled", k, &[dy, "params", dx, "step", a])
-                    .groups(move |n| t.groups(s.cin, n * s.h * s.w))
-                    .work(flops, bytes),
-            )
+            let a = fused.or(relu).unwrap_or(dy);
+            Plan::new("conv2d_backward_input_tiled", k, &[dy, "params", &out, "step", a])
+                .groups(move |n| t.groups(s.cin, n * s.h * s.w))
         }
+    };
+    let lowered = Lowered::one(plan.work(flops, bytes));
+    match after {
+        Some((a, p)) => {
+            let back = pool::backward_through(p, s.cin, 2 * s.h, 2 * s.w, a, &out, dx);
+            Lowered { temps: vec![Temp { name: out.clone(), floats: s.input(batch) }], ..lowered }.then(back)
+        }
+        None => lowered,
     }
 }
 
@@ -189,7 +306,7 @@ pub fn backward_weight(caps: Caps, s: &Conv, batch: usize, x: &str, dy: &str, gr
     let s = *s;
     let flops = move |n| s.flops(n);
     let partials = format!("{layer}.weight-gradient parts");
-    let mut k: Vec<_> = s.shape().into();
+    let mut k = s.shape(caps.family);
     k.extend([c("W_OFF", s.w_off), c("B_OFF", s.b_off)]);
     match caps.family {
         Family::Simd => {
@@ -217,10 +334,11 @@ pub fn backward_weight(caps: Caps, s: &Conv, batch: usize, x: &str, dy: &str, gr
             lowered
         }
         Family::Tiled => {
-            let cols = s.cin * 9 + 1;
-            let (t, split): (Tiles, usize) = tiles::choose_split(s.cout, cols, batch * s.h * s.w);
+            let cols = s.cin * s.k * s.k + 1;
+            let pixels = batch * s.oh() * s.ow();
+            let (t, split): (Tiles, usize) = tiles::choose_split(s.cout, cols, pixels);
             let tile_count = t.groups(s.cout, cols);
-            let t = t.deepest((batch * s.h * s.w).div_ceil(split));
+            let t = t.deepest(pixels.div_ceil(split));
             k.push(c("SPLIT", split));
             k.extend(t.constants());
             let args = [x, dy, grads, "step", &partials];

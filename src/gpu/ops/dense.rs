@@ -6,8 +6,94 @@
 //! variants (simd family), `dense_forward_tiled.wgsl`, `dense_backward_input_tiled.wgsl`,
 //! `dense_backward_weight_tiled.wgsl` (tiled family).
 
-pub use super::Source;
-use super::{c, f32_bytes, flag, maxpool, tiles, Caps, Family, Lowered, Plan, Temp};
+use super::plan::{c, f32_bytes, flag, Lowered, Plan, Pool, Source, Temp};
+use super::pool;
+use super::tiles::{self, tiled_shader};
+use crate::gpu::family::{Caps, Family};
+use crate::gpu::shader::{shader, Shader};
+
+/// The dense layer's kernels: the simd family's (with 8-lane subgroup variants) and the tiled family's.
+pub const SHADERS: &[Shader] = &[
+    shader!(
+        "dense_forward.wgsl" + ["step.wgsl"],
+        ["dense_forward"],
+        [Read, Read, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 8,
+        shared 0
+    ),
+    shader!(
+        "dense_forward_subgroup.wgsl" + ["step.wgsl"],
+        ["dense_forward_subgroup"],
+        [Read, Read, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 64,
+        shared 0,
+        subgroups
+    ),
+    shader!(
+        "dense_backward_input.wgsl" + ["step.wgsl"],
+        ["dense_backward_input"],
+        [Read, Read, Read, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 8,
+        shared 0
+    ),
+    shader!(
+        "dense_backward_input_subgroup.wgsl" + ["step.wgsl"],
+        ["dense_backward_input_subgroup"],
+        [Read, Read, Read, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 64,
+        shared 0,
+        subgroups
+    ),
+    shader!(
+        "dense_backward_weight.wgsl" + ["step.wgsl"],
+        ["dense_backward_weight"],
+        [Read, Read, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 8,
+        shared 0
+    ),
+    shader!(
+        "dense_backward_weight_subgroup.wgsl" + ["step.wgsl"],
+        ["dense_backward_weight_subgroup"],
+        [Read, Read, ReadWrite, Step],
+        Some(Family::Simd),
+        wg 64,
+        shared 0,
+        subgroups
+    ),
+    tiled_shader!(
+        "dense_forward_tiled.wgsl",
+        ["dense_forward_tiled", "dense_forward_tiled_reduce"],
+        [Read, Read, ReadWrite, Step, ReadWrite]
+    ),
+    tiled_shader!(
+        "dense_backward_input_tiled.wgsl",
+        ["dense_backward_input_tiled"],
+        [Read, Read, Read, ReadWrite, Step]
+    ),
+    tiled_shader!("dense_backward_weight_tiled.wgsl", ["dense_backward_weight_tiled"], [Read, Read, ReadWrite, Step]),
+];
+
+/// Shapes a kernel cannot take: the simd family's subgroup kernels read vec4s, so the sizes and offsets they index by
+/// must be multiples of 4 (fc1's 1,568 and 128 are; fc2's 10 outputs are not, so fc2 takes the plain kernels).
+pub fn check_shape(entry: &str, get: &dyn Fn(&str) -> f64) -> Result<(), String> {
+    let vec4: &[&str] = match entry {
+        "dense_forward_subgroup" => &["IN", "W_OFF"],
+        "dense_backward_input_subgroup" => &["IN", "OUT", "W_OFF"],
+        "dense_backward_weight_subgroup" => &["IN", "OUT", "W_OFF", "B_OFF"],
+        _ => &[],
+    };
+    for &name in vec4 {
+        if !(get(name) as u64).is_multiple_of(4) {
+            return Err(format!("{entry}: {name} = {} must be a multiple of 4 (the kernel reads vec4s)", get(name)));
+        }
+    }
+    Ok(())
+}
 
 /// One dense layer: its sizes and where its weight [OUT, IN] and bias sit in the parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,53 +201,58 @@ pub fn forward(caps: Caps, s: &Dense, batch: usize, relu: bool, x: &str, y: &str
 }
 
 /// The input gradient `dy` → `dx`, through what produced the input (`source`): with `PooledRelu`, `dx` receives the
-/// gradient with respect to the pre-pool activation (fused in the tiled kernel, a maxpool_backward after it in simd).
+/// gradient with respect to the pre-pool activation (a max-pool fused in the tiled kernel; otherwise the pool's
+/// backward after it, `pool::backward_through`).
 pub fn backward_input(caps: Caps, s: &Dense, batch: usize, dy: &str, dx: &str, source: Source) -> Lowered {
     let s = *s;
     let flops = move |n| s.flops(n);
     let bytes = move |n: usize| f32_bytes(n * s.out + s.weights() + 2 * n * s.inp);
-    match caps.family {
+    let (relu, pooled) = match source {
+        Source::Plain => (None, None),
+        Source::Relu(x) => (Some(x), None),
+        Source::PooledRelu { a, ph, pw, pool } => (None, Some((a, ph, pw, pool))),
+    };
+    let fused = pooled.filter(|p| p.3 == Pool::Max && caps.family == Family::Tiled);
+    let after = pooled.filter(|_| fused.is_none());
+    let out = match after {
+        Some(_) => format!("{dx}.pooled"),
+        None => dx.to_string(),
+    };
+    let plan = match caps.family {
         Family::Simd => {
-            let (relu, mask, out) = match source {
-                Source::Plain => (false, dy.to_string(), dx.to_string()),
-                Source::Relu(x) => (true, x.to_string(), dx.to_string()),
-                Source::PooledRelu { .. } => (false, dy.to_string(), format!("{dx}.pooled")),
-            };
-            let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), flag("RELU", relu)];
-            let args = [dy, "params", &mask, &out, "step"];
-            let plan = if caps.subgroups_of_8 && vec4_ok(&[s.inp, s.out, s.w_off]) {
+            let k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), flag("RELU", relu.is_some())];
+            let args = [dy, "params", relu.unwrap_or(dy), &out, "step"];
+            if caps.subgroups_of_8 && vec4_ok(&[s.inp, s.out, s.w_off]) {
                 Plan::new("dense_backward_input_subgroup", k, &args)
                     .threads(simd::SUBGROUP_WG, move |n| simd::subgroup_threads(n, s.inp))
             } else {
                 Plan::new("dense_backward_input", k, &args).threads(simd::WG, move |n| simd::threads(n, s.inp))
-            };
-            let lowered = Lowered::one(plan.work(flops, bytes));
-            match source {
-                Source::PooledRelu { a, ph, pw } => {
-                    let c = s.inp / (ph * pw);
-                    let pool = maxpool::backward(c, 2 * ph, 2 * pw, true, a, &out, dx);
-                    Lowered { temps: vec![Temp { name: out, floats: batch * s.inp }], ..lowered }.then(pool)
-                }
-                _ => lowered,
             }
+            .work(flops, bytes)
         }
         Family::Tiled => {
             let t = tiles::choose(batch, s.inp, 1).deepest(s.out);
-            let (relu, route, x, ph, pw) = match source {
-                Source::Plain => (false, false, dy, 1, 1),
-                Source::Relu(x) => (true, false, x, 1, 1),
-                Source::PooledRelu { a, ph, pw } => (false, true, a, ph, pw),
+            let (x, ph, pw) = match (fused, relu) {
+                (Some((a, ph, pw, _)), _) => (a, ph, pw),
+                (None, Some(x)) => (x, 1, 1),
+                (None, None) => (dy, 1, 1),
             };
-            let mut k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), flag("RELU", relu)];
-            k.extend([flag("ROUTE", route), c("PH", ph), c("PW", pw)]);
+            let mut k = vec![c("IN", s.inp), c("OUT", s.out), c("W_OFF", s.w_off), flag("RELU", relu.is_some())];
+            k.extend([flag("ROUTE", fused.is_some()), c("PH", ph), c("PW", pw)]);
             k.extend(t.constants());
-            let routed = if route { 8 } else { 0 };
-            Lowered::one(
-                Plan::new("dense_backward_input_tiled", k, &[dy, "params", x, dx, "step"])
-                    .groups(move |n| t.groups(n, s.inp))
-                    .work(flops, move |n| bytes(n) + f32_bytes(routed * n * s.inp)),
-            )
+            let routed = if fused.is_some() { 8 } else { 0 };
+            Plan::new("dense_backward_input_tiled", k, &[dy, "params", x, &out, "step"])
+                .groups(move |n| t.groups(n, s.inp))
+                .work(flops, move |n| bytes(n) + f32_bytes(routed * n * s.inp))
         }
+    };
+    let lowered = Lowered::one(plan);
+    match after {
+        Some((a, ph, pw, p)) => {
+            let back = pool::backward_through(p, s.inp / (ph * pw), 2 * ph, 2 * pw, a, &out, dx);
+            Lowered { temps: vec![Temp { name: out.clone(), floats: batch * s.inp }], ..lowered }.then(back)
+        }
+        None => lowered,
     }
 }
 

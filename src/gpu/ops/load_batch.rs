@@ -1,8 +1,19 @@
 //! Gathers a batch of images and labels from a dataset kept on the device as u8, normalizing the pixels. Shader:
 //! `load_batch.wgsl`.
 
-use super::{c, f32_bytes, Lowered, Plan};
+use super::plan::{c, f32_bytes, Lowered, Plan};
+use crate::gpu::shader::{shader, Shader};
 use crate::model::Normalization;
+
+/// Both families' batch loader.
+pub const SHADERS: &[Shader] = &[shader!(
+    "load_batch.wgsl" + ["step.wgsl"],
+    ["load_batch"],
+    [Read, Read, ReadWrite, ReadWrite, Step],
+    None,
+    wg WG,
+    shared 0
+)];
 
 /// Threads per workgroup of load_batch.
 pub const WG: u32 = 256;

@@ -3,7 +3,19 @@
 //! the pooled gradient (`conv2d::backward_input`, `dense::backward_input` with a pooled source), so only the simd
 //! family dispatches it. Shader: `maxpool_backward.wgsl`.
 
-use super::{c, f32_bytes, flag, Lowered, Plan};
+use super::plan::{c, f32_bytes, flag, Lowered, Plan};
+use crate::gpu::family::Family;
+use crate::gpu::shader::{shader, Shader};
+
+/// The simd family's max-pool backward (the tiled family fuses it into the input-gradient kernels).
+pub const SHADERS: &[Shader] = &[shader!(
+    "maxpool_backward.wgsl" + ["step.wgsl"],
+    ["maxpool_backward"],
+    [Read, Read, ReadWrite, Step],
+    Some(Family::Simd),
+    wg WG,
+    shared 0
+)];
 
 /// Threads per workgroup of maxpool_backward.
 pub const WG: u32 = 256;

@@ -1,6 +1,11 @@
 //! SGD with momentum over the one parameter buffer (`reference::sgd`). Shader: `sgd_step.wgsl`.
 
-use super::{f32_bytes, Lowered, Plan};
+use super::plan::{f32_bytes, Lowered, Plan};
+use crate::gpu::shader::{shader, Shader};
+
+/// Both families' optimizer.
+pub const SHADERS: &[Shader] =
+    &[shader!("sgd_step.wgsl" + [], ["sgd_step"], [Read, ReadWrite, ReadWrite, Uniform], None, wg WG, shared 0)];
 
 /// Threads per workgroup of sgd_step.
 pub const WG: u32 = 256;

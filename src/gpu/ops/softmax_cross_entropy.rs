@@ -1,7 +1,29 @@
 //! Softmax cross-entropy over a batch of logits (`reference::softmax_cross_entropy`): the loss, the predictions, the
 //! running metrics and, backward, the gradient of the mean loss. Shader: `softmax_cross_entropy.wgsl`.
 
-use super::{c, f32_bytes, Lowered, Plan};
+use super::plan::{c, f32_bytes, Lowered, Plan};
+use crate::gpu::shader::{shader, Shader};
+
+/// Most classes the kernel takes (its `MAX_K`).
+pub const MAX_CLASSES: usize = 16;
+
+/// Both families' loss, with the fixed-order metrics sum appended.
+pub const SHADERS: &[Shader] = &[shader!(
+    "softmax_cross_entropy.wgsl" + ["step.wgsl", "metrics_core.wgsl"],
+    ["softmax_cross_entropy_forward", "softmax_cross_entropy_backward"],
+    [Read, Read, ReadWrite, ReadWrite, Step],
+    None,
+    wg 256,
+    shared 2048
+)];
+
+/// The kernel keeps a sample's logits in registers: at most `MAX_CLASSES`.
+pub fn check_shape(entry: &str, get: &dyn Fn(&str) -> f64) -> Result<(), String> {
+    if get("K") > MAX_CLASSES as f64 {
+        return Err(format!("{entry}: K = {} classes, at most {MAX_CLASSES} (the kernel's MAX_K)", get("K")));
+    }
+    Ok(())
+}
 
 /// Where the kernel keeps its results in the `stats` buffer (in 4-byte words): the metrics [Σ loss, correct, count]
 /// at 0, each step's mean loss from `losses`, each sample's predicted class from `preds`.

@@ -3,11 +3,26 @@
 //! along M; KS slices of K inside the workgroup. `choose` picks the shape for a product of M × N (and `split` the
 //! number of workgroups a long K is split over) so that a batch of 64 launches enough workgroups to fill a big GPU.
 
-use super::c;
+use super::plan::c;
+
+/// A tiled-family `Shader` row: the file with the step block and the shared tile core appended, `WG` invocations, the
+/// core's workgroup tiles. `tiled_shader!("file.wgsl", [entry points], [bindings])`.
+macro_rules! tiled_shader {
+    ($file:literal, [$($entry:literal),+], [$($b:ident),+]) => {
+        $crate::gpu::shader::shader!(
+            $file + ["step.wgsl", "tile_core.wgsl"],
+            [$($entry),+],
+            [$($b),+],
+            Some($crate::gpu::family::Family::Tiled),
+            wg $crate::gpu::ops::tiles::WG,
+            shared $crate::gpu::ops::tiles::WORKGROUP_BYTES
+        )
+    };
+}
+pub(crate) use tiled_shader;
 
 /// Workgroups a dispatch should launch when it can: two per multiprocessor of a 132-multiprocessor GPU (H100,
-/// H200), two waves of one per multiprocessor. Aiming at eight (smaller tiles, longer splits) measured no better on
-/// an H200 (BENCHMARKS.md, round 4). Smaller GPUs are filled too.
+/// H200), two waves of one per multiprocessor; smaller GPUs are filled too (BENCHMARKS.md has why not more).
 pub const TARGET_GROUPS: u64 = 2 * 132;
 
 /// Invocations per workgroup of every tiled kernel (`WG` in the tile core).
