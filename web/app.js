@@ -213,7 +213,7 @@ async function start(command, options) {
 
 function formOptions() {
   const o = {};
-  for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size']) o[id] = $(id).value;
+  for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size', 'arch']) o[id] = $(id).value;
   return o;
 }
 
@@ -223,7 +223,7 @@ async function main() {
   if (!navigator.gpu) {
     const advice = 'This browser has no WebGPU. Use Chrome or Edge 113 or later (on Linux with ' +
       '--enable-unsafe-webgpu), Safari 26, or Firefox 141 on Windows; or run the same study natively: ' +
-      'cargo run --release (see the README).';
+      'cargo run --release -- compare (see the README).';
     $('no-webgpu').textContent = advice;
     $('no-webgpu').hidden = false;
     $('adapter').textContent = 'No WebGPU.';
@@ -262,7 +262,10 @@ async function main() {
       if (k === 'run') continue;
       options[k] = v;
     }
-    for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size']) if (options[id]) $(id).value = options[id];
+    if (options.arch && ![...$('arch').options].some((o) => o.value === options.arch)) {
+      $('arch').add(new Option(options.arch, options.arch));
+    }
+    for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size', 'arch']) if (options[id]) $(id).value = options[id];
     await start(asked, options);
   }
 }
