@@ -98,9 +98,9 @@ impl Lowered {
         Lowered { plans: vec![plan], temps: Vec::new() }
     }
 
-    /// Labels every plan with the layer it belongs to.
+    /// Labels every plan with the layer it belongs to (those already labelled keep theirs).
     pub fn layer(mut self, layer: &str) -> Lowered {
-        self.plans = self.plans.into_iter().map(|p| p.label(layer)).collect();
+        self.plans = self.plans.into_iter().map(|p| if p.label == p.entry { p.label(layer) } else { p }).collect();
         self
     }
 

@@ -5,10 +5,13 @@ use super::plan::{Lowered, Pool};
 use super::{avgpool, maxpool};
 
 /// The backward of `pool` over [n, C, H, W] with the ReLU before it: `a` the ReLU output the pool read, `dy` the pooled
-/// gradient, `dx` the gradient of `a`'s pre-activation.
+/// gradient, `dx` the gradient of `a`'s pre-activation. Labelled with the layer that owns the pool (`conv2` for
+/// `a` = `conv2.out`), not the layer whose input gradient it finishes.
 pub fn backward_through(pool: Pool, ch: usize, h: usize, w: usize, a: &str, dy: &str, dx: &str) -> Lowered {
+    let owner = a.split('.').next().unwrap_or(a);
     match pool {
         Pool::Max => maxpool::backward(ch, h, w, true, a, dy, dx),
         Pool::Avg => avgpool::backward(ch, h, w, true, a, dy, dx),
     }
+    .layer(owner)
 }
