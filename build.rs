@@ -1,4 +1,4 @@
-//! Records the wgpu version (from Cargo.lock) and the git commit for benchmark results.
+//! Records the wgpu version (from Cargo.lock) and the git commit for benchmark results and `--version`.
 fn main() {
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
     let mut wgpu = "unknown".to_string();
@@ -26,6 +26,10 @@ fn main() {
         .filter(|o| o.status.success())
         .is_some_and(|o| !o.stdout.is_empty());
     println!("cargo:rustc-env=GPU_CNN_GIT_DIRTY={}", u8::from(dirty));
+    // `gpu-cnn --version`: the version, the commit and whether the build had uncommitted changes.
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let state = if dirty { ", with uncommitted changes" } else { "" };
+    println!("cargo:rustc-env=GPU_CNN_VERSION_LONG={version} (commit {commit}{state})");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");

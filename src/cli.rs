@@ -29,7 +29,7 @@ pub(crate) const ENVIRONMENT: &str = "Environment:
 #[derive(Parser)]
 #[command(
     name = "gpu-cnn",
-    version,
+    version = env!("GPU_CNN_VERSION_LONG"),
     about = "A GPU-first CNN on MNIST: random weights vs backpropagation, every kernel a WGSL compute shader",
     after_help = ENVIRONMENT
 )]
@@ -46,17 +46,17 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// List the adapters wgpu finds (index, name, backend, type, driver).
+    /// List the adapters wgpu finds (index, name, backend, type, driver; with --json their limits and features too).
     Adapters {
-        /// Only this backend.
-        #[arg(long, value_parser = gpu::parse_backend)]
-        backend: Option<wgpu::Backend>,
-        /// Print JSON.
+        /// Only these backends (a comma list: vulkan, metal, dx12, gl); WGPU_BACKEND where not given.
+        #[arg(long, value_parser = gpu::parse_backends)]
+        backend: Option<wgpu::Backends>,
+        /// Print a JSON array, one object per adapter.
         #[arg(long)]
         json: bool,
     },
     /// Evaluate the random-initialized network (no learning) on the test set.
-    ForwardOnly(Common),
+    ForwardOnly(ForwardOnlyArgs),
     /// Train with backpropagation and SGD, evaluating after each epoch.
     Train(TrainArgs),
     /// The study in one command: forward-only, then backpropagation from the same initial weights; writes every
@@ -117,11 +117,31 @@ pub(crate) enum Command {
     /// Evaluate a safetensors checkpoint on the test set.
     Eval {
         #[command(flatten)]
-        common: Common,
+        data: DataArgs,
         /// The checkpoint (PyTorch names and shapes).
         #[arg(long)]
         checkpoint: PathBuf,
     },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell), e.g.
+    /// `gpu-cnn completions bash > ~/.local/share/bash-completion/completions/gpu-cnn`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// Whether the command was asked for JSON on stdout (where a failure then prints `{"error": …}`).
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            Command::Adapters { json, .. } | Command::Check { json, .. } | Command::Peak { json, .. } => *json,
+            Command::ForwardOnly(a) => a.data.json,
+            Command::Train(t) | Command::Compare(t) => t.data.json,
+            Command::Eval { data, .. } => data.json,
+            Command::Bench(b) => b.json,
+            Command::BenchReport { .. } | Command::SaveLoop { .. } | Command::Completions { .. } => false,
+        }
+    }
 }
 
 /// `--kernels`: a family, or `auto` (None: the adapter's default, or `GPU_CNN_KERNELS`).
@@ -138,9 +158,9 @@ pub(crate) struct AdapterArgs {
     /// Adapter index (see `gpu-cnn adapters`) or a substring of its name (default: the best one).
     #[arg(long)]
     pub(crate) adapter: Option<String>,
-    /// Only consider adapters of this backend: vulkan, metal, dx12 or gl.
-    #[arg(long, value_parser = gpu::parse_backend)]
-    pub(crate) backend: Option<wgpu::Backend>,
+    /// Only consider adapters of these backends: vulkan, metal, dx12, gl, or a comma list (as WGPU_BACKEND).
+    #[arg(long, value_parser = gpu::parse_backends)]
+    pub(crate) backend: Option<wgpu::Backends>,
 }
 
 impl AdapterArgs {
@@ -157,20 +177,15 @@ pub(crate) enum DeviceKind {
     Cpu,
 }
 
+/// What every command that evaluates a network takes: the data, the device and the network.
 #[derive(Args, Clone)]
-pub(crate) struct Common {
-    /// Seed for initialization and shuffling.
-    #[arg(long, default_value_t = model::DEFAULT_SEED, value_parser = options::seed)]
-    pub(crate) seed: u64,
+pub(crate) struct DataArgs {
     /// Directory with the four IDX files (gzipped or not).
     #[arg(long)]
     pub(crate) data_dir: Option<PathBuf>,
     /// Evaluate on the first N test images only (quick runs on slow adapters; the study's figures use all of them).
     #[arg(long, value_parser = options::positive)]
     pub(crate) test_limit: Option<usize>,
-    /// Where pictures and reports go.
-    #[arg(long, default_value = "outputs")]
-    pub(crate) out_dir: PathBuf,
     /// Print one JSON object on stdout (human output stays on stderr).
     #[arg(long)]
     pub(crate) json: bool,
@@ -189,7 +204,26 @@ pub(crate) struct Common {
     pub(crate) arch: Option<Arch>,
 }
 
-impl Common {
+/// Where a run's pictures and logs go, and the seed of its weights and order.
+#[derive(Args, Clone)]
+pub(crate) struct RunArgs {
+    /// Seed for initialization and shuffling.
+    #[arg(long, default_value_t = model::DEFAULT_SEED, value_parser = options::seed)]
+    pub(crate) seed: u64,
+    /// Where pictures and reports go (git ignores what it holds, but for `outputs/study`).
+    #[arg(long, default_value = "outputs")]
+    pub(crate) out_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct ForwardOnlyArgs {
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+impl DataArgs {
     pub(crate) fn device_choice(&self) -> DeviceChoice {
         match self.device {
             DeviceKind::Cpu => DeviceChoice::Cpu,
@@ -207,7 +241,9 @@ impl Common {
 #[derive(Args, Clone)]
 pub(crate) struct TrainArgs {
     #[command(flatten)]
-    pub(crate) common: Common,
+    pub(crate) data: DataArgs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Passes over the training set.
     #[arg(long, default_value_t = options::DEFAULT_EPOCHS, value_parser = options::positive)]
     pub(crate) epochs: usize,
@@ -236,22 +272,21 @@ pub(crate) struct TrainArgs {
 
 impl TrainArgs {
     pub(crate) fn options(&self) -> TrainOptions {
-        let c = &self.common;
         let shared = Options {
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
             momentum: self.momentum,
-            seed: c.seed,
+            seed: self.run.seed,
             train_limit: self.train_limit,
-            arch: c.arch.clone(),
+            arch: self.data.arch.clone(),
             ..Options::default()
         };
         TrainOptions {
             init: self.init.clone(),
             resume: self.resume.clone(),
             save: self.save.clone(),
-            ..shared.train(c.out_dir.clone())
+            ..shared.train(self.run.out_dir.clone())
         }
     }
 }
@@ -281,9 +316,12 @@ pub(crate) struct BenchArgs {
     /// Shortest a timed sample may last, in seconds (its step count is chosen after a warm-up to fill it).
     #[arg(long, default_value_t = options::DEFAULT_MIN_SECONDS, value_parser = options::seconds)]
     pub(crate) min_seconds: f64,
-    /// Timed samples (the median is reported, with min, max and every sample).
+    /// Timed samples (median, min, max, mean ± standard deviation and every sample are reported).
     #[arg(long, default_value_t = options::DEFAULT_REPEATS, value_parser = options::positive)]
     pub(crate) repeats: usize,
+    /// Untimed samples before the timed ones (after the calibration's own warm-up).
+    #[arg(long, default_value_t = options::DEFAULT_WARMUP, value_parser = options::count)]
+    pub(crate) warmup: usize,
     /// Skip `check --quick` before the run (its result is then recorded as not checked).
     #[arg(long)]
     pub(crate) no_check: bool,

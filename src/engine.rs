@@ -100,6 +100,14 @@ pub struct DeviceInfo {
     /// before the families say "subgroup (8 lanes)" or "plain".
     #[serde(default)]
     pub kernels: String,
+    /// The adapter's device id, the limits a compute engine meets first and its optional features
+    /// (`gpu::AdapterSummary`); empty for the CPU reference and in results from before they were recorded.
+    #[serde(default)]
+    pub device_id: String,
+    #[serde(default)]
+    pub limits: std::collections::BTreeMap<String, u64>,
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 impl DeviceInfo {
@@ -114,6 +122,9 @@ impl DeviceInfo {
             driver_info: String::new(),
             subgroups: "–".into(),
             kernels: "CPU reference".into(),
+            device_id: String::new(),
+            limits: Default::default(),
+            features: Vec::new(),
         }
     }
 

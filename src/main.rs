@@ -38,11 +38,24 @@ fn on_ctrl_c() {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`gpu-cnn completions bash | head`) would panic; restore
+    // the default a Unix tool has: the process ends quietly.
+    #[cfg(unix)]
+    // SAFETY: called first, before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.quiet, cli.verbose);
     // Installed first, so a Ctrl-C at any point is seen by the training loop rather than killing a half-written save.
     let _ = ctrlc::set_handler(on_ctrl_c);
-    match run_command(cli.command) {
+    let json = cli.command.json();
+    let result = run_command(cli.command);
+    if let (true, Err(e)) = (json, &result) {
+        // `--json`: a failure is JSON on stdout too, as the page gives it (the exit code stays the error's).
+        println!("{}", serde_json::json!({ "error": one_line(e) }));
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // After Ctrl-C (the steps in flight finished, the checkpoint and pictures written): 128 + SIGINT, as shells
         // expect of an interrupted command.
@@ -116,21 +129,31 @@ fn print_result(json: Option<String>, table: &str) {
 fn run_command(command: Command) -> Result<()> {
     match command {
         Command::Adapters { backend, json } => adapters(backend, json),
-        Command::ForwardOnly(c) => {
-            let data = c.load_data()?;
-            let arch = c.arch.clone().unwrap_or_default();
-            let e = block_on(run::forward_only(&c.device_choice(), &data, &arch, c.seed, &c.out_dir))?;
-            if c.json {
+        Command::ForwardOnly(a) => {
+            let (d, r) = (&a.data, &a.run);
+            let data = d.load_data()?;
+            let arch = d.arch.clone().unwrap_or_default();
+            let e = block_on(run::forward_only(&d.device_choice(), &data, &arch, r.seed, &r.out_dir))?;
+            if d.json {
                 println!("{}", serde_json::to_string(&e)?);
             }
             Ok(())
         }
-        Command::Eval { common: c, checkpoint } => {
-            let data = c.load_data()?;
-            let e = block_on(run::evaluate_checkpoint(&c.device_choice(), &data, c.arch.as_ref(), &checkpoint))?;
-            if c.json {
+        Command::Eval { data: d, checkpoint } => {
+            let data = d.load_data()?;
+            let e = block_on(run::evaluate_checkpoint(&d.device_choice(), &data, d.arch.as_ref(), &checkpoint))?;
+            if d.json {
                 println!("{}", serde_json::to_string(&e)?);
             }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "gpu-cnn",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Train(t) => train(&t, false),
@@ -174,10 +197,14 @@ fn run_command(command: Command) -> Result<()> {
     }
 }
 
-fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
-    let all: Vec<AdapterSummary> = block_on(gpu::enumerate(backend)).into_iter().map(|(s, _)| s).collect();
+/// `adapters`: every adapter of the selected backends (`--backend`, else `WGPU_BACKEND`), a line each (with `--json`
+/// an array of objects, limits and features included). A backend filter that matches nothing is an error.
+fn adapters(backend: Option<wgpu::Backends>, json: bool) -> Result<()> {
+    let selection = gpu::AdapterSelection { adapter: None, backend };
+    let all: Vec<AdapterSummary> =
+        block_on(gpu::adapter::enumerate_selected(&selection))?.into_iter().map(|(s, _)| s).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        println!("{}", serde_json::to_string(&all)?);
         return Ok(());
     }
     if all.is_empty() {
@@ -185,6 +212,7 @@ fn adapters(backend: Option<wgpu::Backend>, json: bool) -> Result<()> {
     }
     for s in &all {
         println!("{}: {}", s.index, s.line());
+        println!("   {}", s.details());
     }
     Ok(())
 }
@@ -232,16 +260,16 @@ impl run::Progress for Bar {
 
 /// `train` and `compare`: the run, and its report as JSON on stdout with --json.
 fn train(t: &TrainArgs, compare: bool) -> Result<()> {
-    let c = &t.common;
-    let data = c.load_data()?;
-    let outcome = block_on(run::train(&c.device_choice(), &data, &t.options(), &mut Bar::default()))?;
+    let (d, out_dir) = (&t.data, &t.run.out_dir);
+    let data = d.load_data()?;
+    let outcome = block_on(run::train(&d.device_choice(), &data, &t.options(), &mut Bar::default()))?;
     let report = gpu_cnn::report::StudyReport::new(outcome);
     if compare {
-        report.write(&c.out_dir).with_context(|| format!("writing the report into {}", c.out_dir.display()))?;
-        info!("report: {}", c.out_dir.join("report.md").display());
+        report.write(out_dir).with_context(|| format!("writing the report into {}", out_dir.display()))?;
+        info!("report: {}", out_dir.join("report.md").display());
         // The result: the study's table on stdout (with --json, the JSON there and the table on stderr).
-        print_result(c.json.then(|| serde_json::to_string(&report)).transpose()?, &format!("\n{}", report.table()));
-    } else if c.json {
+        print_result(d.json.then(|| serde_json::to_string(&report)).transpose()?, &format!("\n{}", report.table()));
+    } else if d.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
@@ -254,6 +282,7 @@ fn bench(b: &BenchArgs) -> Result<()> {
         steps: b.steps,
         min_seconds: b.min_seconds,
         repeats: b.repeats,
+        warmup: b.warmup,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         check: !b.no_check,
         arch: run::arch_for_data(Some(&b.arch), &data)?,

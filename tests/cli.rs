@@ -202,8 +202,14 @@ fn help_lists_every_environment_variable_the_sources_read() {
         names.insert(name);
     }
     // Build-time values (build.rs) and the hidden testing aid are not settings.
-    let not_settings =
-        ["GPU_CNN_GIT_COMMIT", "GPU_CNN_GIT_DIRTY", "GPU_CNN_WGPU_VERSION", "GPU_CNN_BREAK_KERNEL", "GPU_CNN_"];
+    let not_settings = [
+        "GPU_CNN_GIT_COMMIT",
+        "GPU_CNN_GIT_DIRTY",
+        "GPU_CNN_WGPU_VERSION",
+        "GPU_CNN_VERSION_LONG",
+        "GPU_CNN_BREAK_KERNEL",
+        "GPU_CNN_",
+    ];
     let settings: Vec<&String> = names.iter().filter(|n| !not_settings.contains(&n.as_str())).collect();
     assert!(settings.len() >= 6, "{settings:?}");
     for n in settings.into_iter().map(String::as_str).chain([
@@ -406,6 +412,26 @@ fn compare_writes_every_picture_and_the_report() {
     let pct = format!("{:.2} %", 100.0 * v["test_accuracy"].as_f64().unwrap());
     assert!(md.contains(&pct) && md.contains("98.89 %") && md.contains("filters_after.png"), "{md}");
     assert_eq!(v["study_setting"], true, "the study's network on MNIST");
+
+    // By default these files go to outputs/: git ignores every one of them there, so a fresh clone's `compare` leaves
+    // `git status` clean, while the README's own figures (outputs/study/) stay tracked.
+    let git =
+        |args: &[&str]| std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    if !git(&["rev-parse", "--git-dir"]).is_ok_and(|o| o.status.success()) {
+        return eprintln!("not a git checkout: the .gitignore check is skipped");
+    }
+    let written: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(written.len() >= names.len() + 4, "{written:?}");
+    for name in &written {
+        let ignored = git(&["check-ignore", "-q", &format!("outputs/{name}")]).unwrap().status.success();
+        assert!(ignored, "outputs/{name} is not ignored by git: a user's run would dirty the checkout");
+    }
+    let tracked = git(&["ls-files", "outputs/study"]).unwrap();
+    let tracked = String::from_utf8_lossy(&tracked.stdout);
+    for name in names.iter().chain(&["report.md"]) {
+        assert!(tracked.contains(&format!("outputs/study/{name}")), "outputs/study/{name} is not tracked:\n{tracked}");
+    }
 }
 
 #[test]
@@ -458,8 +484,12 @@ fn bench_writes_results_that_bench_report_merges() {
     } else {
         assert!(kernels.starts_with("tiled"), "{r}");
     }
-    // Schema 2: the host, the check before the run, every sample.
-    assert_eq!(r["schema_version"], 2, "{r}");
+    // Schema 3: the host, the check before the run, the warm-up, every sample with its mean and deviation.
+    assert_eq!(r["schema_version"], 3, "{r}");
+    assert_eq!(r["warmup"], 1, "{r}");
+    for k in ["train_images_per_sec", "inference_images_per_sec"] {
+        assert!(r[k]["mean"].as_f64().is_some_and(|m| m > 0.0) && r[k]["std_dev"].as_f64().is_some(), "{k} in {r}");
+    }
     assert_eq!(r["verified"], true, "{r}");
     assert!(r["host"]["cpu"].is_string() && r["host"]["cores"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["train_images_per_sec"]["samples"].as_array().unwrap().len(), 1, "{r}");

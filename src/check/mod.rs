@@ -110,7 +110,14 @@ pub fn compare_exact(what: &str, gpu: &[f32], reference: &[f32]) -> Comparison {
             .position(|(g, r)| g.to_bits() != r.to_bits())
             .map(|i| format!("{what}: element {i}: gpu {} vs reference {} (must be exact)", gpu[i], reference[i]))
     };
-    Comparison { what: what.to_string(), elements: gpu.len(), worst_relative_error: 0.0, worst_share: 0.0, failure }
+    // How far off a failing kernel is (0 where it is exact), relative to the reference where it is not zero.
+    let worst_relative_error = gpu
+        .iter()
+        .zip(reference)
+        .filter(|(g, r)| g.to_bits() != r.to_bits())
+        .map(|(&g, &r)| f64::from((g - r).abs()) / f64::from(r.abs()).max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
+    Comparison { what: what.to_string(), elements: gpu.len(), worst_relative_error, worst_share: 0.0, failure }
 }
 
 /// One line of the report: a kernel in one variant, over all the cases it was run on.
@@ -297,7 +304,7 @@ pub async fn run_adapters(
     let open = OpenOptions::with_kernels(kernels)?;
     let mut gpus = Vec::new();
     if all_adapters {
-        for (summary, adapter) in crate::gpu::enumerate(selection.backend).await {
+        for (summary, adapter) in crate::gpu::adapter::enumerate_selected(selection).await? {
             gpus.push(Gpu::open_adapter(summary, adapter, open).await?);
         }
         if gpus.is_empty() {

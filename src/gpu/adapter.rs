@@ -1,6 +1,7 @@
 //! Finding adapters: what `gpu-cnn adapters` lists, the best one or the one the user named (`--adapter`, `--backend`,
 //! wgpu's `WGPU_*` environment variables), in a stable order.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -12,18 +13,20 @@ use super::error::GpuError;
 pub struct AdapterSelection {
     /// An index into `gpu-cnn adapters`, or a case-insensitive substring of the adapter name.
     pub adapter: Option<String>,
-    pub backend: Option<wgpu::Backend>,
+    /// Only adapters of these backends.
+    pub backend: Option<wgpu::Backends>,
 }
 
 impl AdapterSelection {
-    /// Fills what was not chosen from wgpu's usual environment variables: `WGPU_BACKEND` (vulkan, metal, dx12, gl)
-    /// and `WGPU_ADAPTER_NAME` (a substring of the adapter's name). Command-line options take precedence.
+    /// Fills what was not chosen from wgpu's usual environment variables: `WGPU_BACKEND` (a comma list of vulkan,
+    /// metal, dx12, gl, as wgpu reads it) and `WGPU_ADAPTER_NAME` (a substring of the adapter's name). Command-line
+    /// options take precedence.
     pub fn or_env(mut self) -> Result<AdapterSelection, GpuError> {
         if self.backend.is_none() {
             if let Ok(v) = std::env::var("WGPU_BACKEND") {
                 if !v.is_empty() {
                     let b =
-                        parse_backend(&v).map_err(|message| GpuError::Config { variable: "WGPU_BACKEND", message })?;
+                        parse_backends(&v).map_err(|message| GpuError::Config { variable: "WGPU_BACKEND", message })?;
                     self.backend = Some(b);
                 }
             }
@@ -47,6 +50,45 @@ pub struct AdapterSummary {
     pub driver_info: String,
     /// Subgroup widths the adapter may use ("8", "32–64"), or "none" where it offers no subgroup operations.
     pub subgroups: String,
+    /// The PCI device id (or the backend's equivalent; 0 where it gives none).
+    #[serde(default)]
+    pub device_id: String,
+    /// The limits a compute engine meets first (`LIMITS`), as the adapter offers them.
+    #[serde(default)]
+    pub limits: BTreeMap<String, u64>,
+    /// Every optional feature the adapter offers, by wgpu's name (`TIMESTAMP_QUERY`, `SUBGROUP`, `SHADER_F16`, …).
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// The limits `AdapterSummary::limits` records, by wgpu's names.
+pub const LIMITS: [&str; 10] = [
+    "max_buffer_size",
+    "max_storage_buffer_binding_size",
+    "max_uniform_buffer_binding_size",
+    "max_storage_buffers_per_shader_stage",
+    "max_compute_workgroup_storage_size",
+    "max_compute_invocations_per_workgroup",
+    "max_compute_workgroup_size_x",
+    "max_compute_workgroups_per_dimension",
+    "min_uniform_buffer_offset_alignment",
+    "max_bind_groups",
+];
+
+fn limit(l: &wgpu::Limits, name: &str) -> u64 {
+    match name {
+        "max_buffer_size" => l.max_buffer_size,
+        "max_storage_buffer_binding_size" => l.max_storage_buffer_binding_size,
+        "max_uniform_buffer_binding_size" => l.max_uniform_buffer_binding_size,
+        "max_storage_buffers_per_shader_stage" => l.max_storage_buffers_per_shader_stage as u64,
+        "max_compute_workgroup_storage_size" => l.max_compute_workgroup_storage_size as u64,
+        "max_compute_invocations_per_workgroup" => l.max_compute_invocations_per_workgroup as u64,
+        "max_compute_workgroup_size_x" => l.max_compute_workgroup_size_x as u64,
+        "max_compute_workgroups_per_dimension" => l.max_compute_workgroups_per_dimension as u64,
+        "min_uniform_buffer_offset_alignment" => l.min_uniform_buffer_offset_alignment as u64,
+        "max_bind_groups" => l.max_bind_groups as u64,
+        other => unreachable!("no limit {other} in LIMITS"),
+    }
 }
 
 /// The adapter's name as the page read it from WebGPU's `GPUAdapterInfo` (vendor, architecture), where wgpu gives
@@ -61,7 +103,7 @@ pub fn name_browser_adapter(name: &str) {
 }
 
 impl AdapterSummary {
-    fn new(index: usize, info: &wgpu::AdapterInfo, features: wgpu::Features) -> Self {
+    fn new(index: usize, info: &wgpu::AdapterInfo, features: wgpu::Features, limits: &wgpu::Limits) -> Self {
         let subgroups = if !features.contains(wgpu::Features::SUBGROUP) {
             "none".to_string()
         } else if info.subgroup_min_size == info.subgroup_max_size {
@@ -82,6 +124,9 @@ impl AdapterSummary {
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
             subgroups,
+            device_id: format!("{:#06x}", info.device),
+            limits: LIMITS.iter().map(|n| (n.to_string(), limit(limits, n))).collect(),
+            features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
         }
     }
 
@@ -95,6 +140,24 @@ impl AdapterSummary {
         format!(
             "{} ({}, {}, driver {} {}, subgroups {}){}",
             self.name, self.backend, self.device_type, self.driver, self.driver_info, self.subgroups, soft
+        )
+    }
+
+    /// A second line for people comparing vendors: ids, the features the engine cares about and the limits that
+    /// bound its kernels (`--json` lists every feature and all of `LIMITS`).
+    pub fn details(&self) -> String {
+        let has = |f: &str| self.features.iter().any(|n| n == f);
+        let wanted = [("TIMESTAMP_QUERY", "timestamps"), ("SUBGROUP", "subgroups"), ("SHADER_F16", "f16")];
+        let features: Vec<&str> = wanted.iter().filter(|(f, _)| has(f)).map(|(_, n)| *n).collect();
+        let lim = |n: &str| self.limits.get(n).copied().unwrap_or(0);
+        format!(
+            "vendor {} device {}; features: {}; workgroup storage {} KiB, {} invocations, storage binding {} MiB",
+            self.vendor,
+            self.device_id,
+            if features.is_empty() { "none of timestamps, subgroups, f16".to_string() } else { features.join(", ") },
+            lim("max_compute_workgroup_storage_size") / 1024,
+            lim("max_compute_invocations_per_workgroup"),
+            lim("max_storage_buffer_binding_size") >> 20,
         )
     }
 }
@@ -120,7 +183,14 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
     }
 }
 
-/// Parses `--backend`.
+/// Parses `--backend` and `WGPU_BACKEND`: one backend or a comma list (`vulkan,gl`); an unknown name is an error.
+pub fn parse_backends(s: &str) -> Result<wgpu::Backends, String> {
+    s.split(',')
+        .map(|one| parse_backend(one.trim()).map(wgpu::Backends::from))
+        .try_fold(wgpu::Backends::empty(), |all, one| Ok(all | one?))
+}
+
+/// Parses one backend's name.
 pub fn parse_backend(s: &str) -> Result<wgpu::Backend, String> {
     match s.to_ascii_lowercase().as_str() {
         "vulkan" | "vk" => Ok(wgpu::Backend::Vulkan),
@@ -179,13 +249,37 @@ fn quiet_wayland_probe() {
     });
 }
 
-/// Every adapter wgpu finds, in a stable order (as `gpu-cnn adapters` numbers them).
-pub async fn enumerate(backend: Option<wgpu::Backend>) -> Vec<(AdapterSummary, wgpu::Adapter)> {
-    enumerate_backends(match backend {
-        Some(b) => wgpu::Backends::from(b),
-        None => wgpu::Backends::all(),
-    })
-    .await
+/// Every adapter wgpu finds (of `backends`, where given), in a stable order (as `gpu-cnn adapters` numbers them).
+pub async fn enumerate(backends: Option<wgpu::Backends>) -> Vec<(AdapterSummary, wgpu::Adapter)> {
+    enumerate_backends(backends.unwrap_or(wgpu::Backends::all())).await
+}
+
+/// The adapters the selection's backends (or `WGPU_BACKEND`) allow; where a backend filter matches nothing, an error
+/// that says so and names what wgpu does find.
+pub async fn enumerate_selected(sel: &AdapterSelection) -> Result<Vec<(AdapterSummary, wgpu::Adapter)>, GpuError> {
+    let sel = sel.clone().or_env()?;
+    let found = enumerate(sel.backend).await;
+    match sel.backend {
+        Some(b) if found.is_empty() => Err(no_adapter_of(b).await),
+        _ => Ok(found),
+    }
+}
+
+/// The error for a backend filter `b` that matches no adapter: what wgpu finds on the others.
+async fn no_adapter_of(b: wgpu::Backends) -> GpuError {
+    let others: Vec<String> = enumerate(None).await.iter().map(|(s, _)| format!("{}: {}", s.index, s.line())).collect();
+    let others = if others.is_empty() { "none".to_string() } else { others.join("; ") };
+    GpuError::NoAdapterOf { backends: backends_name(b), others }
+}
+
+/// `vulkan`, `vulkan, gl`: the backends of a set, as `--backend` takes them.
+pub fn backends_name(b: wgpu::Backends) -> String {
+    [wgpu::Backend::Vulkan, wgpu::Backend::Metal, wgpu::Backend::Dx12, wgpu::Backend::Gl, wgpu::Backend::BrowserWebGpu]
+        .into_iter()
+        .filter(|&one| b.contains(wgpu::Backends::from(one)))
+        .map(backend_name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every adapter of `backends`, in a stable order. In a browser: the one adapter the page's WebGPU gives.
@@ -200,7 +294,11 @@ pub async fn enumerate_backends(backends: wgpu::Backends) -> Vec<(AdapterSummary
         let i = a.get_info();
         (backend_rank(i.backend), i.name.clone())
     });
-    adapters.into_iter().enumerate().map(|(i, a)| (AdapterSummary::new(i, &a.get_info(), a.features()), a)).collect()
+    adapters
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (AdapterSummary::new(i, &a.get_info(), a.features(), &a.limits()), a))
+        .collect()
 }
 
 fn backend_rank(b: wgpu::Backend) -> u8 {
@@ -244,16 +342,17 @@ pub async fn choose(sel: &AdapterSelection) -> Result<(AdapterSummary, wgpu::Ada
     // GL is a last resort: probing it is slow and noisy (EGL warnings), so only look there when asked to, when an
     // adapter is named, or when no Vulkan, Metal or DX12 adapter exists.
     let mut all = match (sel.backend, &sel.adapter) {
-        (Some(b), _) => enumerate_backends(b.into()).await,
+        (Some(b), _) => enumerate_backends(b).await,
         (None, Some(_)) => enumerate_backends(wgpu::Backends::all()).await,
         (None, None) => enumerate_backends(wgpu::Backends::PRIMARY).await,
     };
     if all.is_empty() && sel.backend.is_none() {
         all = enumerate_backends(wgpu::Backends::all()).await;
     }
-    if all.is_empty() {
-        let backend = sel.backend.map(|b| format!(" for backend {}", backend_name(b))).unwrap_or_default();
-        return Err(GpuError::NoAdapter { backend });
+    match sel.backend {
+        Some(b) if all.is_empty() => return Err(no_adapter_of(b).await),
+        None if all.is_empty() => return Err(GpuError::NoAdapter { backend: String::new() }),
+        _ => {}
     }
     let choices = all.iter().map(|(s, _)| format!("  {}: {}", s.index, s.line())).collect::<Vec<_>>().join("\n");
     match &sel.adapter {

@@ -121,7 +121,7 @@ impl Gpu {
 
     /// Another device on the same adapter, opened the same way (a network owns its device; checks build several).
     pub async fn reopen(&self) -> Result<Gpu, GpuError> {
-        let all = enumerate(Some(self.adapter_backend())).await;
+        let all = enumerate(Some(wgpu::Backends::from(self.adapter_backend()))).await;
         let (summary, adapter) = all
             .into_iter()
             .find(|(s, _)| s.name == self.adapter.name && s.backend == self.adapter.backend)

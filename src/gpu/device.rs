@@ -105,6 +105,9 @@ impl Gpu {
             driver_info: a.driver_info.clone(),
             subgroups: a.subgroups.clone(),
             kernels: caps.describe(),
+            device_id: a.device_id.clone(),
+            limits: a.limits.clone(),
+            features: a.features.clone(),
         }
     }
 

@@ -7,6 +7,8 @@ use super::family::Family;
 pub enum GpuError {
     #[error("no GPU adapter found{backend}. On Debian/Ubuntu, `apt-get install mesa-vulkan-drivers` provides a software Vulkan adapter (lavapipe); or pass `--device cpu`")]
     NoAdapter { backend: String },
+    #[error("no adapter of backend {backends} (--backend or WGPU_BACKEND); wgpu finds: {others}")]
+    NoAdapterOf { backends: String, others: String },
     #[error("no adapter matches `{selection}`; available adapters:\n{choices}")]
     NoMatch { selection: String, choices: String },
     #[error("could not open a device on {adapter}: {message}")]

@@ -20,7 +20,7 @@ pub mod ops;
 pub mod pipelines;
 pub mod shader;
 
-pub use adapter::{enumerate, parse_backend, AdapterSelection, AdapterSummary};
+pub use adapter::{enumerate, enumerate_selected, parse_backend, parse_backends, AdapterSelection, AdapterSummary};
 pub use device::Gpu;
 pub use error::GpuError;
 pub use family::{Caps, Family, OpenOptions};

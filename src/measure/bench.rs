@@ -8,7 +8,7 @@ use log::{info, warn};
 use serde::{Deserialize, Serialize};
 
 use super::host::{rfc3339_now, HostInfo};
-use super::stats::Stats;
+use super::stats::{Stats, NOISY_CV};
 use crate::data::Mnist;
 use crate::engine::{DeviceInfo, Engine};
 use crate::gpu::net::GpuNetwork;
@@ -33,8 +33,9 @@ pub struct KernelTime {
     #[serde(default)]
     pub bytes: f64,
 }
-/// The result format's version: 2 added samples, host, verified, peak, per-kernel bytes, RFC 3339 dates.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The result format's version: 2 added samples, host, verified, peak, per-kernel bytes, RFC 3339 dates; 3 the mean
+/// and standard deviation of each figure, the warm-up, and the adapter's device id, limits and features.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One benchmark result: one adapter at one batch size.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,6 +68,9 @@ pub struct BenchResult {
     /// Shortest a timed sample was asked to last, s (0: a fixed step count).
     #[serde(default)]
     pub min_seconds: f64,
+    /// Untimed samples run before the timed ones (absent before schema 3).
+    #[serde(default)]
+    pub warmup: usize,
     /// Pipelines created and data uploaded, seconds.
     pub startup_seconds: f64,
     pub train_images_per_sec: Stats,
@@ -103,6 +107,8 @@ pub struct BenchConfig {
     pub steps: Option<usize>,
     pub min_seconds: f64,
     pub repeats: usize,
+    /// Untimed samples before the timed ones (after the calibration's own warm-up).
+    pub warmup: usize,
     pub command: String,
     /// Run `check --quick` first and record the verdict.
     pub check: bool,
@@ -168,17 +174,21 @@ pub async fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Res
             }
         };
         let mut train = Vec::new();
-        for _ in 0..cfg.repeats {
+        for r in 0..cfg.warmup + cfg.repeats {
             let t = Instant::now();
             net.train_steps_raw(&order, 0.01, 0.9, steps).await?;
-            train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
+            if r >= cfg.warmup {
+                train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
+            }
         }
         let passes = calibrate(cfg.min_seconds, 1600, async |k| Ok(net.evaluate_raw(k).await.map(|_| ())?)).await?;
         let mut infer = Vec::new();
-        for _ in 0..cfg.repeats {
+        for r in 0..cfg.warmup + cfg.repeats {
             let t = Instant::now();
             let images = net.evaluate_raw(passes).await?;
-            infer.push(images as f64 / t.elapsed().as_secs_f64());
+            if r >= cfg.warmup {
+                infer.push(images as f64 / t.elapsed().as_secs_f64());
+            }
         }
         let (kernel_timer, ops) = net.profile(cfg.repeats.max(3)).await?;
         let kernels = ops
@@ -198,6 +208,7 @@ pub async fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Res
         r.verified = verified;
         r.peak = peak.clone();
         r.dispatches_per_step = dispatches;
+        warn_if_noisy(&r);
         out.push(r);
         if i + 1 < cfg.batch_sizes.len() {
             gpu = Some(net.gpu);
@@ -210,9 +221,9 @@ pub async fn bench_gpu(gpu: Gpu, data: &Mnist, cfg: &BenchConfig) -> anyhow::Res
 pub enum Adapters {
     /// The selected one.
     One(AdapterSelection),
-    /// Every adapter wgpu finds (of `backend`, if given), then the CPU reference; an adapter that fails is reported
-    /// and skipped.
-    All { backend: Option<wgpu::Backend> },
+    /// Every adapter wgpu finds (of `backend`, if given, or `WGPU_BACKEND`), then the CPU reference; an adapter that
+    /// fails is reported and skipped.
+    All { backend: Option<wgpu::Backends> },
 }
 
 /// `gpu-cnn bench`: the results of every batch size of `cfg` on `which` adapters, with the kernel family `kernels`
@@ -231,7 +242,8 @@ pub async fn run(
             results.extend(bench_gpu(g, data, cfg).await?);
         }
         Adapters::All { backend } => {
-            let all = crate::gpu::enumerate(*backend).await;
+            let selection = AdapterSelection { adapter: None, backend: *backend };
+            let all = crate::gpu::adapter::enumerate_selected(&selection).await?;
             if all.is_empty() {
                 info!("no GPU adapter found; benchmarking the CPU reference only");
             }
@@ -258,7 +270,32 @@ pub async fn run(
 pub fn read_results(path: &std::path::Path) -> anyhow::Result<Vec<BenchResult>> {
     use anyhow::Context;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a `gpu-cnn bench --json` result", path.display()))
+    let results: Vec<BenchResult> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a `gpu-cnn bench --json` result", path.display()))?;
+    Ok(results
+        .into_iter()
+        .map(|mut r| {
+            r.train_images_per_sec = r.train_images_per_sec.filled();
+            r.inference_images_per_sec = r.inference_images_per_sec.filled();
+            r
+        })
+        .collect())
+}
+
+/// Warns where a result's samples spread more than `NOISY_CV` (σ / mean): a noisy machine, whose figures compare
+/// only with others measured beside them.
+fn warn_if_noisy(r: &BenchResult) {
+    for (what, s) in [("training", &r.train_images_per_sec), ("inference", &r.inference_images_per_sec)] {
+        if s.cv() > NOISY_CV {
+            warn!(
+                "bench: {what} images/s vary by {:.1} % (σ / mean over {} samples, {:.0} to {:.0}): the machine is noisy; compare ratios measured side by side (bench-report --compare)",
+                100.0 * s.cv(),
+                s.runs,
+                s.min,
+                s.max
+            );
+        }
+    }
 }
 
 /// The pairs of results `bench-report --compare OLD NEW` compares: read from the two files, matched by adapter,
@@ -307,6 +344,7 @@ fn result(
         batch_size,
         steps_per_run: steps,
         min_seconds: if cfg.steps.is_some() { 0.0 } else { cfg.min_seconds },
+        warmup: cfg.warmup,
         startup_seconds,
         epoch_seconds: epoch_images as f64 / train.median,
         train_gflops: train.median * cfg.arch.train_flops_per_image() as f64 / 1e9,

@@ -12,27 +12,32 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    /// This machine, from /proc and /etc/os-release where they exist.
+    /// This machine, on any OS (the `sysinfo` crate): CPU brand, logical cores, OS name and version, memory.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn this() -> HostInfo {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let cpuinfo = read("/proc/cpuinfo");
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map_or_else(|| std::env::consts::ARCH.to_string(), |(_, v)| v.trim().to_string());
-        let os_release = read("/etc/os-release");
-        let pretty =
-            os_release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string());
-        let os = pretty.unwrap_or_else(|| std::env::consts::OS.to_string());
-        let memory_gib = read("/proc/meminfo")
-            .lines()
-            .find(|l| l.starts_with("MemTotal:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / (1024.0 * 1024.0));
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        HostInfo { cpu, cores, os: format!("{os} ({})", std::env::consts::ARCH), memory_gib }
+        use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing()
+                .with_cpu(CpuRefreshKind::nothing())
+                .with_memory(MemoryRefreshKind::nothing().with_ram()),
+        );
+        let arch = std::env::consts::ARCH;
+        let cpu = sys
+            .cpus()
+            .first()
+            .map(|c| c.brand().trim().to_string())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| arch.to_string());
+        let os = System::long_os_version().unwrap_or_else(|| std::env::consts::OS.to_string());
+        let cores = std::thread::available_parallelism().map_or(sys.cpus().len().max(1), |n| n.get());
+        let memory_gib = sys.total_memory() as f64 / (1u64 << 30) as f64;
+        HostInfo { cpu, cores, os: format!("{os} ({arch})"), memory_gib }
+    }
+
+    /// In a browser the page cannot see the host: it says so rather than guessing.
+    #[cfg(target_arch = "wasm32")]
+    pub fn this() -> HostInfo {
+        HostInfo { cpu: "unknown (a browser)".into(), cores: 0, os: "browser (wasm32)".into(), memory_gib: 0.0 }
     }
 }
 
@@ -63,6 +68,14 @@ pub fn utc_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_host_is_described() {
+        let h = HostInfo::this();
+        assert!(!h.cpu.is_empty() && h.cores >= 1, "{h:?}");
+        assert!(h.memory_gib > 0.1, "memory not read: {h:?}");
+        assert!(h.os.ends_with(&format!("({})", std::env::consts::ARCH)), "{h:?}");
+    }
 
     #[test]
     fn date_is_plausible() {

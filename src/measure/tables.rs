@@ -1,7 +1,7 @@
 //! Benchmark results as markdown: side by side (`table`), and old against new (`compare_table`).
 
 use super::bench::BenchResult;
-use super::stats::Stats;
+use super::stats::{Change, Stats};
 use crate::model;
 
 /// Side-by-side markdown table of results (one column per device).
@@ -34,6 +34,7 @@ pub fn table(results: &[BenchResult]) -> String {
         None => "–".into(),
     }));
     s.push_str(&row("training images/s (median [min–max])", &|r| fmt_stats(&r.train_images_per_sec)));
+    s.push_str(&row("training images/s (mean ± σ)", &|r| fmt_mean(&r.train_images_per_sec)));
     s.push_str(&row("training samples: steps × runs (spread)", &|r| {
         format!(
             "{} × {} ({:.1} %)",
@@ -45,6 +46,7 @@ pub fn table(results: &[BenchResult]) -> String {
     s.push_str(&row("epoch-equivalent (training set), s", &|r| format!("{:.2}", r.epoch_seconds)));
     s.push_str(&row("training GFLOP/s", &|r| format!("{:.1}", r.train_gflops)));
     s.push_str(&row("inference images/s (median [min–max])", &|r| fmt_stats(&r.inference_images_per_sec)));
+    s.push_str(&row("inference images/s (mean ± σ)", &|r| fmt_mean(&r.inference_images_per_sec)));
     s.push_str(&row("start-up (pipelines + upload), s", &|r| format!("{:.2}", r.startup_seconds)));
     s.push_str(&row("dispatches per training step", &|r| {
         if r.dispatches_per_step > 0 {
@@ -92,28 +94,49 @@ pub fn table(results: &[BenchResult]) -> String {
     s
 }
 
-/// The change between pairs of results (old, new) of the same adapter and batch size: new/old for each throughput
-/// and old/new for each kernel's time (above 1: faster).
+/// The change between pairs of results (old, new) of the same adapter and batch size: each throughput's median ± σ
+/// in both runs, new/old, and whether that is beyond the two runs' noise (`stats::Change`); each kernel's time old/new
+/// (above 1: faster; one median each, so no verdict).
 pub fn compare_table(pairs: &[(BenchResult, BenchResult)]) -> String {
-    let mut s = String::from("| adapter, batch | figure | old | new | speed-up |\n|---|---|---|---|---|\n");
+    let mut s = String::from("| adapter, batch | figure | old | new | change |\n|---|---|---|---|---|\n");
     for (o, n) in pairs {
         let who = format!("{} ({}), {}", n.device.name, n.device.backend, n.batch_size);
-        let mut row = |fig: &str, old: f64, new: f64, speedup: f64| {
-            s.push_str(&format!("| {who} | {fig} | {old:.3} | {new:.3} | {speedup:.2}× |\n"));
+        let mut row = |fig: &str, old: String, new: String, change: String| {
+            s.push_str(&format!("| {who} | {fig} | {old} | {new} | {change} |\n"));
         };
-        let (ot, nt) = (o.train_images_per_sec.median, n.train_images_per_sec.median);
-        row("training images/s", ot, nt, nt / ot);
-        let (oi, ni) = (o.inference_images_per_sec.median, n.inference_images_per_sec.median);
-        row("inference images/s", oi, ni, ni / oi);
+        for (fig, old, new) in [
+            ("training images/s", &o.train_images_per_sec, &n.train_images_per_sec),
+            ("inference images/s", &o.inference_images_per_sec, &n.inference_images_per_sec),
+        ] {
+            row(fig, fmt_spread(old), fmt_spread(new), Change::of(old, new).describe());
+        }
         for k in &n.kernels {
             if let Some(ok) = o.kernels.iter().find(|x| x.name == k.name) {
-                row(&format!("`{}` ms", k.name), ok.ms, k.ms, ok.ms / k.ms);
+                let change = format!("{:.2}×", ok.ms / k.ms);
+                row(&format!("`{}` ms", k.name), format!("{:.3}", ok.ms), format!("{:.3}", k.ms), change);
             }
         }
     }
+    s.push_str(
+        "\nThroughputs: median ± standard deviation (samples) of each run; \"within noise\" where the two runs' samples \
+         overlap or their means differ by less than twice the standard error of the difference. Kernel times are \
+         medians of profiled steps with no spread recorded; their change is old / new time (above 1: faster).\n",
+    );
     s
 }
 
 fn fmt_stats(s: &Stats) -> String {
     format!("{:.0} [{:.0}–{:.0}]", s.median, s.min, s.max)
+}
+
+/// Mean ± σ (and σ / mean).
+fn fmt_mean(s: &Stats) -> String {
+    let s = s.clone().filled();
+    format!("{:.0} ± {:.0} ({:.1} %)", s.mean, s.std_dev, 100.0 * s.cv())
+}
+
+/// Median ± σ over n samples, as the comparison shows each run.
+fn fmt_spread(s: &Stats) -> String {
+    let s = s.clone().filled();
+    format!("{:.0} ± {:.0} (n = {})", s.median, s.std_dev, s.runs)
 }

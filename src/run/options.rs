@@ -44,9 +44,15 @@ impl Default for TrainOptions {
     }
 }
 
-/// Benchmark defaults: timed samples, and the shortest one sample may last.
+/// Benchmark defaults: timed samples, the shortest one sample may last, and untimed samples before them.
 pub const DEFAULT_REPEATS: usize = 5;
 pub const DEFAULT_MIN_SECONDS: f64 = 1.0;
+pub const DEFAULT_WARMUP: usize = 1;
+
+/// A whole number ≥ 0.
+pub fn count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>().map_err(|_| format!("`{s}` is not a whole number ≥ 0"))
+}
 
 /// A whole number ≥ 1 (epochs, batch sizes, limits, repeats).
 pub fn positive(s: &str) -> Result<usize, String> {
@@ -106,8 +112,10 @@ pub struct Options {
     pub kernels: Option<crate::gpu::Family>,
     /// `check`: the network's shapes only.
     pub quick: bool,
-    /// `bench`: timed samples, the shortest a sample may last, and whether to skip `check --quick` first.
+    /// `bench`: timed samples, untimed ones before them, the shortest a sample may last, and whether to skip
+    /// `check --quick` first.
     pub repeats: usize,
+    pub warmup: usize,
     pub min_seconds: f64,
     pub no_check: bool,
 }
@@ -126,6 +134,7 @@ impl Default for Options {
             kernels: None,
             quick: false,
             repeats: DEFAULT_REPEATS,
+            warmup: DEFAULT_WARMUP,
             min_seconds: DEFAULT_MIN_SECONDS,
             no_check: false,
         }
@@ -133,7 +142,7 @@ impl Default for Options {
 }
 
 /// The names `Options::set` takes, as the command line spells them (without the dashes).
-pub const OPTION_NAMES: [&str; 13] = [
+pub const OPTION_NAMES: [&str; 14] = [
     "epochs",
     "batch-size",
     "lr",
@@ -145,6 +154,7 @@ pub const OPTION_NAMES: [&str; 13] = [
     "kernels",
     "quick",
     "repeats",
+    "warmup",
     "min-seconds",
     "no-check",
 ];
@@ -171,6 +181,7 @@ impl Options {
             "kernels" => self.kernels = crate::gpu::Family::parse_choice(value).map_err(bad)?,
             "quick" => self.quick = flag()?,
             "repeats" => self.repeats = positive(value).map_err(bad)?,
+            "warmup" => self.warmup = count(value).map_err(bad)?,
             "min-seconds" => self.min_seconds = seconds(value).map_err(bad)?,
             "no-check" => self.no_check = flag()?,
             other => return Err(format!("unknown option `{other}` (known: {})", OPTION_NAMES.join(", "))),
