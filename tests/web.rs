@@ -3,8 +3,9 @@
 //! the command on load and writes the JSON `gpu-cnn <command> --json` prints into `<pre id="result">` (on failure a
 //! JSON object with an `error` key). Checked: a short training run whose random weights are at chance and evaluate as
 //! the native engine's do, and which learns as the native engine does from the same seed and data; `check` passing;
-//! a bad option named; a screenshot of the page with its pictures. (SwiftShader runs the tiled kernels at about 70
-//! test images a second, so the run is short: 2,048 training images.)
+//! a bad option named; a screenshot of the page with its pictures; Stop; a saved bench merged with a native one.
+//! (SwiftShader runs its default, the simd kernels, at about 95 training and 340 test images a second, so the runs
+//! are short: 2,048 training images.)
 //!
 //! Needs the built page (`web/build.sh` writes `web/pkg/`); skipped without it or without the browser, unless
 //! `GPU_CNN_REQUIRE_WEB=1` (CI builds the page first and sets it).
@@ -79,7 +80,7 @@ fn no_error(test: &str, v: &Value) {
 fn training_in_the_browser_learns_as_the_native_engine_does() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let test = "training_in_the_browser";
-    // 2,000 test images: SwiftShader evaluates about 70 images/s with the tiled kernels.
+    // 2,000 test images: SwiftShader evaluates about 340 images/s with the simd kernels.
     let query = "run=train&epochs=1&train-limit=2048&test-limit=2000&batch-size=64&seed=42";
     let Some((web, mut browser)) = run_page(test, query, Duration::from_secs(600)) else { return };
     no_error(test, &web);
@@ -181,6 +182,98 @@ fn lenet5_in_the_browser() {
     assert!(names.contains(&"filters_before.png") && names.contains(&"activations_before.png"), "{names:?}");
     let shown = browser.eval("[...document.querySelectorAll('#gallery img')].filter(i => i.naturalWidth > 0).length");
     assert!(shown.as_u64().unwrap_or(0) >= 4, "{test}: {shown} pictures shown");
+}
+
+/// Stop in the middle of a training run: the run ends after the steps already sent to the GPU (at most two chunks of
+/// 32 steps past the last step the page showed: the one running and the one queued behind it), says where it stopped
+/// and what the network had learned, and shows the pictures of the network as it stands.
+#[test]
+fn the_page_stops_a_training_run() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "stop_in_the_browser";
+    let Some((server, program)) = page(test) else { return };
+    let mut browser = Browser::start(&program, &[]);
+    // 256 steps of 8 images: 8 chunks of 32 steps.
+    let (steps, chunk) = (256, 32);
+    browser.open(&server.url("/web/index.html?run=train&epochs=1&train-limit=2048&batch-size=8&test-limit=200"));
+    let t0 = std::time::Instant::now();
+    let shown = loop {
+        let line = browser.text("line").unwrap_or_default();
+        // "epoch 1: step 32/256, loss …"
+        if let Some(step) = line.split("step ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse().ok()) {
+            break step;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(600), "{test}: no step shown; #line: {line}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let shown: usize = shown;
+    assert_eq!(browser.eval("document.getElementById('stop').disabled"), Value::Bool(false), "Stop is enabled");
+    browser.eval("document.getElementById('stop').click()");
+    eprintln!("{test}: Stop pressed at step {shown} after {:.0} s", t0.elapsed().as_secs_f64());
+    let web = browser.wait_for_json("result", Duration::from_secs(600), "line", Duration::from_secs(20), |t, line| {
+        eprintln!("{test}: {:.0} s: {line}", t.as_secs_f64());
+    });
+    drop(server);
+    let error = web["error"].as_str().unwrap_or_else(|| panic!("{test}: the run was not stopped: {web}"));
+    eprintln!("{test}: {error}");
+    // "interrupted during epoch 1 after step N: the network as it stands, X % on the test set"
+    let after: usize = error
+        .strip_prefix("interrupted during epoch 1 after step ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{test}: {error}"));
+    assert!(after >= shown && after <= shown + 2 * chunk && after < steps, "{test}: shown {shown}, stopped at {after}");
+    assert!(error.contains("% on the test set"), "{test}: {error}");
+    assert_eq!(browser.eval("document.body.dataset.state"), Value::String("stopped".into()));
+    // The pictures of the network as it stands, beside the random weights' ones.
+    let shown = browser.eval("[...document.querySelectorAll('#gallery img')].filter(i => i.naturalWidth > 0).length");
+    assert!(shown.as_u64().unwrap_or(0) >= 8, "{test}: {shown} pictures shown");
+    let names = browser.eval("[...document.querySelectorAll('#gallery img')].map(i => i.alt || i.title).join(' ')");
+    assert!(names.as_str().is_some_and(|n| n.contains("filters_after")), "{test}: {names}");
+}
+
+/// A bench in the page, saved with "Save result", merges with a native one in `bench-report` (table and plots).
+#[test]
+fn the_page_saves_a_bench_that_merges_with_a_native_one() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "saved_bench_in_the_browser";
+    let query = "run=bench&no-check=1&batch-size=16&repeats=2&warmup=0&min-seconds=0.1&test-limit=256";
+    let Some((web, mut browser)) = run_page(test, query, Duration::from_secs(900)) else { return };
+    no_error(test, &web);
+    assert_eq!(browser.eval("document.getElementById('save').disabled"), Value::Bool(false), "Save is enabled");
+    let saved = browser.eval("window.saveResult()");
+    let saved = saved.as_str().expect("the saved text");
+    let parsed: Value = serde_json::from_str(saved).expect("the saved file is JSON");
+    assert_eq!(parsed, web, "the saved file is the JSON the page shows");
+    let r = &parsed[0];
+    assert_eq!(r["schema_version"], 3, "{r}");
+    assert!(r["train_images_per_sec"]["mean"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (page_file, native_file) = (dir.path().join("page.json"), dir.path().join("native.json"));
+    std::fs::write(&page_file, saved).unwrap();
+    let gpu_cnn = || {
+        let mut c = assert_cmd::Command::cargo_bin("gpu-cnn").unwrap();
+        c.current_dir(env!("CARGO_MANIFEST_DIR"));
+        c
+    };
+    let native = gpu_cnn()
+        .args(["bench", "--no-check", "--steps", "1", "--repeats", "1", "--min-seconds", "0.1", "--json", "--out"])
+        .arg(&native_file)
+        .assert();
+    if !native.get_output().status.success() {
+        return eprintln!("{test}: no native bench here: {}", String::from_utf8_lossy(&native.get_output().stderr));
+    }
+    let plots = dir.path().join("plots");
+    let out = gpu_cnn().arg("bench-report").arg(&page_file).arg(&native_file).arg("--plot").arg(&plots).assert();
+    let table = String::from_utf8_lossy(&out.success().get_output().stdout).into_owned();
+    let header = table.lines().next().unwrap_or_default();
+    assert_eq!(header.matches(" | ").count(), 2, "{test}: two results side by side:\n{table}");
+    assert!(header.contains("(webgpu)"), "{test}: the page's result is a column:\n{table}");
+    let pngs = std::fs::read_dir(&plots)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"));
+    assert!(pngs.count() >= 3, "{test}: the plots");
 }
 
 /// Any query, for measurements (BENCHMARKS.md): `GPU_CNN_WEB_QUERY='run=bench&no-check=1' cargo test --release

@@ -1,6 +1,6 @@
 // The page's side of gpu-cnn in the browser: fetch MNIST, call the engine (web/src/lib.rs, compiled to wasm32 with
 // its WGSL kernels on WebGPU), and show what it tells: progress, live curves, the pictures it draws, the result JSON.
-import init, { adapter, run } from './pkg/gpu_cnn_web.js';
+import init, { adapter, run, stop } from './pkg/gpu_cnn_web.js';
 
 const $ = (id) => document.getElementById(id);
 const DATA = '../data/mnist/';
@@ -10,6 +10,7 @@ const COMMANDS = ['forward-only', 'train', 'check', 'bench'];
 
 let data = null; // file name -> Uint8Array, fetched once
 let busy = false;
+let lastCommand = null; // the command whose JSON #result holds, for "Save result"
 
 function log(line) {
   const el = $('log');
@@ -185,7 +186,9 @@ async function start(command, options) {
   busy = true;
   document.body.dataset.state = 'running';
   document.querySelectorAll('#controls button').forEach((b) => { b.disabled = true; });
+  $('stop').disabled = command !== 'train';
   $('result').textContent = '';
+  lastCommand = null;
   if (command === 'train' || command === 'forward-only') {
     curve.loss = []; curve.acc = []; curve.before = null;
     drawCurves();
@@ -196,24 +199,51 @@ async function start(command, options) {
     status(`${command}…`, 0);
     const json = await run(command, JSON.stringify(options), files, onEvent);
     $('result').textContent = json;
+    lastCommand = command;
     showResult(command, json);
     status(`${command}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`, 1);
     document.body.dataset.state = 'done';
   } catch (e) {
     const message = e && e.message ? e.message : String(e);
     $('result').textContent = JSON.stringify({ error: message });
-    status(`${command} failed: ${message}`);
-    log(`error: ${message}`);
-    document.body.dataset.state = 'error';
+    const stopped = message.startsWith('interrupted');
+    status(stopped ? `stopped: ${message}` : `${command} failed: ${message}`);
+    log(`${stopped ? 'stopped' : 'error'}: ${message}`);
+    document.body.dataset.state = stopped ? 'stopped' : 'error';
   } finally {
     busy = false;
     document.querySelectorAll('#controls button').forEach((b) => { b.disabled = false; });
+    $('stop').disabled = true;
+    $('save').disabled = !(lastCommand === 'check' || lastCommand === 'bench');
   }
 }
 
+// Stop: the engine finishes the chunk of steps in flight, then writes the pictures of the network as it stands.
+function stopTraining() {
+  stop();
+  $('stop').disabled = true;
+  status('stopping after the steps in flight…');
+}
+
+// Save result: the JSON `gpu-cnn check|bench --json` prints, as a file (`gpu-cnn bench-report` merges bench files
+// from the page and from native runs).
+function saveResult() {
+  const text = $('result').textContent;
+  const blob = new Blob([text + '\n'], { type: 'application/json' });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = `gpu-cnn-${lastCommand}-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}.json`;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  return text;
+}
+window.saveResult = saveResult;
+
 function formOptions() {
   const o = {};
-  for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size', 'arch']) o[id] = $(id).value;
+  for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size', 'lr', 'momentum', 'arch']) o[id] = $(id).value;
   return o;
 }
 
@@ -241,6 +271,15 @@ async function main() {
     const a = JSON.parse(await adapter(name));
     $('adapter').textContent = `${a.name} (${a.backend}, ${a.device_type}), driver ${a.driver || '?'}: ` +
       `${a.kernels} kernels`;
+    if (a.device_type === 'cpu') {
+      // A software adapter trains some thousand times slower than a GPU: defaults that finish in minutes.
+      $('train-limit').value = 2048;
+      $('test-limit').value = 2000;
+      $('software-note').textContent = 'This WebGPU adapter runs on the CPU (a software rasterizer): the defaults ' +
+        'train on 2,048 images and test on 2,000, a few minutes a run. Raise them for the full study, or run it ' +
+        'natively (cargo run --release -- compare).';
+      $('software-note').hidden = false;
+    }
   } catch (e) {
     const message = e && e.message ? e.message : String(e);
     $('adapter').textContent = message;
@@ -250,6 +289,8 @@ async function main() {
   }
   document.body.dataset.state = 'ready';
   for (const c of COMMANDS) $(c).addEventListener('click', () => start(c, formOptions()));
+  $('stop').addEventListener('click', stopTraining);
+  $('save').addEventListener('click', saveResult);
   drawCurves();
   if (asked) {
     if (!COMMANDS.includes(asked)) {
@@ -265,7 +306,9 @@ async function main() {
     if (options.arch && ![...$('arch').options].some((o) => o.value === options.arch)) {
       $('arch').add(new Option(options.arch, options.arch));
     }
-    for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size', 'arch']) if (options[id]) $(id).value = options[id];
+    for (const id of ['epochs', 'train-limit', 'test-limit', 'batch-size', 'lr', 'momentum', 'arch']) {
+      if (options[id]) $(id).value = options[id];
+    }
     await start(asked, options);
   }
 }

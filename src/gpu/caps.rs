@@ -43,11 +43,10 @@ impl OpenOptions {
     }
 }
 
-/// The family a device runs unless told otherwise: simd on software adapters (lavapipe and other CPU rasterizers),
-/// tiled on GPUs and in browsers (whose shader compilers the simd kernels, unrolled for lavapipe's, overwhelm: see
-/// tests/browser.rs).
+/// The family a device runs unless told otherwise: simd on software adapters (lavapipe and other CPU rasterizers,
+/// Chrome's SwiftShader among them: 5× the tiled family's training rate there, BENCHMARKS.md), tiled on GPUs.
 pub fn default_family(adapter: &AdapterSummary) -> Family {
-    if adapter.is_software() && adapter.backend != backend_name(wgpu::Backend::BrowserWebGpu) {
+    if adapter.is_software() {
         Family::Simd
     } else {
         Family::Tiled

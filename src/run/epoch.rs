@@ -34,8 +34,10 @@ fn diverged(loss: f64) -> bool {
 pub enum TrainError {
     #[error("training diverged: the loss became {value:e} at epoch {epoch}, step {step} (try a smaller --lr)")]
     NonFinite { epoch: usize, step: usize, value: f32 },
-    #[error("interrupted (Ctrl-C) during epoch {epoch} after step {step}")]
-    Interrupted { epoch: usize, step: usize },
+    /// Stopped by the caller (Ctrl-C, the page's Stop) after the steps in flight; `test_accuracy` is the network's as
+    /// it stands, where it was evaluated before the run returned.
+    #[error("interrupted during epoch {epoch} after step {step}{}", .test_accuracy.map_or(String::new(), |a| format!(": the network as it stands, {:.2} % on the test set", 100.0 * a)))]
+    Interrupted { epoch: usize, step: usize, test_accuracy: Option<f64> },
 }
 
 /// Runs one epoch and evaluates: the epoch's report and its step losses. Checks every step loss for NaN/inf.
@@ -63,7 +65,7 @@ pub async fn run_epoch(
         return Err(TrainError::NonFinite { epoch: epoch + 1, step: step + 1, value }.into());
     }
     if stopped || losses.len() < engine.steps_per_epoch() {
-        return Err(TrainError::Interrupted { epoch: epoch + 1, step: losses.len() }.into());
+        return Err(TrainError::Interrupted { epoch: epoch + 1, step: losses.len(), test_accuracy: None }.into());
     }
     let (test, _) = engine.evaluate().await?;
     let report = EpochReport {

@@ -231,20 +231,21 @@ pub async fn train(
             }
             Err(e) => {
                 progress.epochs_finished();
-                if let Some(TrainError::Interrupted { step, .. }) = e.downcast_ref::<TrainError>() {
+                if let Some(&TrainError::Interrupted { epoch: at, step, .. }) = e.downcast_ref::<TrainError>() {
                     if let Some(p) = &opts.save {
                         info!("interrupted: saving the weights after step {step} of epoch {}", epoch + 1);
                         save_state(p, &engine, &cfg, epoch, train_split.norm).await?;
                     }
                     // The pictures of the network as it stands (Ctrl-C again skips them and quits at once).
                     info!("interrupted: writing the pictures of the network as it stands");
-                    let (_, preds) = engine.evaluate().await?;
+                    let (m, preds) = engine.evaluate().await?;
                     filter_pictures(out, &arch, &params, Some(&engine.params().await?))?;
                     stage_pictures(out, "after", &mut engine, &test, &preds).await?;
                     if !epochs.is_empty() {
                         viz::curves_png(&out.join("curves.png"), &step_losses, steps, &epochs, before.accuracy())?;
                         epoch::write_logs(out, &step_losses, steps, &epochs)?;
                     }
+                    return Err(TrainError::Interrupted { epoch: at, step, test_accuracy: Some(m.accuracy()) }.into());
                 } else if opts.save.is_some() {
                     info!("the last good checkpoint is kept; nothing was written over it");
                 }

@@ -11,6 +11,8 @@
 //! - `"file"`: a file the run wrote (`text` its name, `bytes` its content): the pictures the CLI writes into
 //!   `outputs/`, and `steps.csv` / `epochs.jsonl`. During training, `filters_after.png` and `activations_after.png`
 //!   come after every epoch.
+//!
+//! [`stop`] ends a training run after the chunk of steps in flight, as Ctrl-C does natively.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,6 +32,15 @@ use wasm_bindgen::prelude::*;
 thread_local! {
     /// The page's event callback while a command runs.
     static EVENTS: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+    /// Set by the page's Stop (`stop`); training stops after the chunk of steps in flight.
+    static STOP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Stops a training run after the chunk of steps in flight, as Ctrl-C does natively: the run then writes the pictures
+/// of the network as it stands and resolves to an error that says where it stopped and what it had learned.
+#[wasm_bindgen]
+pub fn stop() {
+    STOP.with(|s| s.set(true));
 }
 
 /// Tells the page something (see the module's documentation); a page without a callback hears nothing.
@@ -96,6 +107,7 @@ pub async fn run(
     on_event: js_sys::Function,
 ) -> Result<String, JsError> {
     EVENTS.with(|e| *e.borrow_mut() = Some(on_event));
+    STOP.with(|s| s.set(false));
     let result = run_command(&command, &options, &files).await;
     EVENTS.with(|e| *e.borrow_mut() = None);
     result.map_err(js)
@@ -178,6 +190,7 @@ async fn run_command(command: &str, options_json: &str, files: &js_sys::Object) 
                 steps: None,
                 min_seconds: o.min_seconds,
                 repeats: o.repeats,
+                warmup: o.warmup,
                 command: format!("web ?run=bench {options_json}"),
                 check: !o.no_check,
                 arch: run::arch_for_data(o.arch.as_ref(), &data)?,
@@ -215,7 +228,7 @@ impl run::Progress for PageProgress {
             "accuracy": running.accuracy(),
         });
         emit("step", &m.to_string(), None);
-        true
+        !STOP.with(|s| s.get())
     }
     fn epoch_report(&mut self, report: &EpochReport) {
         emit("epoch", &serde_json::to_string(report).unwrap_or_default(), None);
