@@ -139,8 +139,17 @@ fn training_in_the_browser_learns_as_the_native_engine_does() {
 fn check_passes_in_the_browser() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let test = "check_in_the_browser";
-    let Some((web, _browser)) = run_page(test, "run=check&quick=1", Duration::from_secs(600)) else { return };
+    let Some((web, mut browser)) = run_page(test, "run=check&quick=1", Duration::from_secs(600)) else { return };
     no_error(test, &web);
+    // On a software adapter (SwiftShader) the page's training defaults are short, and it says so.
+    if web[0]["adapter"]["device_type"] == "cpu" {
+        let limits =
+            browser.eval("[document.getElementById('train-limit').value, document.getElementById('test-limit').value]");
+        assert_eq!(limits, serde_json::json!(["2048", "2000"]), "{test}: the software adapter's defaults");
+        let note = browser.text("software-note").unwrap_or_default();
+        assert!(note.contains("2,048") && note.contains("CPU"), "{test}: {note}");
+        assert_eq!(browser.eval("document.getElementById('software-note').hidden"), Value::Bool(false));
+    }
     let report = &web[0];
     let rows = report["rows"].as_array().expect("rows");
     eprintln!("{test}: {} rows on {} ({} s)", rows.len(), report["adapter"]["name"], report["seconds"]);
