@@ -206,18 +206,21 @@ fn the_page_stops_a_training_run() {
     let (steps, chunk) = (256, 32);
     browser.open(&server.url("/web/index.html?run=train&epochs=1&train-limit=2048&batch-size=8&test-limit=200"));
     let t0 = std::time::Instant::now();
-    let shown = loop {
-        let line = browser.text("line").unwrap_or_default();
-        // "epoch 1: step 32/256, loss …"
-        if let Some(step) = line.split("step ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse().ok()) {
-            break step;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(600), "{test}: no step shown; #line: {line}");
-        std::thread::sleep(Duration::from_millis(200));
+    // "epoch 1: step 32/256, loss …"
+    let step_of = |line: &str| -> Option<usize> {
+        line.split("step ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse().ok())
     };
-    let shown: usize = shown;
-    assert_eq!(browser.eval("document.getElementById('stop').disabled"), Value::Bool(false), "Stop is enabled");
-    browser.eval("document.getElementById('stop').click()");
+    while step_of(&browser.text("line").unwrap_or_default()).is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(600), "{test}: no step shown");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Read the step shown and press Stop in one go (the page cannot move on in between).
+    let pressed = browser.eval(
+        "(() => { const stop = document.getElementById('stop'); const was = stop.disabled; \
+         const line = document.getElementById('line').textContent; stop.click(); return [line, was]; })()",
+    );
+    assert_eq!(pressed[1], Value::Bool(false), "{test}: Stop was disabled during training");
+    let shown = step_of(pressed[0].as_str().unwrap_or_default()).expect("a step shown");
     eprintln!("{test}: Stop pressed at step {shown} after {:.0} s", t0.elapsed().as_secs_f64());
     let web = browser.wait_for_json("result", Duration::from_secs(600), "line", Duration::from_secs(20), |t, line| {
         eprintln!("{test}: {:.0} s: {line}", t.as_secs_f64());
