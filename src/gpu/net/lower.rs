@@ -262,32 +262,57 @@ pub fn all_pipeline_specs() -> Vec<PipelineSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::ops::tiles::TARGET_GROUPS;
+    use crate::gpu::ops::tiles::{MAX_STEPS, TARGET_GROUPS};
 
-    /// On a big GPU the tiled family keeps every multiprocessor busy: at batch 64, each dispatch of a training step
-    /// that does more than 1 MFLOP launches at least two workgroups per multiprocessor of a 132-multiprocessor GPU
-    /// (264, `tiles::TARGET_GROUPS`). Checked from the sizing functions the network dispatches with: no GPU needed.
+    /// The occupancy and serial depth of every tiled product over 1 MFLOP of a training step and of evaluation, as
+    /// the network dispatches them (`Plan::groups`, `Plan::steps`): no GPU needed. The classifier head is one
+    /// workgroup by design (`caps::fused_head` decides where it runs).
+    fn tiled_dispatches(arch: &Arch, batch: usize) -> Vec<(String, f64, u64, u64)> {
+        let program = lower(arch, Caps::tiled(), batch, MNIST_SPLITS.0, MNIST_SPLITS.1);
+        let eval = program.eval.plans.iter().map(|p| (p, program.eval_batch));
+        program
+            .train
+            .plans
+            .iter()
+            .map(|p| (p, batch))
+            .chain(eval)
+            .filter(|(p, n)| (p.flops)(*n) > 1e6 && p.entry.ends_with("_tiled"))
+            .map(|(p, n)| (format!("{} (n = {n})", p.label), (p.flops)(n), (p.groups)(n), (p.steps)(n)))
+            .collect()
+    }
+
+    /// What a dispatch misses on a big GPU (132 multiprocessors, as the H100 and H200): fewer than two workgroups per
+    /// multiprocessor (`TARGET_GROUPS`), or more than `MAX_STEPS` steps through K in one workgroup.
+    fn misses(label: &str, flops: f64, groups: u64, steps: u64) -> Option<String> {
+        let what = format!("{label}: {:.1} MFLOP in {groups} workgroups of {steps} steps", flops / 1e6);
+        (groups < TARGET_GROUPS || steps > MAX_STEPS || steps == 0).then_some(what)
+    }
+
+    /// On a big GPU the tiled family keeps every multiprocessor busy and every workgroup's chain short: at batch 16,
+    /// 64, 256 and 1024, each dispatch of a training step and of evaluation that does more than 1 MFLOP launches at
+    /// least two workgroups per multiprocessor of a 132-multiprocessor GPU and takes at most `MAX_STEPS` steps
+    /// through K in each. Checked from the sizing functions the network dispatches with.
     #[test]
-    fn a_batch_of_64_fills_a_132_multiprocessor_gpu() {
-        let program = lower(&Arch::study(), Caps::tiled(), 64, MNIST_SPLITS.0, MNIST_SPLITS.1);
-        let mut checked = 0;
-        for p in &program.train.plans {
-            let (flops, groups) = ((p.flops)(64), (p.groups)(64));
-            eprintln!("{:<50} {:>8.2} MFLOP {:>6} workgroups", p.label, flops / 1e6, groups);
-            if flops > 1e6 {
-                assert!(groups >= 2 * 132, "{}: {groups} workgroups for {:.1} MFLOP", p.label, flops / 1e6);
-                checked += 1;
-            }
-        }
-        assert_eq!(
-            checked, 8,
-            "dispatches over 1 MFLOP: 2 conv forward, fc1 forward, its two gradients, 3 conv gradients"
-        );
+    fn every_batch_fills_a_132_multiprocessor_gpu_in_short_chains() {
         const { assert!(TARGET_GROUPS >= 2 * 132) };
-        // The checker fails where a kernel would not fill the GPU: the simd family's fc1 forward launches 32
-        // workgroups of 8 threads.
+        for batch in [16, 64, 256, 1024] {
+            let dispatches = tiled_dispatches(&Arch::study(), batch);
+            for (label, flops, groups, steps) in &dispatches {
+                eprintln!("{label:<48} {:>9.2} MFLOP {groups:>6} workgroups {steps:>4} steps", flops / 1e6);
+            }
+            let missed: Vec<String> = dispatches.iter().filter_map(|d| misses(&d.0, d.1, d.2, d.3)).collect();
+            assert!(missed.is_empty(), "batch {batch}:\n{}", missed.join("\n"));
+            assert!(dispatches.len() >= 8, "batch {batch}: {} dispatches over 1 MFLOP", dispatches.len());
+        }
+        // The checker fails where a kernel would not fill the GPU (the simd family's fc1 forward launches 32
+        // workgroups of 8 threads) and where a chain is long (conv2's weight gradient at batch 1024 split to fill
+        // the GPU only, as before the chain was capped: 53 pieces of 237 steps).
         let simd = lower(&Arch::study(), Caps::simd(false), 64, MNIST_SPLITS.0, MNIST_SPLITS.1);
         let fc1 = simd.train.plans.iter().find(|p| p.label == "dense_forward fc1").expect("fc1");
-        assert!((fc1.groups)(64) < 2 * 132);
+        assert!(misses(&fc1.label, (fc1.flops)(64), (fc1.groups)(64), 1).is_some());
+        let (t, split) = (crate::gpu::ops::tiles::Tiles::new(8, 4, 1), 53);
+        let old = crate::gpu::ops::tiles::steps(t, 1024 * 196, split);
+        assert_eq!(old, 237);
+        assert!(misses("conv2d_backward_weight_tiled conv2", 1.9e9, 5 * split as u64, old).is_some());
     }
 }

@@ -233,6 +233,7 @@ pub fn forward(
             k.extend(t.constants());
             Plan::new("conv2d_forward_tiled", k, &[x, "params", y, "step", pooled])
                 .groups(move |n| t.groups(s.cout, n * oh * ow))
+                .steps(move |_| tiles::steps(t, s.cin * s.k * s.k, 1))
         }
     };
     let out = move |n: usize| s.output(n) + if max { s.output(n) / 4 } else { 0 };
@@ -287,6 +288,7 @@ pub fn backward_input(caps: Caps, s: &Conv, batch: usize, dy: &str, dx: &str, so
             let a = fused.or(relu).unwrap_or(dy);
             Plan::new("conv2d_backward_input_tiled", k, &[dy, "params", &out, "step", a])
                 .groups(move |n| t.groups(s.cin, n * s.h * s.w))
+                .steps(move |_| tiles::steps(t, s.cout * s.k * s.k, 1))
         }
     };
     let lowered = Lowered::one(plan.work(flops, bytes));
@@ -343,8 +345,9 @@ pub fn backward_weight(caps: Caps, s: &Conv, batch: usize, x: &str, dy: &str, gr
             k.extend(t.constants());
             let args = [x, dy, grads, "step", &partials];
             let bytes = move |n: usize| f32_bytes(s.input(n) + s.output(n) + s.weights() * split);
-            let main =
-                Plan::new("conv2d_backward_weight_tiled", k.clone(), &args).groups(move |_| tile_count * split as u64);
+            let main = Plan::new("conv2d_backward_weight_tiled", k.clone(), &args)
+                .groups(move |_| tile_count * split as u64)
+                .steps(move |n| tiles::steps(t, n * s.oh() * s.ow(), split));
             let floats = if split > 1 { split * s.cout * cols } else { 1 };
             let mut lowered =
                 Lowered { plans: vec![main.work(flops, bytes)], temps: vec![Temp { name: partials.clone(), floats }] };

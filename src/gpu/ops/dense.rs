@@ -172,21 +172,26 @@ pub fn forward(caps: Caps, s: &Dense, batch: usize, relu: bool, x: &str, y: &str
         Family::Tiled => {
             let parts = format!("{y}.forward parts");
             let args = [x, "params", y, "step", &parts];
-            let direct = tiles::choose(batch, s.out, 1);
+            let direct = tiles::choose(batch, s.out, 1).deepest(s.inp);
             let (t, split) = tiles::choose_split(batch, s.out, s.inp);
-            // Split only products big enough to be worth a second dispatch (fc2's 64 × 10 × 128 is not).
+            // Unsplit where that fills the GPU in short chains; split only products big enough to be worth a second
+            // dispatch (fc2's 64 × 10 × 128 is not).
+            let fills = direct.ks == 1 && direct.groups(batch, s.out) >= tiles::TARGET_GROUPS;
+            let short = tiles::steps(direct, s.inp, 1) <= tiles::MAX_STEPS;
             let small = batch * s.out * s.inp < 1 << 20;
-            if (direct.ks == 1 && direct.groups(batch, s.out) >= tiles::TARGET_GROUPS) || split == 1 || small {
-                let t = direct.deepest(s.inp);
+            if (fills && short) || split == 1 || small {
+                let t = direct;
                 let plan =
                     Plan::new("dense_forward_tiled", [k, vec![c("SPLIT", 1)], t.constants().into()].concat(), &args)
-                        .groups(move |n| t.groups(n, s.out));
+                        .groups(move |n| t.groups(n, s.out))
+                        .steps(move |_| tiles::steps(t, s.inp, 1));
                 return Lowered { plans: vec![plan.work(flops, bytes)], temps: vec![Temp { name: parts, floats: 1 }] };
             }
             let t = t.deepest(s.inp.div_ceil(split));
             let k = [k, vec![c("SPLIT", split)], t.constants().into()].concat();
             let main = Plan::new("dense_forward_tiled", k.clone(), &args)
                 .groups(move |n| t.groups(n, s.out) * split as u64)
+                .steps(move |_| tiles::steps(t, s.inp, split))
                 .work(flops, move |n| bytes(n) + f32_bytes(split * n * s.out));
             let reduce = Plan::new("dense_forward_tiled_reduce", k, &args)
                 .threads(tiles::WG, move |n| (n * s.out) as u64)
@@ -243,6 +248,7 @@ pub fn backward_input(caps: Caps, s: &Dense, batch: usize, dy: &str, dx: &str, s
             let routed = if fused.is_some() { 8 } else { 0 };
             Plan::new("dense_backward_input_tiled", k, &[dy, "params", x, &out, "step"])
                 .groups(move |n| t.groups(n, s.inp))
+                .steps(move |_| tiles::steps(t, s.out, 1))
                 .work(flops, move |n| bytes(n) + f32_bytes(routed * n * s.inp))
         }
     };
@@ -273,7 +279,9 @@ pub fn backward_weight(caps: Caps, s: &Dense, batch: usize, x: &str, dy: &str, g
         Family::Tiled => {
             let t = tiles::choose(s.out, s.inp + 1, 1).deepest(batch);
             let groups = t.groups(s.out, s.inp + 1);
-            Plan::new("dense_backward_weight_tiled", [k, t.constants().into()].concat(), &args).groups(move |_| groups)
+            Plan::new("dense_backward_weight_tiled", [k, t.constants().into()].concat(), &args)
+                .groups(move |_| groups)
+                .steps(move |n| tiles::steps(t, n, 1))
         }
     };
     Lowered::one(plan.work(move |n| s.flops(n), move |n| f32_bytes(n * (s.inp + s.out) + s.weights())))

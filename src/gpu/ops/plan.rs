@@ -35,6 +35,9 @@ pub struct Plan {
     pub flops: PerBatch<f64>,
     /// The fewest bytes one dispatch must move through device memory (each input read once, each output written once).
     pub bytes: PerBatch<f64>,
+    /// Steps through K one workgroup of a tiled product takes for a batch of n, each a load and a barrier: its serial
+    /// chain (`tiles::steps`; 0 for kernels that are not tiled products).
+    pub steps: PerBatch<u64>,
     /// A short name for tables: the op and its layer, e.g. `conv2d_forward_tiled conv2`.
     pub label: String,
 }
@@ -48,6 +51,7 @@ impl Plan {
             groups: Rc::new(|_| 1),
             flops: Rc::new(|_| 0.0),
             bytes: Rc::new(|_| 0.0),
+            steps: Rc::new(|_| 0),
             label: entry.to_string(),
         }
     }
@@ -65,6 +69,11 @@ impl Plan {
     pub fn work(mut self, flops: impl Fn(usize) -> f64 + 'static, bytes: impl Fn(usize) -> f64 + 'static) -> Plan {
         self.flops = Rc::new(flops);
         self.bytes = Rc::new(bytes);
+        self
+    }
+
+    pub fn steps(mut self, f: impl Fn(usize) -> u64 + 'static) -> Plan {
+        self.steps = Rc::new(f);
         self
     }
 

@@ -159,11 +159,24 @@ pub fn choose_split(m: usize, n: usize, k: usize) -> (Tiles, usize) {
 /// Shortest piece of K one workgroup of a split product takes.
 pub const MIN_SPLIT_K: usize = 64;
 
-/// Workgroups a K-long reduction is split over so that `tiles` tiles launch at least `TARGET_GROUPS` workgroups, each
-/// taking at least `MIN_SPLIT_K` of K.
+/// Longest piece of K one workgroup of a split product takes: a workgroup's steps through K run one after another
+/// (load, barrier, multiply), so a long piece is a long serial chain however many workgroups run beside it.
+pub const MAX_SPLIT_K: usize = 1024;
+
+/// Most steps through K one workgroup of a product should take (`steps`): 1,024 of K in steps of 16.
+pub const MAX_STEPS: u64 = 64;
+
+/// Workgroups a K-long reduction is split over: enough for `tiles` tiles to launch at least `TARGET_GROUPS`
+/// workgroups, and for none to take more than `MAX_SPLIT_K` of K; none taking less than `MIN_SPLIT_K`.
 pub fn split(tiles: u64, k: usize) -> usize {
-    let want = TARGET_GROUPS.div_ceil(tiles.max(1)) as usize;
-    want.min(k / MIN_SPLIT_K).max(1)
+    let fill = TARGET_GROUPS.div_ceil(tiles.max(1)) as usize;
+    fill.max(k.div_ceil(MAX_SPLIT_K)).min(k / MIN_SPLIT_K).max(1)
+}
+
+/// Steps one workgroup takes through its piece of a K-long reduction split `split` ways with tiles `t` (the kernels'
+/// `chunk`: the piece rounded up to whole steps).
+pub fn steps(t: Tiles, k: usize, split: usize) -> u64 {
+    k.div_ceil(split.max(1)).div_ceil(t.bk as usize) as u64
 }
 
 #[cfg(test)]
@@ -211,6 +224,11 @@ mod tests {
         assert_eq!(split(1, 50_176), 264);
         assert_eq!(split(5, 12_544), 53);
         assert_eq!(split(5, 300), 4);
-        assert_eq!(split(400, 1_000_000), 1);
+        // Long reductions are cut into pieces of at most MAX_SPLIT_K, however many tiles there are.
+        assert_eq!(split(400, 1_000_000), 977);
+        assert_eq!(split(400, 1_024), 1);
+        // conv2's weight gradient at batch 1024: 200,704 pixels in 196 pieces of 1,024, not 53 of 3,787.
+        assert_eq!(split(5, 1024 * 196), 196);
+        assert_eq!(steps(Tiles::new(8, 4, 1), 1024 * 196, 196), 64);
     }
 }
