@@ -141,11 +141,11 @@ fn conv2d_backward_weight_tiled_reduce(
     for (var p = lid; p < SPLIT; p += WG) {
         s += partials[p * COUT * cols + t];
     }
-    c_tile[lid] = s;
+    tile_mem[lid] = s;
     workgroupBarrier();
     for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
         if lid < stride {
-            c_tile[lid] += c_tile[lid + stride];
+            tile_mem[lid] += tile_mem[lid + stride];
         }
         workgroupBarrier();
     }
@@ -153,9 +153,9 @@ fn conv2d_backward_weight_tiled_reduce(
         let co = t / cols;
         let j = t % cols;
         if j < CIN * taps() {
-            grads[W_OFF + co * CIN * taps() + j] = c_tile[0];
+            grads[W_OFF + co * CIN * taps() + j] = tile_mem[0];
         } else {
-            grads[B_OFF + co] = c_tile[0];
+            grads[B_OFF + co] = tile_mem[0];
         }
     }
 }

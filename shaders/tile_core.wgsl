@@ -7,23 +7,30 @@
 // registers (rows tm + GM·i, columns tn + GN·j, so neighbouring invocations read neighbouring words). The operands
 // come from each kernel's a_at(a_row(m), k) and b_at(b_col(n), k): a_row / b_col turn a row or column into what its
 // loads need (decoded once per invocation where the invocation keeps one row or column), A_K_FAST / B_K_FAST say
-// whether consecutive addresses run along k. With KS > 1 the invocations form KS slices that each take BK / KS of
-// every step, and the slices' sums are added in slice order. The tile ends in c_tile for the kernel's epilogue.
+// whether consecutive addresses run along k. The tiles are double-buffered: while the workgroup multiplies step s's
+// tiles, each invocation already holds step s + 1's values in registers (their loads in flight during the
+// arithmetic) and stores them into the other buffer, so one barrier per step suffices. With KS > 1 the invocations
+// form KS slices that each take BK / KS of every step, and the slices' sums are added in slice order. The tile ends
+// in workgroup memory (tile_at) for the kernel's epilogue, over the words the A and B tiles used.
 // The register block is RM ≤ 4 vec4 accumulators with constant indices (RN = 4 columns each), so it stays in
-// registers on every compiler and rows past RM cost nothing. BM = GM·RM ≤ 32, GN = 64 / (KS·GM), BN = 4·GN ≤ 64,
+// registers on every compiler and rows past RM cost nothing; so are the prefetched values (at most 8 of A and 16 of
+// B per invocation: BM·BK / 64 and BN·BK / 64). BM = GM·RM ≤ 32, GN = 64 / (KS·GM), BN = 4·GN ≤ 64,
 // BK·(BM + 1) ≤ 528, BK·(BN + 1) ≤ 1040, BK divides 64 and KS divides BK: the host's `tiles` module picks them.
 // Last, `pool_relu_route`: the max-pool and ReLU backward the input-gradient kernels fuse into their epilogue.
 
 const WG: u32 = 64u;
+// Words of one A tile and of one B tile (the host's tiles::A_WORDS, B_WORDS).
+const A_WORDS: u32 = 528u;
+const B_WORDS: u32 = 1040u;
 
 override GM: u32 = 8u;
 override RM: u32 = 4u;
 override KS: u32 = 1u;
 override BK: u32 = 16u;
 
-var<workgroup> a_tile: array<f32, 528>; // [k][m], rows padded by one word
-var<workgroup> b_tile: array<f32, 1040>; // [k][n]
-var<workgroup> c_tile: array<f32, 2080>; // [m][n]
+// Two A tiles [k][m] and two B tiles [k][n] (rows padded by one word), buffer s % 2 holding step s; after the product,
+// the C tile [m][n] (BM·(BN + 1) ≤ 2080 words) over them.
+var<workgroup> tile_mem: array<f32, 3136>;
 
 fn tile_gn() -> u32 {
     return WG / (KS * GM);
@@ -37,41 +44,140 @@ fn tile_bn() -> u32 {
     return tile_gn() * 4u;
 }
 
-// c_tile[m][n] of the tile (m, n relative to the tile).
-fn tile_at(m: u32, n: u32) -> f32 {
-    return c_tile[m * (tile_bn() + 1u) + n];
+// Where buffer `buf`'s A and B tiles start in tile_mem.
+fn a_base(buf: u32) -> u32 {
+    return buf * A_WORDS;
 }
 
-// Up to four words of a tile row, `stride` apart, as one vec4 (0 beyond `count`).
+fn b_base(buf: u32) -> u32 {
+    return 2u * A_WORDS + buf * B_WORDS;
+}
+
+// C[m][n] of the tile (m, n relative to the tile), once tile_product has returned.
+fn tile_at(m: u32, n: u32) -> f32 {
+    return tile_mem[m * (tile_bn() + 1u) + n];
+}
+
+// Up to four words of an A tile row, `stride` apart, as one vec4 (0 beyond `count`).
 fn tile_a4(i: u32, stride: u32, count: u32) -> vec4<f32> {
-    var v = vec4<f32>(a_tile[i], 0.0, 0.0, 0.0);
+    var v = vec4<f32>(tile_mem[i], 0.0, 0.0, 0.0);
     if count > 1u {
-        v.y = a_tile[i + stride];
+        v.y = tile_mem[i + stride];
     }
     if count > 2u {
-        v.z = a_tile[i + 2u * stride];
-        v.w = a_tile[i + 3u * stride];
+        v.z = tile_mem[i + 2u * stride];
+        v.w = tile_mem[i + 3u * stride];
     }
     return v;
 }
 
 fn tile_b4(i: u32, stride: u32) -> vec4<f32> {
-    return vec4<f32>(b_tile[i], b_tile[i + stride], b_tile[i + 2u * stride], b_tile[i + 3u * stride]);
+    return vec4<f32>(tile_mem[i], tile_mem[i + stride], tile_mem[i + 2u * stride], tile_mem[i + 3u * stride]);
 }
 
-// Adds (or with `first` stores) one row of the register block into c_tile row `row`.
+// Adds (or with `first` stores) one row of the register block into row `row` of the C tile.
 fn tile_put(row: u32, tn: u32, v: vec4<f32>, first: bool) {
     let gn = tile_gn();
     let i = row * (tile_bn() + 1u) + tn;
-    let old = vec4<f32>(c_tile[i], c_tile[i + gn], c_tile[i + 2u * gn], c_tile[i + 3u * gn]);
+    let old = vec4<f32>(tile_mem[i], tile_mem[i + gn], tile_mem[i + 2u * gn], tile_mem[i + 3u * gn]);
     let sum = select(old + v, v, first);
-    c_tile[i] = sum.x;
-    c_tile[i + gn] = sum.y;
-    c_tile[i + 2u * gn] = sum.z;
-    c_tile[i + 3u * gn] = sum.w;
+    tile_mem[i] = sum.x;
+    tile_mem[i + gn] = sum.y;
+    tile_mem[i + 2u * gn] = sum.z;
+    tile_mem[i + 3u * gn] = sum.w;
 }
 
-// Sums A(m0 + m, k)·B(k, n0 + n) over k in [k0, k1) into c_tile. Called with the same arguments by the whole workgroup.
+// Values of A and of B each invocation loads per step: the tiles' BM·BK and BN·BK words over 64 invocations.
+fn a_loads() -> u32 {
+    return tile_bm() * BK / WG;
+}
+
+fn b_loads() -> u32 {
+    return tile_bn() * BK / WG;
+}
+
+// The (k, m) in the tile of the i-th A value invocation `lid` loads, as its index in an A tile: with A_K_FAST the
+// workgroup's neighbours take neighbouring k (one row each), otherwise neighbouring m (the invocation keeps row
+// lid % BM: `a_mine`).
+fn a_slot(i: u32, lid: u32) -> vec2<u32> {
+    let bm = tile_bm();
+    if A_K_FAST {
+        return vec2<u32>(lid % BK, lid / BK + i * (WG / BK));
+    }
+    return vec2<u32>(lid / bm + i * (WG / bm), lid % bm);
+}
+
+fn b_slot(i: u32, lid: u32) -> vec2<u32> {
+    let bn = tile_bn();
+    if B_K_FAST {
+        return vec2<u32>(lid % BK, lid / BK + i * (WG / BK));
+    }
+    return vec2<u32>(lid / bn + i * (WG / bn), lid % bn);
+}
+
+// The i-th A value invocation `lid` loads for the step at k (0 past k1, or past the invocation's share).
+fn a_fetch(i: u32, lid: u32, m0: u32, k: u32, k1: u32, a_mine: vec4<u32>) -> f32 {
+    let at = a_slot(i, lid);
+    if i >= a_loads() || k + at.x >= k1 {
+        return 0.0;
+    }
+    if A_K_FAST {
+        return a_at(a_row(m0 + at.y), k + at.x);
+    }
+    return a_at(a_mine, k + at.x);
+}
+
+fn b_fetch(i: u32, lid: u32, n0: u32, k: u32, k1: u32, b_mine: vec4<u32>) -> f32 {
+    let at = b_slot(i, lid);
+    if i >= b_loads() || k + at.x >= k1 {
+        return 0.0;
+    }
+    if B_K_FAST {
+        return b_at(b_col(n0 + at.y), k + at.x);
+    }
+    return b_at(b_mine, k + at.x);
+}
+
+// Four of an invocation's values, i0 .. i0 + 3, as one vec4 of registers.
+fn a_fetch4(i0: u32, lid: u32, m0: u32, k: u32, k1: u32, a_mine: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(
+        a_fetch(i0, lid, m0, k, k1, a_mine),
+        a_fetch(i0 + 1u, lid, m0, k, k1, a_mine),
+        a_fetch(i0 + 2u, lid, m0, k, k1, a_mine),
+        a_fetch(i0 + 3u, lid, m0, k, k1, a_mine),
+    );
+}
+
+fn b_fetch4(i0: u32, lid: u32, n0: u32, k: u32, k1: u32, b_mine: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(
+        b_fetch(i0, lid, n0, k, k1, b_mine),
+        b_fetch(i0 + 1u, lid, n0, k, k1, b_mine),
+        b_fetch(i0 + 2u, lid, n0, k, k1, b_mine),
+        b_fetch(i0 + 3u, lid, n0, k, k1, b_mine),
+    );
+}
+
+// Stores values i0 .. i0 + 3 of an invocation into buffer `buf`'s A (or B) tile.
+fn a_store4(buf: u32, i0: u32, lid: u32, v: vec4<f32>) {
+    for (var q = 0u; q < 4u; q++) {
+        if i0 + q < a_loads() {
+            let at = a_slot(i0 + q, lid);
+            tile_mem[a_base(buf) + at.x * (tile_bm() + 1u) + at.y] = v[q];
+        }
+    }
+}
+
+fn b_store4(buf: u32, i0: u32, lid: u32, v: vec4<f32>) {
+    for (var q = 0u; q < 4u; q++) {
+        if i0 + q < b_loads() {
+            let at = b_slot(i0 + q, lid);
+            tile_mem[b_base(buf) + at.x * (tile_bn() + 1u) + at.y] = v[q];
+        }
+    }
+}
+
+// Sums A(m0 + m, k)·B(k, n0 + n) over k in [k0, k1) into the C tile. Called with the same arguments by the whole
+// workgroup.
 fn tile_product(m0: u32, n0: u32, k0: u32, k1: u32, lid: u32) {
     let gn = tile_gn();
     let bm = tile_bm();
@@ -80,54 +186,43 @@ fn tile_product(m0: u32, n0: u32, k0: u32, k1: u32, lid: u32) {
     let tm = lid % GM;
     let tn = (lid / GM) % gn;
     let per = BK / KS;
-    // Where an invocation loads along k, it keeps one row of A or column of B: decode it once.
+    let steps = (max(k1, k0) - k0 + BK - 1u) / BK;
+    // Where an invocation loads along m or n, it keeps one row of A or column of B: decode it once.
     let a_mine = a_row(m0 + lid % bm);
     let b_mine = b_col(n0 + lid % bn);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var k = k0; k < k1; k += BK) {
-        if A_K_FAST {
-            let kk = lid % BK;
-            for (var m = lid / BK; m < bm; m += WG / BK) {
-                var v = 0.0;
-                if k + kk < k1 {
-                    v = a_at(a_row(m0 + m), k + kk);
-                }
-                a_tile[kk * (bm + 1u) + m] = v;
-            }
-        } else {
-            for (var kk = lid / bm; kk < BK; kk += WG / bm) {
-                var v = 0.0;
-                if k + kk < k1 {
-                    v = a_at(a_mine, k + kk);
-                }
-                a_tile[kk * (bm + 1u) + lid % bm] = v;
-            }
+    // The first step's tiles; then, in each step, the next one's values in registers while this one is multiplied.
+    var pa0 = a_fetch4(0u, lid, m0, k0, k1, a_mine);
+    var pa1 = a_fetch4(4u, lid, m0, k0, k1, a_mine);
+    var pb0 = b_fetch4(0u, lid, n0, k0, k1, b_mine);
+    var pb1 = b_fetch4(4u, lid, n0, k0, k1, b_mine);
+    var pb2 = b_fetch4(8u, lid, n0, k0, k1, b_mine);
+    var pb3 = b_fetch4(12u, lid, n0, k0, k1, b_mine);
+    a_store4(0u, 0u, lid, pa0);
+    a_store4(0u, 4u, lid, pa1);
+    b_store4(0u, 0u, lid, pb0);
+    b_store4(0u, 4u, lid, pb1);
+    b_store4(0u, 8u, lid, pb2);
+    b_store4(0u, 12u, lid, pb3);
+    workgroupBarrier();
+    for (var s = 0u; s < steps; s++) {
+        let buf = s % 2u;
+        let next = k0 + (s + 1u) * BK;
+        let more = s + 1u < steps;
+        if more {
+            pa0 = a_fetch4(0u, lid, m0, next, k1, a_mine);
+            pa1 = a_fetch4(4u, lid, m0, next, k1, a_mine);
+            pb0 = b_fetch4(0u, lid, n0, next, k1, b_mine);
+            pb1 = b_fetch4(4u, lid, n0, next, k1, b_mine);
+            pb2 = b_fetch4(8u, lid, n0, next, k1, b_mine);
+            pb3 = b_fetch4(12u, lid, n0, next, k1, b_mine);
         }
-        if B_K_FAST {
-            let kk = lid % BK;
-            for (var n = lid / BK; n < bn; n += WG / BK) {
-                var v = 0.0;
-                if k + kk < k1 {
-                    v = b_at(b_col(n0 + n), k + kk);
-                }
-                b_tile[kk * (bn + 1u) + n] = v;
-            }
-        } else {
-            for (var kk = lid / bn; kk < BK; kk += WG / bn) {
-                var v = 0.0;
-                if k + kk < k1 {
-                    v = b_at(b_mine, k + kk);
-                }
-                b_tile[kk * (bn + 1u) + lid % bn] = v;
-            }
-        }
-        workgroupBarrier();
         for (var kk = slice * per; kk < (slice + 1u) * per; kk++) {
-            let a = tile_a4(kk * (bm + 1u) + tm, GM, RM);
-            let b = tile_b4(kk * (bn + 1u) + tn, gn);
+            let a = tile_a4(a_base(buf) + kk * (bm + 1u) + tm, GM, RM);
+            let b = tile_b4(b_base(buf) + kk * (bn + 1u) + tn, gn);
             acc0 = fma(vec4<f32>(a.x), b, acc0);
             if RM > 1u {
                 acc1 = fma(vec4<f32>(a.y), b, acc1);
@@ -137,6 +232,15 @@ fn tile_product(m0: u32, n0: u32, k0: u32, k1: u32, lid: u32) {
                 acc3 = fma(vec4<f32>(a.w), b, acc3);
             }
         }
+        if more {
+            a_store4(1u - buf, 0u, lid, pa0);
+            a_store4(1u - buf, 4u, lid, pa1);
+            b_store4(1u - buf, 0u, lid, pb0);
+            b_store4(1u - buf, 4u, lid, pb1);
+            b_store4(1u - buf, 8u, lid, pb2);
+            b_store4(1u - buf, 12u, lid, pb3);
+        }
+        // Step s + 1's tiles are stored, and nobody reads step s's any more (the C tile goes over them after the last).
         workgroupBarrier();
     }
     for (var s = 0u; s < KS; s++) {

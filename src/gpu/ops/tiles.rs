@@ -27,14 +27,23 @@ pub const TARGET_GROUPS: u64 = 2 * 132;
 
 /// Invocations per workgroup of every tiled kernel (`WG` in the tile core).
 pub const WG: u32 = 64;
-/// Words of the core's A and B tiles (`a_tile`, `b_tile`): BK·(BM + 1) and BK·(BN + 1) must fit.
+/// Words of one of the core's A and B tiles: BK·(BM + 1) and BK·(BN + 1) must fit.
 pub const A_WORDS: usize = 528;
 pub const B_WORDS: usize = 1040;
 /// Largest tile the core's workgroup memory holds.
 pub const MAX_BM: u32 = 32;
 pub const MAX_BN: u32 = 64;
-/// Bytes of workgroup memory the tile core declares: a_tile 528 + b_tile 1040 + c_tile 2080 floats.
-pub const WORKGROUP_BYTES: u32 = 4 * (528 + 1040 + 2080);
+/// Words of the core's workgroup memory (`tile_mem`): two A and two B tiles (double-buffered), the C tile,
+/// MAX_BM·(MAX_BN + 1) words, over them once the product is done.
+pub const TILE_WORDS: usize = 2 * (A_WORDS + B_WORDS);
+/// Bytes of workgroup memory the tile core declares.
+pub const WORKGROUP_BYTES: u32 = 4 * TILE_WORDS as u32;
+/// Most values of A and of B one invocation holds in registers for the next step (the core's `pa0`–`pa1`,
+/// `pb0`–`pb3`).
+pub const MAX_A_LOADS: usize = 8;
+pub const MAX_B_LOADS: usize = 16;
+
+const _: () = assert!(TILE_WORDS >= (MAX_BM * (MAX_BN + 1)) as usize);
 
 /// One tile shape (the core's override constants GM, RM, KS, BK; each invocation's block is RM × 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +94,10 @@ impl Tiles {
             && self.bk.is_multiple_of(self.ks)
             && self.bk as usize * (self.bm() + 1) <= A_WORDS
             && self.bk as usize * (self.bn() + 1) <= B_WORDS
+            && (WG as usize).is_multiple_of(self.bm())
+            && (WG as usize).is_multiple_of(self.bn())
+            && (WG as usize..=MAX_A_LOADS * WG as usize).contains(&(self.bm() * self.bk as usize))
+            && (WG as usize..=MAX_B_LOADS * WG as usize).contains(&(self.bn() * self.bk as usize))
     }
 
     /// Workgroups covering an M × N product.
