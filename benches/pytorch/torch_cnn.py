@@ -17,8 +17,16 @@ data/mnist by default; data/fashion-mnist after data/fashion_mnist.py). Needs: p
     python3 benches/pytorch/torch_cnn.py --device cuda --batch-size 1024 # a GPU
     python3 benches/pytorch/torch_cnn.py --eval PATH                     # a safetensors checkpoint (gpu-cnn's names)
     python3 benches/pytorch/torch_cnn.py --arch lenet5 --epochs 1 --save lenet5.safetensors
+    python3 benches/pytorch/torch_cnn.py --device cuda --forms all       # PyTorch's forms, as gpu-cnn bench measures
 
 Prints one line per epoch on stderr and, last on stdout, one JSON object (also written to --json-out).
+
+--forms measures throughput the way `gpu-cnn bench` does (steady state, --repeats samples of at least --seconds each,
+median) at each of --batch-sizes, in each of PyTorch's forms: `eager` (PyTorch's defaults: on a GPU cuDNN convolutions
+use TF32 tensor cores, matmuls do not), `eager-f32` (TF32 off everywhere: the f32 arithmetic gpu-cnn does), `graph` and
+`graph-f32` (the whole training step, or the inference forward, captured once in a CUDA graph and replayed: PyTorch's
+documented whole-network capture; CUDA only) and `compile` (torch.compile's default mode, where it runs). Inference
+likewise, over the test set in chunks of 1000. A form that cannot run says why in the JSON.
 """
 
 import argparse
@@ -158,6 +166,127 @@ def evaluate(model, x, y, batch=1000):
     return {"accuracy": correct / len(x), "loss": loss / len(x)}
 
 
+FORMS = ["eager", "eager-f32", "graph", "graph-f32", "compile"]
+
+
+def set_tf32(form, defaults):
+    """PyTorch's TF32 settings for a form: its defaults, or off everywhere for the -f32 forms."""
+    matmul, cudnn = (False, False) if form.endswith("-f32") else defaults
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+    torch.backends.cudnn.allow_tf32 = cudnn
+    return {"matmul": matmul, "cudnn": cudnn}
+
+
+def timed(run, images, repeats, seconds, device):
+    """Images/s of `run` (one call: `images` images): a warm-up, then `repeats` samples of at least `seconds` each."""
+    run()
+    sync(device)
+    rates = []
+    for _ in range(repeats):
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            run()
+            calls += 1
+            if calls % 8 == 0 or device.type != "cuda":
+                sync(device)
+                if time.perf_counter() - t0 >= seconds:
+                    break
+        rates.append(calls * images / (time.perf_counter() - t0))
+    rates.sort()
+    return {"median": rates[len(rates) // 2], "min": rates[0], "max": rates[-1], "samples": rates}
+
+
+def training_step(form, model, opt, x, y, batch, gen, device):
+    """One call = one training step of `batch` images drawn at random, in `form` (the graph forms capture it once)."""
+    idx = torch.randint(0, len(x), (batch,), generator=gen).to(device)
+
+    def eager():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
+        opt.step()
+
+    if not form.startswith("graph"):
+        return eager
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as the capture recipe asks (creates momentum buffers)
+        for _ in range(3):
+            eager()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
+        opt.step()
+    return graph.replay
+
+
+def inference_pass(form, model, x, device, chunk=1000):
+    """One call = a forward pass over all of `x` in chunks of `chunk`, in `form`."""
+    model.eval()
+    if not form.startswith("graph"):
+        def run():
+            with torch.no_grad():
+                for i in range(0, len(x), chunk):
+                    model(x[i:i + chunk])
+        return run
+    static = x[:chunk].clone()
+    with torch.no_grad():
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                model(static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(static)
+
+    def replay():
+        for i in range(0, len(x) - len(x) % chunk, chunk):
+            static.copy_(x[i:i + chunk])
+            graph.replay()
+    return replay
+
+
+def measure_forms(a, device, x_train, y_train, x_test):
+    forms = FORMS if a.forms == "all" else a.forms.split(",")
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown:
+        raise SystemExit(f"--forms: {', '.join(unknown)} not among {', '.join(FORMS)} (or all)")
+    defaults = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    out = []
+    for form in forms:
+        row = {"form": form}
+        try:
+            if form.startswith("graph") and device.type != "cuda":
+                raise RuntimeError("CUDA graphs need --device cuda")
+            row["tf32"] = set_tf32(form, defaults)
+            torch.manual_seed(a.seed)
+            model = Net(a.arch, x_train.shape[1], x_train.shape[2]).to(device)
+            run_model = torch.compile(model) if form == "compile" else model
+            row["training"] = []
+            for batch in [int(b) for b in a.batch_sizes.split(",")]:
+                model.train()
+                opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
+                gen = torch.Generator().manual_seed(a.seed)
+                step = training_step(form, run_model, opt, x_train, y_train, batch, gen, device)
+                rate = timed(step, batch, a.repeats, a.seconds, device)
+                row["training"].append({"batch_size": batch, "images_per_sec": rate})
+                print(f"{form}: training at batch {batch}: {rate['median']:.0f} images/s "
+                      f"[{rate['min']:.0f}-{rate['max']:.0f}]", file=sys.stderr)
+            run = inference_pass(form, run_model, x_test, device)
+            rate = timed(run, len(x_test) - len(x_test) % 1000, a.repeats, a.seconds, device)
+            row["inference"] = {"chunk": 1000, "images_per_sec": rate}
+            print(f"{form}: inference: {rate['median']:.0f} images/s", file=sys.stderr)
+        except Exception as e:  # a form that cannot run here (no CUDA, no compiler) is recorded, not fatal
+            row["error"] = f"{type(e).__name__}: {e}"
+            print(f"{form}: not measured: {row['error']}", file=sys.stderr)
+        out.append(row)
+    set_tf32("eager", defaults)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.path.join(HERE, "..", "..", "data", "mnist"))
@@ -172,6 +301,12 @@ def main():
     p.add_argument("--eval", metavar="PATH", help="evaluate this safetensors checkpoint instead of training")
     p.add_argument("--save", metavar="PATH", help="save the trained weights here (safetensors, gpu-cnn's names)")
     p.add_argument("--json-out", metavar="PATH")
+    p.add_argument("--forms", metavar="LIST",
+                   help="measure throughput in these forms (eager, eager-f32, graph, graph-f32, compile, or all) "
+                        "instead of training epochs")
+    p.add_argument("--batch-sizes", default="16,64,256,1024", help="with --forms: training batch sizes")
+    p.add_argument("--repeats", type=int, default=5, help="with --forms: timed samples per measurement (median)")
+    p.add_argument("--seconds", type=float, default=1.0, help="with --forms: the least time one sample runs")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -185,6 +320,14 @@ def main():
     result = {"script": "torch_cnn.py", "torch": torch.__version__, "device": str(device), "threads": a.threads,
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "args": vars(a)}
 
+    if a.forms:
+        result["forms"] = measure_forms(a, device, x_train, y_train, x_test)
+        line = json.dumps(result)
+        if a.json_out:
+            with open(a.json_out, "w") as f:
+                f.write(line + "\n")
+        print(line)
+        return
     if a.eval:
         from safetensors.torch import load_file
         model.load_state_dict(load_file(a.eval), strict=True)
